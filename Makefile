@@ -1,0 +1,61 @@
+# clinrisk: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat Pipfile.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
+PIPENV := PIPENV_VENV_IN_PROJECT=1 PIPENV_YES=1 PIPENV_NOSPIN=1 PIPENV_IGNORE_VIRTUALENVS=1 python3 -m pipenv
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): Pipfile.lock pyproject.toml
+	@python3 -m pipenv --version >/dev/null 2>&1 || python3 -m pip install --quiet "pipenv==2026.10.3"
+	$(PIPENV) sync --dev
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: install
+install: $(STAMP) ## Build the environment in .venv from Pipfile.lock (only when it changed)
+
+.PHONY: lock
+lock: ## Re-resolve Pipfile into Pipfile.lock
+	$(PIPENV) lock
+
+.PHONY: test
+test: install ## Run the test suite (installs first when needed)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+.PHONY: test-fast
+test-fast: install ## Run the tests not marked slow
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## Check style with ruff (what pre-commit runs)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+.PHONY: format
+format: install ## Format the code with ruff
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+.PHONY: train
+train: install ## Train the stroke model, register it and apply the promotion gate
+	$(VENV)/bin/clinrisk train
+
+.PHONY: predict
+predict: install ## Score the raw stroke file with the champion into .clinrisk/predictions.csv
+	$(VENV)/bin/clinrisk predict --input data/raw/healthcare-dataset-stroke-data.csv --output .clinrisk/predictions.csv
+
+.PHONY: models
+models: install ## List registered versions, aliases and key metrics
+	$(VENV)/bin/clinrisk models
+
+.PHONY: clean
+clean: ## Remove local state (.clinrisk) but keep the environment
+	rm -rf .clinrisk

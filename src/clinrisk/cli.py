@@ -1,0 +1,73 @@
+"""The `clinrisk` command line: a thin layer over the package's modules.
+
+Commands are imported lazily, so `clinrisk --help` stays fast and a command only pays for
+the libraries it uses. Any ClinriskError becomes a one-line message and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from clinrisk.errors import ClinriskError, DataValidationError
+
+# Command name -> "module:attribute" of a click command. Each area of the product owns its
+# own commands module; this table is the only place they are wired together.
+COMMANDS = {
+    "train": "clinrisk.commands:train",
+    "predict": "clinrisk.commands:predict",
+    "promote": "clinrisk.commands:promote",
+    "rollback": "clinrisk.commands:rollback",
+    "models": "clinrisk.commands:models",
+    "serve": "clinrisk.web.commands:serve",
+    "user": "clinrisk.web.commands:user",
+    "monitor": "clinrisk.monitoring.commands:monitor",
+    "up": "clinrisk.stack:up",
+}
+
+EXIT_INVALID_DATA = 2
+EXIT_ERROR = 1
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when they are run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DataValidationError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_INVALID_DATA)
+        except ClinriskError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=LazyGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+def main(verbose: bool) -> None:
+    """Retrain, monitor and serve clinical risk models (stroke first)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+def emit_json(payload: dict) -> None:
+    """Print the machine-readable result as the last line of output."""
+    click.echo(json.dumps(payload, default=str))
+
+
+def path_option(*names: str, **kwargs):
+    return click.option(*names, type=click.Path(path_type=Path), **kwargs)

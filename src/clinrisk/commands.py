@@ -1,0 +1,101 @@
+"""Model-core commands: train, predict, promote, rollback, models."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from clinrisk.cli import emit_json, path_option
+from clinrisk.settings import load_settings
+
+model_option = click.option("--model", "model_name", default=None, help="Model spec name (default: stroke).")
+
+
+def _settings_for(model_name: str | None):
+    settings = load_settings()
+    return settings, model_name or settings.model_name
+
+
+@click.command()
+@path_option("--data", default=None, help="Training file (default: the spec's raw file).")
+@model_option
+@click.option("--seed", type=int, default=None, help="Random seed (default: the spec's).")
+def train(data: Path | None, model_name: str | None, seed: int | None) -> None:
+    """Train, log to MLflow, register a challenger and apply the promotion gate."""
+    from clinrisk.retraining import retrain
+
+    settings, name = _settings_for(model_name)
+    result = retrain(settings, name, data, seed)
+    verdict = "promoted to champion" if result["promoted"] else "not promoted"
+    click.echo(f"{name} version {result['version']} ({result['candidate']}): {verdict}", err=True)
+    emit_json(result)
+
+
+@click.command()
+@path_option("--input", "input_path", required=True, help="CSV or Parquet file to score.")
+@path_option("--output", "output_path", required=True, help="Where to write the scored file.")
+@model_option
+@click.option("--skip-invalid", is_flag=True, help="Write invalid rows to a rejects file instead of failing.")
+@path_option("--rejects", "rejects_path", default=None, help="Rejects file (default: OUTPUT.rejects.csv).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=50_000, show_default=True)
+def predict(input_path, output_path, model_name, skip_invalid, rejects_path, chunk_rows) -> None:
+    """Score a file with the champion: adds probability, prediction and model_version."""
+    from clinrisk import registry
+    from clinrisk.predict import score_file
+
+    settings, name = _settings_for(model_name)
+    model = registry.load_alias(settings, name, registry.CHAMPION)
+    report = score_file(
+        model, model.info["version"], input_path, output_path,
+        chunk_rows=chunk_rows, skip_invalid=skip_invalid, rejects_path=rejects_path,
+    )
+    emit_json(asdict(report))
+
+
+@click.command()
+@click.argument("version")
+@model_option
+@click.option("--reason", default="manual promotion", show_default=True)
+def promote(version: str, model_name: str | None, reason: str) -> None:
+    """Make VERSION the champion, bypassing the gate (recorded as a tag)."""
+    from clinrisk import promotion, registry
+
+    settings, name = _settings_for(model_name)
+    registry.version_tags(settings, name, version)  # fails clearly for an unknown version
+    promotion.promote(settings, name, version, reason=reason)
+    emit_json({"model": name, "champion": version, "reason": reason})
+
+
+@click.command()
+@model_option
+@click.option("--reason", default="manual rollback", show_default=True)
+def rollback(model_name: str | None, reason: str) -> None:
+    """Point champion back at the previous champion and record why."""
+    from clinrisk import promotion
+
+    settings, name = _settings_for(model_name)
+    old, new = promotion.rollback(settings, name, reason=reason)
+    emit_json({"model": name, "from_version": old, "champion": new, "reason": reason})
+
+
+@click.command()
+@model_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(model_name: str | None, as_json: bool) -> None:
+    """List registered versions with aliases, gate decision and holdout metrics."""
+    from clinrisk import registry
+
+    settings, name = _settings_for(model_name)
+    rows = registry.list_versions(settings, name)
+    if as_json:
+        emit_json({"model": name, "versions": rows})
+        return
+    click.echo(f"{'version':>7}  {'aliases':<22} {'gate':<9} {'recall':>6} {'prec':>6} {'roc_auc':>7} {'pr_auc':>6}")
+    for r in rows:
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
+        click.echo(
+            f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['gate']:<9} {fmt(r['recall']):>6} "
+            f"{fmt(r['precision']):>6} {fmt(r['roc_auc']):>7} {fmt(r['pr_auc']):>6}"
+        )

@@ -1,0 +1,47 @@
+"""The trained model as one object: pipeline, decision threshold, spec and training facts.
+
+Nothing that belongs to a model version is configured beside it: whoever loads a version
+gets the threshold it was chosen with and the schema it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from clinrisk.spec import ModelSpec, spec_from_yaml
+
+
+@dataclass
+class RiskModel:
+    pipeline: Pipeline
+    threshold: float
+    spec_yaml: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def spec(self) -> ModelSpec:
+        return spec_from_yaml(self.spec_yaml)
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Probability of the positive class for each row of validated features."""
+        return self.pipeline.predict_proba(features[self.spec.feature_names])[:, 1]
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        return (np.asarray(proba) >= self.threshold).astype(int)
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Probability and 0/1 decision at the model's own threshold."""
+        proba = self.predict_proba(features)
+        return pd.DataFrame({"probability": proba, "prediction": self.decide(proba)}, index=features.index)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The derived spec holds a dynamically built pydantic class that cannot be pickled.
+        state = self.__dict__.copy()
+        state.pop("spec", None)
+        return state

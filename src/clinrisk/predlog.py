@@ -1,0 +1,132 @@
+"""The prediction log: every served prediction and every observed outcome, through SQLAlchemy.
+
+SQLite in the state directory by default, PostgreSQL through a URL under compose. The web
+service writes it; the monitor flow reads a recent window of it as "current" data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from clinrisk.errors import ClinriskError
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("prediction_id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model_name", String(64), nullable=False, index=True),
+    Column("model_version", String(32), nullable=False),
+    Column("features", Text, nullable=False),  # JSON object of the validated input
+    Column("probability", Float, nullable=False),
+    Column("prediction", Integer, nullable=False),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", String(36), nullable=False, index=True),
+    Column("outcome", Integer, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class PredictionLogError(ClinriskError):
+    """The prediction log database cannot be reached or written."""
+
+
+def connect(url: str) -> Engine:
+    """Open the log database and create its tables if needed."""
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+        metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        raise PredictionLogError(f"prediction log at {engine_url_safe(url)} is unavailable: {exc}") from exc
+    return engine
+
+
+def engine_url_safe(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as given, minus nothing secret
+        return "<unparsable URL>"
+
+
+def write_predictions(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert prediction rows (features as a dict); returns how many were written."""
+    records = [{**r, "features": json.dumps(r["features"], default=float)} for r in rows]
+    if not records:
+        return 0
+    with engine.begin() as conn:
+        conn.execute(insert(predictions), records)
+    return len(records)
+
+
+def write_feedback(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
+    records = list(rows)
+    if not records:
+        return 0
+    with engine.begin() as conn:
+        conn.execute(insert(feedback), records)
+    return len(records)
+
+
+def prediction_exists(engine: Engine, prediction_id: str) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(select(predictions.c.prediction_id).where(predictions.c.prediction_id == prediction_id))
+        return found.first() is not None
+
+
+def read_window(
+    engine: Engine, model_name: str, since: datetime | None = None, until: datetime | None = None
+) -> pd.DataFrame:
+    """Logged predictions of a model in [since, until), features expanded into columns.
+
+    The latest outcome received for each prediction is joined as `outcome` (NaN if none yet).
+    """
+    query = select(predictions).where(predictions.c.model_name == model_name)
+    if since is not None:
+        query = query.where(predictions.c.created_at >= since)
+    if until is not None:
+        query = query.where(predictions.c.created_at < until)
+    with engine.connect() as conn:
+        logged = pd.DataFrame(conn.execute(query.order_by(predictions.c.created_at)).mappings().all())
+        outcomes = pd.DataFrame(conn.execute(select(feedback).order_by(feedback.c.id)).mappings().all())
+    if logged.empty:
+        return logged
+    features = pd.DataFrame([json.loads(f) for f in logged.pop("features")], index=logged.index)
+    window = pd.concat([features, logged], axis=1)
+    latest = outcomes.drop_duplicates("prediction_id", keep="last") if not outcomes.empty else None
+    lookup = latest.set_index("prediction_id")["outcome"] if latest is not None else pd.Series(dtype=float)
+    window["outcome"] = window["prediction_id"].map(lookup)
+    return window

@@ -1,0 +1,95 @@
+"""One settings object, read from the environment (prefix CLINRISK_) and validated at start.
+
+Every path defaults to somewhere inside the state directory `CLINRISK_HOME` (default
+`./.clinrisk`), so the whole system runs with no server and no configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clinrisk.errors import ClinriskError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_spec_dir() -> Path:
+    """`./models` when run from a checkout, else the checkout this package was installed from."""
+    local = Path("models")
+    return local if local.is_dir() else PROJECT_ROOT / "models"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with defaults that work from a fresh clone."""
+
+    model_config = SettingsConfigDict(env_prefix="CLINRISK_", extra="ignore", populate_by_name=True)
+
+    home: Path = Path(".clinrisk")
+    spec_dir: Path = Field(default_factory=_default_spec_dir)
+    model_name: str = "stroke"
+    tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CLINRISK_TRACKING_URI")
+    )
+    registry_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "CLINRISK_REGISTRY_URI")
+    )
+    artifact_root: str | None = None
+    experiment_name: str | None = None
+
+    # Web service.
+    auth_enabled: bool = True
+    users_file: Path | None = None
+    prediction_log_url: str | None = None
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    workers: int = Field(default=2, ge=1)
+    max_batch_rows: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    fast_path: bool = True
+
+    # Monitoring and reports.
+    reports_dir: Path | None = None
+    retrain_cooldown_hours: float = Field(default=24.0, ge=0)
+
+    @model_validator(mode="after")
+    def _fill_state_paths(self) -> Settings:
+        """Place every unset path inside the state directory."""
+        home = self.home.resolve()
+        object.__setattr__(self, "home", home)
+        if self.tracking_uri is None:
+            self.tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+        if self.artifact_root is None:
+            self.artifact_root = (home / "mlartifacts").as_uri()
+        if self.users_file is None:
+            self.users_file = home / "users.json"
+        if self.prediction_log_url is None:
+            self.prediction_log_url = f"sqlite:///{home / 'predictions.db'}"
+        if self.reports_dir is None:
+            self.reports_dir = home / "reports"
+        return self
+
+    @property
+    def spec_path(self) -> Path:
+        return self.spec_dir / f"{self.model_name}.yaml"
+
+    def spec_path_for(self, model_name: str) -> Path:
+        return self.spec_dir / f"{model_name}.yaml"
+
+    def ensure_home(self) -> Path:
+        """Create the state directory on first use (never at import)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+def load_settings(**overrides) -> Settings:
+    """Build the settings, failing fast with the offending variable named."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"])
+            lines.append(f"CLINRISK_{field.upper()}: {error['msg']}")
+        raise ClinriskError("invalid settings:\n  " + "\n  ".join(lines)) from None

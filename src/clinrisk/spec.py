@@ -1,0 +1,188 @@
+"""The declared model spec: one YAML file per clinical model, the single source of truth.
+
+Request validation, training columns, the MLflow signature, the OpenAPI document and the
+Evidently column mapping are all derived from a `ModelSpec`, so a new model needs a new
+spec file and no new code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+
+from clinrisk.errors import SpecError
+
+FeatureType = Literal["numeric", "binary", "categorical"]
+
+
+class FeatureSpec(BaseModel):
+    """One input column: its type and what values it may take."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: FeatureType
+    categories: list[str] | None = None
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = False
+    aliases: list[str] = Field(default_factory=list)
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _categories_match_type(self) -> FeatureSpec:
+        if self.type == "categorical" and not self.categories:
+            raise ValueError("a categorical feature needs a non-empty 'categories' list")
+        if self.type != "categorical" and self.categories:
+            raise ValueError("only categorical features take 'categories'")
+        return self
+
+
+class DataSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    sha256: str | None = None
+    na_values: list[str] = Field(default_factory=list)
+
+
+class TargetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    positive: int | str = 1
+    negative: int | str = 0
+
+
+class ObjectiveSpec(BaseModel):
+    """Maximise recall subject to a precision floor, with a safety margin on the floor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    maximise: Literal["recall"] = "recall"
+    precision_floor: float = Field(gt=0, lt=1)
+    safety_margin: float = Field(default=0.0, ge=0, lt=1)
+    tie_breaker: Literal["pr_auc", "roc_auc"] = "pr_auc"
+
+
+class TrainingSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    cv_folds: int = Field(default=5, ge=2)
+    seed: int = 42
+    reference_sample_rows: int = Field(default=2000, ge=10)
+
+
+class CandidateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(BaseModel):
+    """A whole clinical model: data, features, target, objective and candidate estimators."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    description: str = ""
+    data: DataSpec
+    id_column: str | None = None
+    target: TargetSpec
+    features: dict[str, FeatureSpec]
+    objective: ObjectiveSpec
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    candidates: list[CandidateSpec] = Field(min_length=1)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features)
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [n for n, f in self.features.items() if f.type in ("numeric", "binary")]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [n for n, f in self.features.items() if f.type == "categorical"]
+
+    @cached_property
+    def alias_map(self) -> dict[str, str]:
+        """Map every accepted alternative field name to its canonical feature name."""
+        return {alias: name for name, f in self.features.items() for alias in f.aliases}
+
+    @cached_property
+    def record_model(self) -> type[BaseModel]:
+        """A pydantic model of one input record, used for validation and OpenAPI."""
+        return build_record_model(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _field_definition(name: str, feature: FeatureSpec) -> tuple[Any, Any]:
+    """The (annotation, Field) pair pydantic needs for one feature."""
+    if feature.type == "categorical":
+        annotation: Any = Literal[tuple(feature.categories or [])]
+    elif feature.type == "binary":
+        annotation = Literal[0, 1]
+    else:
+        annotation = float
+    if feature.nullable:
+        annotation = annotation | None
+    constraints: dict[str, Any] = {"description": feature.description}
+    if feature.type == "numeric":
+        constraints.update(ge=feature.min, le=feature.max, allow_inf_nan=False)
+    if feature.aliases:
+        constraints["validation_alias"] = AliasChoices(name, *feature.aliases)
+    default = None if feature.nullable else ...
+    return annotation, Field(default, **constraints)
+
+
+def build_record_model(spec: ModelSpec) -> type[BaseModel]:
+    """Create the pydantic model of one record: strict fields, no unknown extras."""
+    fields = {name: _field_definition(name, f) for name, f in spec.features.items()}
+    config = ConfigDict(extra="forbid", strict=False, title=f"{spec.name.capitalize()}Patient")
+    return create_model(f"{spec.name.capitalize()}Record", __config__=config, **fields)
+
+
+def load_spec(path: Path) -> ModelSpec:
+    """Read and validate a spec file; a broken spec fails with the file and field named."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"model spec not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"model spec {path} is not valid YAML: {exc}") from None
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"model spec {path} is invalid:\n{exc}") from None
+
+
+def spec_from_yaml(text: str) -> ModelSpec:
+    """Rebuild a spec from the YAML text stored inside a logged model."""
+    return ModelSpec.model_validate(yaml.safe_load(text))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,134 @@
+"""Training: holdout split, candidates compared out of fold, threshold, refit, holdout evaluation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+
+from clinrisk.errors import NoThresholdError
+from clinrisk.evaluate import classification_metrics
+from clinrisk.features import build_pipeline
+from clinrisk.model import RiskModel
+from clinrisk.spec import CandidateSpec, ModelSpec
+from clinrisk.threshold import ThresholdChoice, choose_threshold
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CandidateScore:
+    """How one candidate did on out-of-fold predictions of the training part."""
+
+    name: str
+    roc_auc: float
+    pr_auc: float
+    choice: ThresholdChoice | None
+    failure: str | None = None
+
+    @property
+    def rank_key(self) -> tuple[float, float]:
+        return (self.choice.recall if self.choice else -1.0, self.pr_auc)
+
+
+@dataclass
+class TrainingResult:
+    model: RiskModel
+    best: CandidateScore
+    candidates: list[CandidateScore]
+    holdout: pd.DataFrame
+    holdout_proba: np.ndarray
+    holdout_metrics: dict[str, float]
+    reference_sample: pd.DataFrame
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def split_holdout(frame: pd.DataFrame, spec: ModelSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified split; the holdout is only ever used to evaluate and gate, never to choose."""
+    return train_test_split(
+        frame,
+        test_size=spec.training.holdout_fraction,
+        stratify=frame[spec.target.column],
+        random_state=seed,
+    )
+
+
+def out_of_fold_scores(spec: ModelSpec, candidate: CandidateSpec, train: pd.DataFrame, seed: int) -> np.ndarray:
+    folds = StratifiedKFold(n_splits=spec.training.cv_folds, shuffle=True, random_state=seed)
+    pipeline = build_pipeline(spec, candidate, seed)
+    proba = cross_val_predict(
+        pipeline, train[spec.feature_names], train[spec.target.column], cv=folds, method="predict_proba"
+    )
+    return proba[:, 1]
+
+
+def score_candidate(spec: ModelSpec, candidate: CandidateSpec, train: pd.DataFrame, seed: int) -> CandidateScore:
+    """Out-of-fold ranking metrics and the threshold this candidate would get."""
+    y = train[spec.target.column].to_numpy()
+    oof = out_of_fold_scores(spec, candidate, train, seed)
+    objective = spec.objective
+    try:
+        choice = choose_threshold(y, oof, objective.precision_floor, objective.safety_margin)
+        failure = None
+    except NoThresholdError as exc:
+        choice, failure = None, str(exc)
+    return CandidateScore(
+        name=candidate.name,
+        roc_auc=float(roc_auc_score(y, oof)),
+        pr_auc=float(average_precision_score(y, oof)),
+        choice=choice,
+        failure=failure,
+    )
+
+
+def select_best(scores: list[CandidateScore]) -> CandidateScore:
+    """Highest out-of-fold recall at the floor, PR-AUC to break ties."""
+    feasible = [s for s in scores if s.choice is not None]
+    if not feasible:
+        reasons = "; ".join(f"{s.name}: {s.failure}" for s in scores)
+        raise NoThresholdError(f"no candidate reaches the precision floor: {reasons}")
+    return max(feasible, key=lambda s: s.rank_key)
+
+
+def reference_sample(train: pd.DataFrame, spec: ModelSpec, seed: int) -> pd.DataFrame:
+    """Rows of the training data kept with the model as the drift reference."""
+    rows = min(spec.training.reference_sample_rows, len(train))
+    columns = [*spec.feature_names, spec.target.column]
+    return train[columns].sample(n=rows, random_state=seed).reset_index(drop=True)
+
+
+def train_model(spec: ModelSpec, frame: pd.DataFrame, seed: int | None = None, data_sha256: str = "") -> TrainingResult:
+    """Train every candidate, keep the best, refit it and evaluate it on the holdout."""
+    seed = spec.training.seed if seed is None else seed
+    train, holdout = split_holdout(frame, spec, seed)
+    scores = [score_candidate(spec, c, train, seed) for c in spec.candidates]
+    best = select_best(scores)
+    log.info("best candidate %s: oof recall %.3f at threshold %.4f", best.name, best.choice.recall, best.choice.threshold)
+    pipeline = build_pipeline(spec, next(c for c in spec.candidates if c.name == best.name), seed)
+    pipeline.fit(train[spec.feature_names], train[spec.target.column])
+    model = RiskModel(pipeline=pipeline, threshold=best.choice.threshold, spec_yaml=spec.to_yaml())
+    holdout_proba = model.predict_proba(holdout)
+    metrics = classification_metrics(holdout[spec.target.column], holdout_proba, model.threshold)
+    model.info = {
+        "model": spec.name,
+        "candidate": best.name,
+        "seed": seed,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_sha256": data_sha256,
+        "holdout_metrics": metrics,
+    }
+    return TrainingResult(
+        model=model,
+        best=best,
+        candidates=scores,
+        holdout=holdout,
+        holdout_proba=holdout_proba,
+        holdout_metrics=metrics,
+        reference_sample=reference_sample(train, spec, seed),
+        rows={"total": len(frame), "train": len(train), "holdout": len(holdout)},
+    )

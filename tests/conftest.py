@@ -1,0 +1,86 @@
+"""Fixtures shared by every tier: settings on a temporary state directory, the real data,
+a fast spec for tests that train repeatedly, a trained registry and a real MLflow server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from clinrisk.settings import Settings, load_settings
+from clinrisk.spec import ModelSpec, load_spec
+from support import RAW_STROKE, REPO, mlflow_server
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Fail fast instead of MLflow's default minutes of retries when a server is down on purpose.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path_factory, monkeypatch):
+    """No test touches ./.clinrisk or the developer's own tracking server."""
+    home = tmp_path_factory.mktemp("clinrisk-home")
+    monkeypatch.setenv("CLINRISK_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("CLINRISK_SPEC_DIR", str(REPO / "models"))
+
+
+@pytest.fixture(scope="session")
+def stroke_spec() -> ModelSpec:
+    return load_spec(REPO / "models" / "stroke.yaml")
+
+
+@pytest.fixture(scope="session")
+def raw_stroke() -> pd.DataFrame:
+    """The real stroke file exactly as published (N/A bmi as NaN)."""
+    return pd.read_csv(RAW_STROKE, na_values=["N/A"])
+
+
+def write_fast_spec(directory: Path, **training) -> Path:
+    """A copy of the stroke spec with one quick candidate and 3 folds, for tests that train often."""
+    raw = yaml.safe_load((REPO / "models" / "stroke.yaml").read_text())
+    raw["data"]["path"] = str(RAW_STROKE)
+    raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "logistic_regression"]
+    raw["training"].update({"cv_folds": 3, **training})
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "stroke.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return directory
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Settings on a fresh state directory with the real stroke spec."""
+    return load_settings(home=tmp_path / "home", spec_dir=REPO / "models")
+
+
+@pytest.fixture
+def fast_settings(tmp_path) -> Settings:
+    """Settings whose stroke spec trains in a few seconds (logistic regression only)."""
+    return load_settings(home=tmp_path / "home", spec_dir=write_fast_spec(tmp_path / "specs"))
+
+
+@pytest.fixture(scope="session")
+def trained_settings(tmp_path_factory) -> Settings:
+    """A state directory holding one promoted stroke champion trained on the real data.
+
+    Shared by the tests of one worker: tests must read from it, never change its aliases.
+    """
+    from clinrisk.retraining import retrain
+
+    root = tmp_path_factory.mktemp("trained")
+    settings = load_settings(home=root / "home", spec_dir=write_fast_spec(root / "specs"))
+    summary = retrain(settings, "stroke")
+    assert summary["promoted"], summary
+    return settings
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_url(tmp_path_factory) -> str:
+    """The URL of a real `mlflow server` process (SQLite backend), one per test worker."""
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
