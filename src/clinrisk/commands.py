@@ -48,8 +48,13 @@ def predict(input_path, output_path, model_name, skip_invalid, rejects_path, chu
     settings, name = _settings_for(model_name)
     model = registry.load_alias(settings, name, registry.CHAMPION)
     report = score_file(
-        model, model.info["version"], input_path, output_path,
-        chunk_rows=chunk_rows, skip_invalid=skip_invalid, rejects_path=rejects_path,
+        model,
+        model.info["version"],
+        input_path,
+        output_path,
+        chunk_rows=chunk_rows,
+        skip_invalid=skip_invalid,
+        rejects_path=rejects_path,
     )
     emit_json(asdict(report))
 
@@ -92,7 +97,9 @@ def models(model_name: str | None, as_json: bool) -> None:
     if as_json:
         emit_json({"model": name, "versions": rows})
         return
-    click.echo(f"{'version':>7}  {'aliases':<22} {'gate':<9} {'recall':>6} {'prec':>6} {'roc_auc':>7} {'pr_auc':>6}")
+    click.echo(
+        f"{'version':>7}  {'aliases':<22} {'gate':<9} {'recall':>6} {'prec':>6} {'roc_auc':>7} {'pr_auc':>6}"
+    )
     for r in rows:
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
         click.echo(

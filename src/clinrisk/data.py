@@ -87,7 +87,7 @@ def _line_numbers(index: pd.Index) -> list[int]:
 def _problem(column: str, message: str, bad: pd.Series) -> dict:
     """Describe one column's problem, naming how many rows and the first few lines."""
     rows = bad[bad].index
-    return {"column": column, "message": message, "count": int(len(rows)), "lines": _line_numbers(rows)}
+    return {"column": column, "message": message, "count": len(rows), "lines": _line_numbers(rows)}
 
 
 def _check_structure(frame: pd.DataFrame, spec: ModelSpec, require_target: bool) -> None:
@@ -120,7 +120,9 @@ def _numeric_checks(frame: pd.DataFrame, name: str, feature) -> tuple[pd.Series,
     return values.astype(float), checks
 
 
-def _categorical_checks(frame: pd.DataFrame, name: str, feature) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
+def _categorical_checks(
+    frame: pd.DataFrame, name: str, feature
+) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
     raw = frame[name]
     values = raw.astype("string").str.strip()
     allowed = ", ".join(feature.categories)
@@ -179,7 +181,9 @@ def _row_reasons(index: pd.Index, findings: list[tuple[str, str, pd.Series]]) ->
 def format_problems(problems: list[dict]) -> str:
     lines = []
     for p in problems:
-        where = f" ({p['count']} rows; first at lines {', '.join(map(str, p['lines']))})" if p["lines"] else ""
+        where = (
+            f" ({p['count']} rows; first at lines {', '.join(map(str, p['lines']))})" if p["lines"] else ""
+        )
         lines.append(f"  column '{p['column']}': {p['message']}{where}")
     return "\n".join(lines)
 

@@ -48,7 +48,9 @@ def save_pr_curve(y_true, proba, threshold: float, floor: float, path: Path) -> 
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(recall, precision, label="holdout")
     ax.axhline(floor, color="grey", linestyle="--", label=f"precision floor {floor:g}")
-    ax.scatter([point["recall"]], [point["precision"]], color="red", zorder=3, label=f"threshold {threshold:.3f}")
+    ax.scatter(
+        [point["recall"]], [point["precision"]], color="red", zorder=3, label=f"threshold {threshold:.3f}"
+    )
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (holdout)", ylim=(0, 1.02))
     ax.legend(loc="upper right")
     fig.tight_layout()
@@ -69,7 +71,9 @@ def save_confusion_matrix(metrics: dict[str, float], path: Path) -> Path:
     ax.imshow(cells, cmap="Blues")
     for (row, col), value in np.ndenumerate(cells):
         ax.text(col, row, str(value), ha="center", va="center", fontsize=14)
-    ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title="Confusion matrix (holdout)")
+    ax.set(
+        xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title="Confusion matrix (holdout)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -23,7 +23,10 @@ def build_preprocessor(spec: ModelSpec) -> ColumnTransformer:
     categories = [spec.features[name].categories for name in spec.categorical_features]
     categorical = OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False)
     return ColumnTransformer(
-        [("numeric", numeric, spec.numeric_features), ("categorical", categorical, spec.categorical_features)],
+        [
+            ("numeric", numeric, spec.numeric_features),
+            ("categorical", categorical, spec.categorical_features),
+        ],
         remainder="drop",
         verbose_feature_names_out=False,
     )

@@ -103,7 +103,9 @@ def write_feedback(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
 
 def prediction_exists(engine: Engine, prediction_id: str) -> bool:
     with engine.connect() as conn:
-        found = conn.execute(select(predictions.c.prediction_id).where(predictions.c.prediction_id == prediction_id))
+        found = conn.execute(
+            select(predictions.c.prediction_id).where(predictions.c.prediction_id == prediction_id)
+        )
         return found.first() is not None
 
 

@@ -45,7 +45,10 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, floo
         return GateDecision(True, [meets, "there is no champion yet"], challenger, None)
     if champion["precision"] + EPSILON < floor:
         return GateDecision(
-            True, [meets, f"champion precision {champion['precision']:.3f} breaches the floor"], challenger, champion
+            True,
+            [meets, f"champion precision {champion['precision']:.3f} breaches the floor"],
+            challenger,
+            champion,
         )
     recall_gap = challenger["recall"] - champion["recall"]
     comparison = f"recall {challenger['recall']:.3f} vs champion {champion['recall']:.3f}"
@@ -55,8 +58,12 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, floo
         return GateDecision(False, [meets, f"lower {comparison}"], challenger, champion)
     pr = f"PR-AUC {challenger['pr_auc']:.3f} vs champion {champion['pr_auc']:.3f}"
     promote = challenger["pr_auc"] + EPSILON >= champion["pr_auc"]
-    return GateDecision(promote, [meets, f"equal {comparison}", ("not lower " if promote else "lower ") + pr],
-                        challenger, champion)
+    return GateDecision(
+        promote,
+        [meets, f"equal {comparison}", ("not lower " if promote else "lower ") + pr],
+        challenger,
+        champion,
+    )
 
 
 def score_on(model: RiskModel, holdout: pd.DataFrame) -> dict[str, float]:
@@ -72,7 +79,9 @@ def current_champion(settings: Settings, name: str) -> RiskModel | None:
         return None
 
 
-def apply_gate(settings: Settings, version: str, challenger: RiskModel, holdout: pd.DataFrame) -> GateDecision:
+def apply_gate(
+    settings: Settings, version: str, challenger: RiskModel, holdout: pd.DataFrame
+) -> GateDecision:
     """Score challenger and champion on the same rows, decide, record why, move the alias."""
     name = challenger.spec.name
     champion = current_champion(settings, name)
@@ -101,7 +110,9 @@ def promote(settings: Settings, name: str, version: str, reason: str = "manual p
     if previous == str(version):
         return
     registry.set_version_tags(
-        settings, name, version,
+        settings,
+        name,
+        version,
         {"champion.previous": previous or "none", "champion.promoted_at": _now(), "champion.reason": reason},
     )
     registry.set_alias(settings, name, registry.CHAMPION, version)
@@ -114,8 +125,14 @@ def rollback(settings: Settings, name: str, reason: str = "manual rollback") -> 
         raise NoChampionError(f"'{name}' has no champion to roll back")
     previous = registry.version_tags(settings, name, current).get("champion.previous", "none")
     if previous == "none":
-        raise RegistryError(f"{name} version {current} is the first champion: there is nothing to roll back to")
-    registry.set_version_tags(settings, name, current, {"champion.rolled_back_at": _now(), "champion.rollback_reason": reason})
-    registry.set_version_tags(settings, name, previous, {"champion.restored_at": _now(), "champion.restored_reason": reason})
+        raise RegistryError(
+            f"{name} version {current} is the first champion: there is nothing to roll back to"
+        )
+    registry.set_version_tags(
+        settings, name, current, {"champion.rolled_back_at": _now(), "champion.rollback_reason": reason}
+    )
+    registry.set_version_tags(
+        settings, name, previous, {"champion.restored_at": _now(), "champion.restored_reason": reason}
+    )
     registry.set_alias(settings, name, registry.CHAMPION, previous)
     return current, previous

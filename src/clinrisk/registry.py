@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -55,6 +56,8 @@ def client(settings: Settings):
     import mlflow
     from mlflow import MlflowClient
 
+    # MLflow's per-download progress bars would interleave with our own output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.tracking_uri)
     if settings.registry_uri:
         mlflow.set_registry_uri(settings.registry_uri)
@@ -122,7 +125,7 @@ def _pyfunc_class():
 
             self.risk_model: RiskModel = joblib.load(context.artifacts["risk_model"])
 
-        def predict(self, context, model_input, params=None):
+        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
             from clinrisk.data import validate_frame
 
             frame = validate_frame(pd.DataFrame(model_input), self.risk_model.spec, require_target=False)
@@ -138,7 +141,9 @@ def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
 
     y = result.holdout[spec.target.column]
     floor = spec.objective.precision_floor
-    mlflow.log_artifact(str(save_pr_curve(y, result.holdout_proba, result.model.threshold, floor, workdir / "pr_curve.png")))
+    mlflow.log_artifact(
+        str(save_pr_curve(y, result.holdout_proba, result.model.threshold, floor, workdir / "pr_curve.png"))
+    )
     mlflow.log_artifact(str(save_confusion_matrix(result.holdout_metrics, workdir / "confusion_matrix.png")))
 
 
@@ -158,7 +163,9 @@ def _log_run_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
         }
     )
     for score in result.candidates:
-        mlflow.log_metrics({f"cv_{score.name}_roc_auc": score.roc_auc, f"cv_{score.name}_pr_auc": score.pr_auc})
+        mlflow.log_metrics(
+            {f"cv_{score.name}_roc_auc": score.roc_auc, f"cv_{score.name}_pr_auc": score.pr_auc}
+        )
         if score.choice:
             mlflow.log_metric(f"cv_{score.name}_recall_at_floor", score.choice.recall)
     mlflow.log_metrics({f"holdout_{k}": v for k, v in result.holdout_metrics.items()})
@@ -182,8 +189,8 @@ def log_and_register(settings: Settings, result, data_path: Path | None = None) 
             result.model.info["run_id"] = run.info.run_id
             joblib.dump(result.model, workdir / "risk_model.joblib")
             info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT,
                 python_model=_pyfunc_class()(),
+                name=MODEL_ARTIFACT,
                 artifacts={"risk_model": str(workdir / "risk_model.joblib")},
                 signature=model_signature(spec),
                 input_example=result.holdout[spec.feature_names].head(3),
@@ -234,16 +241,25 @@ def download_model_dir(settings: Settings, name: str, version: str, destination:
 
     with translated_errors(f"downloading {name} version {version}"):
         client(settings)
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)))
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)
+            )
+        )
 
 
 def load_reference(settings: Settings, name: str, version: str) -> pd.DataFrame:
     """The training-data sample recorded with a version, used as the drift reference."""
     import mlflow
 
-    with translated_errors(f"loading the reference sample of {name} version {version}"), tempfile.TemporaryDirectory() as tmp:
+    with (
+        translated_errors(f"loading the reference sample of {name} version {version}"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         run_id = client(settings).get_model_version(name, version).run_id
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
+        )
         return pd.read_parquet(path)
 
 
@@ -282,7 +298,9 @@ def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
         mlflow_client = client(settings)
         versions = mlflow_client.search_model_versions(f"name='{name}'")
         rows = []
-        for mv in sorted(versions, key=lambda v: int(v.version)):
+        for found in sorted(versions, key=lambda v: int(v.version)):
+            # search results carry no aliases; a direct read does.
+            mv = mlflow_client.get_model_version(name, found.version)
             metrics = mlflow_client.get_run(mv.run_id).data.metrics
             rows.append(
                 {

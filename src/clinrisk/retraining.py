@@ -23,7 +23,9 @@ def data_path_for(spec: ModelSpec, data_path: Path | None) -> Path:
     return local if local.exists() else PROJECT_ROOT / spec.data.path
 
 
-def load_and_validate(settings: Settings, model_name: str, data_path: Path | None) -> tuple[ModelSpec, pd.DataFrame, str]:
+def load_and_validate(
+    settings: Settings, model_name: str, data_path: Path | None
+) -> tuple[ModelSpec, pd.DataFrame, str]:
     """Read the spec and the data; raise DataValidationError before anything is logged."""
     spec = load_spec(settings.spec_path_for(model_name))
     path = data_path_for(spec, data_path)
@@ -32,7 +34,9 @@ def load_and_validate(settings: Settings, model_name: str, data_path: Path | Non
     return spec, frame, file_sha256(path)
 
 
-def summary(result: TrainingResult, version: registry.RegisteredVersion, decision: GateDecision) -> dict[str, Any]:
+def summary(
+    result: TrainingResult, version: registry.RegisteredVersion, decision: GateDecision
+) -> dict[str, Any]:
     """The JSON line `clinrisk train` prints last."""
     keys = ("recall", "precision", "roc_auc", "pr_auc", "f1", "flagged_share")
     return {
@@ -48,7 +52,9 @@ def summary(result: TrainingResult, version: registry.RegisteredVersion, decisio
     }
 
 
-def retrain(settings: Settings, model_name: str, data_path: Path | None = None, seed: int | None = None) -> dict:
+def retrain(
+    settings: Settings, model_name: str, data_path: Path | None = None, seed: int | None = None
+) -> dict:
     """Validate, train, log, register and gate: the whole retraining in one call."""
     spec, frame, sha = load_and_validate(settings, model_name, data_path)
     result = train_model(spec, frame, seed=seed, data_sha256=sha)

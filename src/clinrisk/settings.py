@@ -51,7 +51,11 @@ class Settings(BaseSettings):
 
     # Monitoring and reports.
     reports_dir: Path | None = None
+    evidently_workspace: Path | None = None
     retrain_cooldown_hours: float = Field(default=24.0, ge=0)
+    drift_share: float = Field(default=0.2, gt=0, le=1)  # share of drifted features that is "drift"
+    recall_floor: float = Field(default=0.5, ge=0, le=1)  # monitored recall below this is a breach
+    min_outcome_rows: int = Field(default=50, ge=1)  # labelled rows needed to judge quality
 
     @model_validator(mode="after")
     def _fill_state_paths(self) -> Settings:
@@ -68,6 +72,8 @@ class Settings(BaseSettings):
             self.prediction_log_url = f"sqlite:///{home / 'predictions.db'}"
         if self.reports_dir is None:
             self.reports_dir = home / "reports"
+        if self.evidently_workspace is None:
+            self.evidently_workspace = home / "evidently-workspace"
         return self
 
     @property

@@ -58,7 +58,9 @@ def split_holdout(frame: pd.DataFrame, spec: ModelSpec, seed: int) -> tuple[pd.D
     )
 
 
-def out_of_fold_scores(spec: ModelSpec, candidate: CandidateSpec, train: pd.DataFrame, seed: int) -> np.ndarray:
+def out_of_fold_scores(
+    spec: ModelSpec, candidate: CandidateSpec, train: pd.DataFrame, seed: int
+) -> np.ndarray:
     folds = StratifiedKFold(n_splits=spec.training.cv_folds, shuffle=True, random_state=seed)
     pipeline = build_pipeline(spec, candidate, seed)
     proba = cross_val_predict(
@@ -67,7 +69,9 @@ def out_of_fold_scores(spec: ModelSpec, candidate: CandidateSpec, train: pd.Data
     return proba[:, 1]
 
 
-def score_candidate(spec: ModelSpec, candidate: CandidateSpec, train: pd.DataFrame, seed: int) -> CandidateScore:
+def score_candidate(
+    spec: ModelSpec, candidate: CandidateSpec, train: pd.DataFrame, seed: int
+) -> CandidateScore:
     """Out-of-fold ranking metrics and the threshold this candidate would get."""
     y = train[spec.target.column].to_numpy()
     oof = out_of_fold_scores(spec, candidate, train, seed)
@@ -102,13 +106,20 @@ def reference_sample(train: pd.DataFrame, spec: ModelSpec, seed: int) -> pd.Data
     return train[columns].sample(n=rows, random_state=seed).reset_index(drop=True)
 
 
-def train_model(spec: ModelSpec, frame: pd.DataFrame, seed: int | None = None, data_sha256: str = "") -> TrainingResult:
+def train_model(
+    spec: ModelSpec, frame: pd.DataFrame, seed: int | None = None, data_sha256: str = ""
+) -> TrainingResult:
     """Train every candidate, keep the best, refit it and evaluate it on the holdout."""
     seed = spec.training.seed if seed is None else seed
     train, holdout = split_holdout(frame, spec, seed)
     scores = [score_candidate(spec, c, train, seed) for c in spec.candidates]
     best = select_best(scores)
-    log.info("best candidate %s: oof recall %.3f at threshold %.4f", best.name, best.choice.recall, best.choice.threshold)
+    log.info(
+        "best candidate %s: oof recall %.3f at threshold %.4f",
+        best.name,
+        best.choice.recall,
+        best.choice.threshold,
+    )
     pipeline = build_pipeline(spec, next(c for c in spec.candidates if c.name == best.name), seed)
     pipeline.fit(train[spec.feature_names], train[spec.target.column])
     model = RiskModel(pipeline=pipeline, threshold=best.choice.threshold, spec_yaml=spec.to_yaml())

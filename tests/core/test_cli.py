@@ -1,0 +1,109 @@
+"""The `clinrisk` CLI end to end: train, predict, models, promote, rollback, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from clinrisk import registry
+from clinrisk.cli import main
+from support import RAW_STROKE
+
+
+@pytest.fixture
+def run(fast_settings, monkeypatch):
+    """Invoke the CLI on the fast spec's state directory; returns (exit code, output, last JSON line)."""
+    monkeypatch.setenv("CLINRISK_HOME", str(fast_settings.home))
+    monkeypatch.setenv("CLINRISK_SPEC_DIR", str(fast_settings.spec_dir))
+
+    def invoke(*args: str):
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        return result.exit_code, result.output, json.loads(lines[-1]) if lines else None
+
+    return invoke
+
+
+def test_train_prints_a_json_summary_and_promotes_the_first_model(run):
+    """Its last line names the run, version, threshold, holdout metrics and the gate decision."""
+    code, _, summary = run("train")
+    assert code == 0
+    assert {"run_id", "model", "version", "threshold", "metrics", "promoted", "reasons"} <= set(summary)
+    assert {"recall", "precision", "roc_auc", "pr_auc"} <= set(summary["metrics"])
+    assert summary["promoted"] is True and summary["version"] == "1"
+
+
+def test_predict_scores_the_full_real_file(run, tmp_path):
+    """It scores all 5,110 rows with probability, prediction and model_version columns."""
+    run("train")
+    code, _, report = run(
+        "predict", "--input", str(RAW_STROKE), "--output", str(tmp_path / "out.csv"), "--chunk-rows", "1000"
+    )
+    assert code == 0 and report["rows_scored"] == 5110
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert len(scored) == 5110
+    assert scored["probability"].between(0, 1).all()
+    assert set(scored["prediction"]) == {0, 1}
+    assert (scored["model_version"] == 1).all()
+
+
+def test_predict_fails_on_an_invalid_row_and_writes_nothing(run, tmp_path, raw_stroke):
+    """An unknown category stops scoring with the column and line named, and no output file."""
+    run("train")
+    bad = raw_stroke.copy()
+    bad.loc[4000, "smoking_status"] = "vapes"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    code, output, _ = run(
+        "predict",
+        "--input",
+        str(tmp_path / "bad.csv"),
+        "--output",
+        str(tmp_path / "o.csv"),
+        "--chunk-rows",
+        "1000",
+    )
+    assert code == 2
+    assert "smoking_status" in output and "4002" in output
+    assert not (tmp_path / "o.csv").exists()
+    code, _, report = run(
+        "predict", "--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "o.csv"), "--skip-invalid"
+    )
+    assert code == 0 and report["rows_scored"] == 5109 and report["rows_rejected"] == 1
+    rejects = pd.read_csv(report["rejects"])
+    assert rejects["reason"].str.contains("smoking_status").all()
+
+
+@pytest.mark.parametrize("column", ["age", "stroke"])
+def test_train_on_bad_data_exits_non_zero_and_logs_nothing(run, tmp_path, raw_stroke, fast_settings, column):
+    """Invalid training data exits 2 naming the column, with no run and no version registered."""
+    bad = raw_stroke.copy()
+    bad[column] = bad[column].astype(object)
+    bad.loc[10, column] = "seven"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    code, output, _ = run("train", "--data", str(tmp_path / "bad.csv"))
+    assert code == 2 and column in output and "Traceback" not in output
+    assert registry.alias_version(fast_settings, "stroke", "challenger") is None
+    assert registry.client(fast_settings).search_experiments(filter_string="name LIKE 'clinrisk-%'") == []
+
+
+def test_predict_without_a_champion_is_a_clear_error(run, tmp_path):
+    """Scoring before any training says to train first."""
+    code, output, _ = run("predict", "--input", str(RAW_STROKE), "--output", str(tmp_path / "o.csv"))
+    assert code == 1 and "clinrisk train" in output
+
+
+def test_models_promote_and_rollback(run):
+    """Manual promotion moves the alias, rollback returns it, and models lists both versions."""
+    run("train")
+    run("train", "--seed", "5")
+    code, _, listing = run("models", "--json")
+    assert [v["version"] for v in listing["versions"]] == ["1", "2"]
+    champion = next(v["version"] for v in listing["versions"] if "champion" in v["aliases"])
+    other = "1" if champion == "2" else "2"
+    assert run("promote", other)[2]["champion"] == other
+    assert run("rollback")[2]["champion"] == champion
+    code, output, _ = run("promote", "99")
+    assert code == 1 and "99" in output

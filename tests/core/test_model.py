@@ -1,0 +1,74 @@
+"""Model tier: training on the real data, loose guards and behavioural checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from clinrisk.data import validate_frame
+from clinrisk.spec import load_spec
+from clinrisk.train import train_model
+
+
+@pytest.fixture(scope="module")
+def clean_stroke(stroke_spec, raw_stroke):
+    return validate_frame(raw_stroke, stroke_spec, require_target=True)
+
+
+@pytest.fixture(scope="module")
+def trained(stroke_spec, clean_stroke):
+    """The full spec (both candidates, 5 folds) trained on the real data with its seed."""
+    return train_model(stroke_spec, clean_stroke)
+
+
+def test_holdout_quality_clears_the_guards(trained, stroke_spec):
+    """With the spec's seed, holdout recall >= 0.60 and ROC-AUC >= 0.80 at the model's own threshold."""
+    metrics = trained.holdout_metrics
+    assert metrics["recall"] >= 0.60
+    assert metrics["roc_auc"] >= 0.80
+    assert metrics["precision"] >= stroke_spec.objective.precision_floor - 0.03
+
+
+def test_both_candidates_were_compared_out_of_fold(trained, stroke_spec):
+    """Every candidate in the spec gets out-of-fold scores; the best one is kept."""
+    assert {c.name for c in trained.candidates} == {c.name for c in stroke_spec.candidates}
+    assert trained.best.rank_key == max(c.rank_key for c in trained.candidates)
+    assert (
+        trained.best.choice.precision
+        >= stroke_spec.objective.precision_floor + stroke_spec.objective.safety_margin
+    )
+
+
+def test_the_holdout_is_stratified_and_untouched(trained, clean_stroke, stroke_spec):
+    """The holdout keeps the positive rate and shares no row with the reference sample."""
+    rate = trained.holdout[stroke_spec.target.column].mean()
+    assert abs(rate - clean_stroke[stroke_spec.target.column].mean()) < 0.01
+    assert trained.rows == {"total": 5110, "train": 4088, "holdout": 1022}
+
+
+def test_training_is_reproducible(fast_settings, clean_stroke):
+    """The same seed gives the same candidate, threshold and holdout metrics."""
+    spec = load_spec(fast_settings.spec_path)
+    first, again = train_model(spec, clean_stroke, seed=7), train_model(spec, clean_stroke, seed=7)
+    assert again.best.name == first.best.name
+    assert again.model.threshold == pytest.approx(first.model.threshold)
+    assert again.holdout_metrics == pytest.approx(first.holdout_metrics)
+
+
+def test_older_patients_get_higher_risk(trained, clean_stroke):
+    """Direction: the same patients twenty years older are scored as riskier on average."""
+    sample = clean_stroke.sample(300, random_state=0)
+    older = sample.assign(age=(sample["age"] + 20).clip(upper=120))
+    assert trained.model.predict_proba(older).mean() > trained.model.predict_proba(sample).mean()
+
+
+def test_predictions_ignore_the_row_id(trained, clean_stroke):
+    """Invariance: changing the id column changes no probability."""
+    sample = clean_stroke.head(200)
+    renumbered = sample.assign(id=sample["id"] + 1_000_000)
+    assert (trained.model.predict_proba(renumbered) == trained.model.predict_proba(sample)).all()
+
+
+def test_the_model_flags_at_its_own_threshold(trained, clean_stroke):
+    """The decision is exactly probability >= the model's threshold."""
+    scored = trained.model.predict(clean_stroke.head(500))
+    assert ((scored["probability"] >= trained.model.threshold).astype(int) == scored["prediction"]).all()

@@ -1,0 +1,85 @@
+"""Code tier: the declared spec and what is derived from it."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from clinrisk.errors import SpecError
+from clinrisk.spec import load_spec
+
+PATIENT = {
+    "gender": "Male",
+    "age": 67,
+    "hypertension": 0,
+    "heart_disease": 1,
+    "ever_married": "Yes",
+    "work_type": "Private",
+    "Residence_type": "Urban",
+    "avg_glucose_level": 228.69,
+    "bmi": 36.6,
+    "smoking_status": "formerly smoked",
+}
+
+
+def test_spec_lists_every_column_of_the_raw_file(stroke_spec, raw_stroke):
+    """It declares every feature column of the real data, and only those, as features."""
+    columns = set(raw_stroke.columns) - {stroke_spec.id_column, stroke_spec.target.column}
+    assert set(stroke_spec.feature_names) == columns
+    assert set(stroke_spec.numeric_features) | set(stroke_spec.categorical_features) == columns
+
+
+def test_record_model_accepts_a_real_patient(stroke_spec):
+    """It accepts a record from the dataset as it is."""
+    record = stroke_spec.record_model.model_validate(PATIENT)
+    assert record.age == 67
+
+
+def test_record_model_accepts_the_lowercase_alias_and_missing_bmi(stroke_spec):
+    """It accepts residence_type for Residence_type and a patient without bmi."""
+    patient = {k: v for k, v in PATIENT.items() if k not in ("Residence_type", "bmi")}
+    record = stroke_spec.record_model.model_validate({**patient, "residence_type": "Rural"})
+    assert record.Residence_type == "Rural"
+    assert record.bmi is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"gender": "Unknown"}, "gender"),
+        ({"age": 130}, "age"),
+        ({"age": "old"}, "age"),
+        ({"hypertension": 2}, "hypertension"),
+        ({"avg_glucose_level": None}, "avg_glucose_level"),
+        ({"shoe_size": 42}, "shoe_size"),
+    ],
+)
+def test_record_model_rejects_bad_values_naming_the_field(stroke_spec, change, field):
+    """It rejects unknown categories, out-of-range or wrong-type values and unknown fields."""
+    with pytest.raises(ValidationError) as caught:
+        stroke_spec.record_model.model_validate({**PATIENT, **change})
+    assert field in {str(error["loc"][0]) for error in caught.value.errors()}
+
+
+def test_record_model_requires_every_non_nullable_field(stroke_spec):
+    """It names a missing required field."""
+    patient = {k: v for k, v in PATIENT.items() if k != "age"}
+    with pytest.raises(ValidationError, match="age"):
+        stroke_spec.record_model.model_validate(patient)
+
+
+def test_a_broken_spec_fails_naming_the_file_and_field(tmp_path):
+    """It raises SpecError naming the file and the invalid field."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(
+        "name: broken\ndata: {path: x.csv}\ntarget: {column: y}\nfeatures: {}\n"
+        "objective: {precision_floor: 2}\ncandidates: []\n"
+    )
+    with pytest.raises(SpecError, match=r"broken\.yaml.*\n.*precision_floor|precision_floor"):
+        load_spec(path)
+
+
+def test_a_missing_spec_is_a_clear_error(tmp_path):
+    """It says which spec file does not exist."""
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "nothing.yaml")
