@@ -28,11 +28,11 @@ lock: ## Re-resolve Pipfile into Pipfile.lock
 
 .PHONY: test
 test: install ## Run the test suite (installs first when needed)
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not compose" $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: install ## Run the tests not marked slow
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -m "not slow and not compose" $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install ## Check style with ruff (what pre-commit runs)
@@ -59,3 +59,11 @@ models: install ## List registered versions, aliases and key metrics
 .PHONY: clean
 clean: ## Remove local state (.clinrisk) but keep the environment
 	rm -rf .clinrisk
+
+.PHONY: up
+up: install ## Start the whole stack locally (MLflow, Prefect, worker, web service); Ctrl-C stops it
+	$(VENV)/bin/clinrisk up
+
+.PHONY: test-compose
+test-compose: install ## Build and start the docker compose stack, test it end to end, remove it
+	.ci/test-compose.sh

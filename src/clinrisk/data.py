@@ -105,6 +105,8 @@ def _check_structure(frame: pd.DataFrame, spec: ModelSpec, require_target: bool)
 def _numeric_checks(frame: pd.DataFrame, name: str, feature) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
     """Coerce one numeric column; return it with the (message, bad-row mask) pairs found."""
     raw = frame[name]
+    if feature.missing_values:
+        raw = raw.mask(pd.to_numeric(raw, errors="coerce").isin(feature.missing_values))
     values = pd.to_numeric(raw, errors="coerce")
     checks = [("non-numeric value", raw.notna() & values.isna())]
     if not feature.nullable:

@@ -38,6 +38,8 @@ class FeatureSpec(BaseModel):
     min: float | None = None
     max: float | None = None
     nullable: bool = False
+    # Values that stand for "not measured" in the raw data (e.g. 0 for glucose in Pima).
+    missing_values: list[float] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
     description: str | None = None
 
