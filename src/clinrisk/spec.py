@@ -76,6 +76,8 @@ class ObjectiveSpec(BaseModel):
     maximise: Literal["recall"] = "recall"
     precision_floor: float = Field(gt=0, lt=1)
     safety_margin: float = Field(default=0.0, ge=0, lt=1)
+    # Out-of-fold recalls closer than this are treated as equal when comparing candidates.
+    selection_tolerance: float = Field(default=0.0, ge=0, lt=1)
     tie_breaker: Literal["pr_auc", "roc_auc"] = "pr_auc"
 
 

@@ -31,10 +31,6 @@ class CandidateScore:
     choice: ThresholdChoice | None
     failure: str | None = None
 
-    @property
-    def rank_key(self) -> tuple[float, float]:
-        return (self.choice.recall if self.choice else -1.0, self.pr_auc)
-
 
 @dataclass
 class TrainingResult:
@@ -90,13 +86,19 @@ def score_candidate(
     )
 
 
-def select_best(scores: list[CandidateScore]) -> CandidateScore:
-    """Highest out-of-fold recall at the floor, PR-AUC to break ties."""
+def select_best(scores: list[CandidateScore], tolerance: float = 0.0) -> CandidateScore:
+    """Highest out-of-fold recall at the floor; within `tolerance` of it, the best PR-AUC wins.
+
+    Out-of-fold recall at one operating point is noisy (a few hundred positives), so small
+    differences decide nothing; PR-AUC summarises the whole curve and is far steadier.
+    """
     feasible = [s for s in scores if s.choice is not None]
     if not feasible:
         reasons = "; ".join(f"{s.name}: {s.failure}" for s in scores)
         raise NoThresholdError(f"no candidate reaches the precision floor: {reasons}")
-    return max(feasible, key=lambda s: s.rank_key)
+    best_recall = max(s.choice.recall for s in feasible)
+    contenders = [s for s in feasible if s.choice.recall >= best_recall - tolerance - 1e-12]
+    return max(contenders, key=lambda s: (s.pr_auc, s.choice.recall))
 
 
 def reference_sample(train: pd.DataFrame, spec: ModelSpec, seed: int) -> pd.DataFrame:
@@ -113,7 +115,7 @@ def train_model(
     seed = spec.training.seed if seed is None else seed
     train, holdout = split_holdout(frame, spec, seed)
     scores = [score_candidate(spec, c, train, seed) for c in spec.candidates]
-    best = select_best(scores)
+    best = select_best(scores, spec.objective.selection_tolerance)
     log.info(
         "best candidate %s: oof recall %.3f at threshold %.4f",
         best.name,

@@ -6,7 +6,8 @@ import pytest
 
 from clinrisk.data import validate_frame
 from clinrisk.spec import load_spec
-from clinrisk.train import train_model
+from clinrisk.threshold import ThresholdChoice
+from clinrisk.train import CandidateScore, select_best, train_model
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def test_holdout_quality_clears_the_guards(trained, stroke_spec):
 def test_both_candidates_were_compared_out_of_fold(trained, stroke_spec):
     """Every candidate in the spec gets out-of-fold scores; the best one is kept."""
     assert {c.name for c in trained.candidates} == {c.name for c in stroke_spec.candidates}
-    assert trained.best.rank_key == max(c.rank_key for c in trained.candidates)
+    best_recall = max(c.choice.recall for c in trained.candidates if c.choice)
+    assert trained.best.choice.recall >= best_recall - stroke_spec.objective.selection_tolerance
     assert (
         trained.best.choice.precision
         >= stroke_spec.objective.precision_floor + stroke_spec.objective.safety_margin
@@ -72,3 +74,11 @@ def test_the_model_flags_at_its_own_threshold(trained, clean_stroke):
     """The decision is exactly probability >= the model's threshold."""
     scored = trained.model.predict(clean_stroke.head(500))
     assert ((scored["probability"] >= trained.model.threshold).astype(int) == scored["prediction"]).all()
+
+
+def test_selection_prefers_pr_auc_among_near_equal_recalls():
+    """Within the tolerance, the candidate with the better PR-AUC wins; beyond it, recall wins."""
+    steady = CandidateScore("steady", 0.84, 0.22, ThresholdChoice(0.6, 0.16, 0.70, 0.155))
+    lucky = CandidateScore("lucky", 0.83, 0.19, ThresholdChoice(0.5, 0.16, 0.71, 0.155))
+    assert select_best([lucky, steady], tolerance=0.02).name == "steady"
+    assert select_best([lucky, steady], tolerance=0.0).name == "lucky"
