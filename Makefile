@@ -67,3 +67,27 @@ up: install ## Start the whole stack locally (MLflow, Prefect, worker, web servi
 .PHONY: test-compose
 test-compose: install ## Build and start the docker compose stack, test it end to end, remove it
 	.ci/test-compose.sh
+
+.PHONY: bench
+bench: install ## Run every benchmark on this machine and update benchmarks/RESULTS.md (~15 min on 2 cores)
+	$(PY) benchmarks/threshold_study.py $(BENCH_ARGS)
+	$(PY) benchmarks/serving.py $(BENCH_ARGS)
+	$(PY) benchmarks/batch.py $(BENCH_ARGS)
+	$(PY) benchmarks/retrain.py $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: install ## Smoke-run every benchmark (small sizes; results in benchmarks/.work/RESULTS-quick.md)
+	$(MAKE) bench BENCH_ARGS=--quick
+
+.PHONY: flows-deploy
+flows-deploy: install ## Create the process work pool if missing and register prefect.yaml's deployments
+	$(VENV)/bin/prefect work-pool inspect clinrisk-pool >/dev/null 2>&1 || $(VENV)/bin/prefect work-pool create clinrisk-pool --type process
+	$(VENV)/bin/prefect --no-prompt deploy --all
+
+.PHONY: flows-worker
+flows-worker: install ## Start a Prefect worker on clinrisk-pool (runs retrain, monitor, batch-score)
+	$(VENV)/bin/prefect worker start --pool clinrisk-pool --type process
+
+.PHONY: reports-ui
+reports-ui: install ## Browse monitoring and retrain reports in Evidently's UI (http://127.0.0.1:8000)
+	$(VENV)/bin/evidently ui --workspace $${CLINRISK_HOME:-.clinrisk}/evidently-workspace

@@ -1,0 +1,352 @@
+"""Batch scoring: `clinrisk predict` on a million-row file against a plain `predict_proba`.
+
+Trains a champion, writes the real data resampled to `--rows` rows, then in fresh processes
+measured the same way (wall time, peak RSS from wait4):
+- `clinrisk predict` on the file (read in chunks, validate, score, write), also on a 1-row
+  file to subtract its fixed start-up cost and on a smaller file to show memory does not grow
+  with the file;
+- a plain script that loads the same champion, reads the same file into one DataFrame and
+  calls `pipeline.predict_proba` on it.
+Then profiles `score_file` to show where its time goes, stage by stage.
+
+    .venv/bin/python benchmarks/batch.py            # 1,000,000 rows, a few minutes on 2 cores
+    .venv/bin/python benchmarks/batch.py --quick    # 100,000 rows, smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+
+TARGET_SHARE = 0.90
+MEMORY_GROWTH_ALLOWED = 1.25  # peak RSS for the big file / for the small one
+LEAN_CHECK_ROWS = 100_000  # rows on which the lean scorer is compared with scikit-learn
+# Stages of score_file, as (label, file, function) in cProfile's statistics.
+STAGES = (
+    ("read (pandas CSV/Parquet chunks)", "data.py", "iter_table"),
+    ("validate (validate_frame)", "data.py", "validate_frame"),
+    ("score (RiskModel.predict)", "model.py", "predict"),
+    ("write (_TableWriter.write)", "predict.py", "write"),
+)
+
+
+# --- helpers run in fresh processes -------------------------------------------------------
+
+
+def plain_predict_proba(input_path: Path) -> dict:
+    """Load the champion, read the whole file into a DataFrame, then time predict_proba alone."""
+    from clinrisk import registry
+    from clinrisk.data import read_table
+    from clinrisk.settings import load_settings
+
+    model = registry.load_alias(load_settings(), "stroke", registry.CHAMPION)
+    started = time.perf_counter()
+    frame = read_table(input_path, model.spec)
+    read = time.perf_counter() - started
+    started = time.perf_counter()
+    proba = model.pipeline.predict_proba(frame[model.spec.feature_names])[:, 1]
+    scored = time.perf_counter() - started
+    return {"rows": len(proba), "read_seconds": read, "predict_seconds": scored, "mean": float(proba.mean())}
+
+
+def lean_scorer(input_path: Path) -> dict:
+    """Score the same in-memory DataFrame with the lean ONNX scorer the web service uses."""
+    import numpy as np
+
+    from clinrisk import registry
+    from clinrisk.data import read_table
+    from clinrisk.serving.onnx_scorer import OnnxScorer
+    from clinrisk.serving.scorer import score_frame
+    from clinrisk.settings import load_settings
+
+    model = registry.load_alias(load_settings(), "stroke", registry.CHAMPION)
+    frame = read_table(input_path, model.spec)
+    started = time.perf_counter()
+    scorer = OnnxScorer.from_pipeline(model.pipeline, model.spec)
+    built = time.perf_counter() - started
+    started = time.perf_counter()
+    proba = score_frame(scorer, frame, model.spec)
+    scored = time.perf_counter() - started
+    sample = frame.iloc[:LEAN_CHECK_ROWS]
+    diff = float(np.max(np.abs(proba[: len(sample)] - model.predict_proba(sample))))
+    return {"rows": len(proba), "build_seconds": built, "predict_seconds": scored, "max_abs_diff": diff}
+
+
+def profile_score_file(input_path: Path, output_path: Path, chunk_rows: int) -> dict:
+    """Run score_file under cProfile; return each stage's cumulative seconds and the top functions."""
+    import cProfile
+    import io
+    import pstats
+
+    from clinrisk import registry
+    from clinrisk.predict import score_file
+    from clinrisk.settings import load_settings
+
+    model = registry.load_alias(load_settings(), "stroke", registry.CHAMPION)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.runcall(
+        score_file, model, "bench", input_path, output_path, chunk_rows=chunk_rows, progress=False
+    )
+    total = time.perf_counter() - started
+    stats = pstats.Stats(profiler)
+    stages = {label: _cumulative(stats, file, function) for label, file, function in STAGES}
+    out = io.StringIO()
+    stats.stream = out
+    stats.strip_dirs().sort_stats("cumulative").print_stats(20)
+    return {"total_seconds": total, "stages": stages, "top": out.getvalue()}
+
+
+def _cumulative(stats, file: str, function: str) -> float:
+    """Cumulative seconds of the clinrisk function `function` defined in `file`."""
+    return sum(
+        row[3]
+        for (path, _, name), row in stats.stats.items()
+        if name == function and path.endswith(f"clinrisk/{file}")
+    )
+
+
+# --- the benchmark ------------------------------------------------------------------------
+
+
+def write_input(frame, spec, rows: int, path: Path, seed: int) -> Path:
+    """The real data resampled to `rows` rows, without the target, as CSV or Parquet."""
+    data = common.resample(frame, rows, seed, spec=spec).drop(columns=[spec.target.column])
+    if path.suffix == ".parquet":
+        data.to_parquet(path, index=False)
+    else:
+        data.to_csv(path, index=False)
+    return path
+
+
+def clinrisk_predict(home: Path, input_path: Path, chunk_rows: int, rows: int) -> common.Measured:
+    """Run `clinrisk predict` as a user would and check it scored every row."""
+    output = input_path.with_name(f"{input_path.stem}.scored{input_path.suffix}")
+    command = [
+        str(common.VENV_BIN / "clinrisk"), "predict", "--input", str(input_path), "--output", str(output),
+        "--chunk-rows", str(chunk_rows),
+    ]  # fmt: skip
+    result = common.check(common.measure(command, common.bench_env(home)), "clinrisk predict")
+    output.unlink(missing_ok=True)
+    scored = json.loads(result.stdout.strip().splitlines()[-1])["rows_scored"]
+    if scored != rows:
+        raise RuntimeError(f"clinrisk predict scored {scored} of {rows} rows of {input_path}")
+    return result
+
+
+def lean_available() -> bool:
+    """Whether the web service's lean (ONNX) scorer exists in this checkout."""
+    import importlib.util
+
+    return importlib.util.find_spec("clinrisk.serving.onnx_scorer") is not None
+
+
+def in_fresh_process(home: Path, flag: str, *arguments: str) -> tuple[common.Measured, dict]:
+    """Run one of this file's helpers in a new interpreter; return the measurement and its JSON."""
+    command = [sys.executable, __file__, flag, *arguments]
+    result = common.check(common.measure(command, common.bench_env(home)), flag)
+    return result, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure_all(args: argparse.Namespace, home: Path) -> dict:
+    """Every measurement of the batch benchmark, in one state directory."""
+    spec = common.load_spec()
+    frame = common.real_data(spec)
+    suffix = f".{args.format}"
+    print("training the champion ...", flush=True)
+    common.train_champion(home)
+    print(f"writing {args.rows:,} and {args.small_rows:,} rows ...", flush=True)
+    big = write_input(frame, spec, args.rows, home / f"big{suffix}", seed=1)
+    small = write_input(frame, spec, args.small_rows, home / f"small{suffix}", seed=2)
+    tiny = write_input(frame, spec, 1, home / f"tiny{suffix}", seed=3)
+    out = {"file_mb": big.stat().st_size / 1e6}
+    print("clinrisk predict ...", flush=True)
+    out["tiny"] = clinrisk_predict(home, tiny, args.chunk_rows, 1)
+    out["big"] = clinrisk_predict(home, big, args.chunk_rows, args.rows)
+    out["small"] = clinrisk_predict(home, small, args.chunk_rows, args.small_rows)
+    print("plain predict_proba ...", flush=True)
+    out["plain"], out["plain_times"] = in_fresh_process(home, "--plain-only", str(big))
+    if lean_available():
+        print("lean ONNX scorer ...", flush=True)
+        out["lean"], out["lean_times"] = in_fresh_process(home, "--lean-only", str(big))
+    if args.profile:
+        print("profiling score_file ...", flush=True)
+        output = home / f"profiled{suffix}"
+        _, out["profile"] = in_fresh_process(
+            home,
+            "--profile-only",
+            str(small),
+            "--profile-output",
+            str(output),
+            "--chunk-rows",
+            str(args.chunk_rows),
+        )
+    return out
+
+
+def rates(m: dict, rows: int) -> dict[str, float]:
+    """Rows per second of each way of scoring the big file."""
+    plain = m["plain_times"]
+    steady = max(m["big"].seconds - m["tiny"].seconds, 1e-9)
+    return {
+        "ours_end": rows / m["big"].seconds,
+        "ours_steady": rows / steady,
+        "steady_seconds": steady,
+        "plain_predict": rows / plain["predict_seconds"],
+        "plain_read_predict": rows / (plain["read_seconds"] + plain["predict_seconds"]),
+        "lean_predict": rows / m["lean_times"]["predict_seconds"] if "lean_times" in m else float("nan"),
+    }
+
+
+def table_rows(m: dict, r: dict, args: argparse.Namespace) -> list[list[str]]:
+    plain, small = m["plain_times"], m["small"]
+    rows = [
+        ["`clinrisk predict`, end to end (start-up, read, validate, score, write)", f"{r['ours_end']:,.0f}",
+         f"{m['big'].seconds:.1f}", f"{m['big'].peak_rss_mb:,.0f}"],
+        [f"`clinrisk predict` minus its fixed start-up ({m['tiny'].seconds:.1f} s on a 1-row file)",
+         f"{r['ours_steady']:,.0f}", f"{r['steady_seconds']:.1f}", "-"],
+        [f"`clinrisk predict` on {args.small_rows:,} rows (memory check)",
+         f"{args.small_rows / small.seconds:,.0f}", f"{small.seconds:.1f}", f"{small.peak_rss_mb:,.0f}"],
+        ["plain `predict_proba` on the in-memory DataFrame", f"{r['plain_predict']:,.0f}",
+         f"{plain['predict_seconds']:.1f}", f"{m['plain'].peak_rss_mb:,.0f}"],
+        ["plain: read the file + `predict_proba`", f"{r['plain_read_predict']:,.0f}",
+         f"{plain['read_seconds'] + plain['predict_seconds']:.1f}", "(same process)"],
+    ]  # fmt: skip
+    if "lean" in m:
+        lean = m["lean_times"]
+        checked = min(LEAN_CHECK_ROWS, args.rows)
+        rows.append([f"lean ONNX scorer (`clinrisk.serving`) on the in-memory DataFrame "
+                     f"(+{lean['build_seconds']:.1f} s to convert; max abs diff from scikit-learn "
+                     f"{lean['max_abs_diff']:.1e} on {checked:,} rows)", f"{r['lean_predict']:,.0f}",
+                     f"{lean['predict_seconds']:.1f}", f"{m['lean'].peak_rss_mb:,.0f}"])  # fmt: skip
+    return rows
+
+
+def verdicts(m: dict, r: dict, args: argparse.Namespace) -> list[str]:
+    """Throughput and memory targets: met, or missed by how much."""
+    share = r["ours_steady"] / r["plain_predict"]
+    small, big, plain = m["small"].peak_rss_mb, m["big"].peak_rss_mb, m["plain"].peak_rss_mb
+    growth = big / small
+    return [
+        f"**Throughput target** (≥ {TARGET_SHARE:.0%} of plain `predict_proba`): `clinrisk predict` reaches "
+        f"{share:.0%} of it without start-up ({r['ours_end'] / r['plain_predict']:.0%} end to end; "
+        f"{r['ours_steady'] / r['plain_read_predict']:.0%} of plain read + `predict_proba`): "
+        + ("met." if share >= TARGET_SHARE else f"missed by {TARGET_SHARE / share:.1f}x.")
+        + lean_note(r),
+        "",
+        f"**Memory target** (bounded by the chunk size, not the file): peak RSS {small:,.0f} MB for "
+        f"{args.small_rows:,} rows and {big:,.0f} MB for {args.rows:,} rows ({growth:.2f}x for "
+        f"{args.rows / args.small_rows:.0f}x the rows); plain `predict_proba` needs {plain:,.0f} MB: "
+        + ("met." if growth <= MEMORY_GROWTH_ALLOWED else "missed: memory grows with the file."),
+    ]
+
+
+def lean_note(r: dict) -> str:
+    """What the lean scorer alone achieves, when it was measured."""
+    if math.isnan(r["lean_predict"]):
+        return ""
+    return (
+        f" The lean ONNX scorer alone runs at {r['lean_predict'] / r['plain_predict']:.0%} of plain "
+        "`predict_proba` on the same DataFrame."
+    )
+
+
+def render(m: dict, args: argparse.Namespace) -> str:
+    """The markdown section: rows per second and peak memory of each way, ratios and verdicts."""
+    r = rates(m, args.rows)
+    lines = [
+        "## Batch scoring: `clinrisk predict` vs plain `predict_proba`",
+        "",
+        common.run_stamp(),
+        "",
+        f"{args.rows:,} rows (the real data resampled, {args.format.upper()}, {m['file_mb']:.0f} MB), "
+        f"champion trained by `clinrisk train`; `clinrisk predict --chunk-rows {args.chunk_rows:,}`. "
+        "Each way runs in a fresh process; peak memory is its maximum resident set size (wait4).",
+        "",
+        common.markdown_table(["way", "rows/s", "seconds", "peak RSS (MB)"], table_rows(m, r, args)),
+        "",
+        *verdicts(m, r, args),
+    ]
+    if "profile" in m:
+        lines += ["", profile_text(m["profile"], args.small_rows)]
+    return "\n".join(lines)
+
+
+def profile_text(profile: dict, scored_rows: int) -> str:
+    """Where score_file's time goes, stage by stage, with cProfile's top functions folded away."""
+    total = profile["total_seconds"]
+    rows = [
+        [label, f"{seconds:.1f}", f"{seconds / total:.0%}"] for label, seconds in profile["stages"].items()
+    ]
+    rest = total - sum(profile["stages"].values())
+    rows.append(["other (copies, bookkeeping)", f"{rest:.1f}", f"{rest / total:.0%}"])
+    return "\n".join(
+        [
+            f"Where the time goes: `score_file` on {scored_rows:,} rows under cProfile took {total:.1f} s "
+            "(the profiler's overhead inflates Python-heavy stages):",
+            "",
+            common.markdown_table(["stage", "seconds", "share"], rows),
+            "",
+            "<details><summary>cProfile, top 20 by cumulative time</summary>",
+            "",
+            "```text",
+            profile["top"].strip(),
+            "```",
+            "",
+            "</details>",
+        ]
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--small-rows", type=int, default=200_000, help="Second file size, for the memory check."
+    )
+    parser.add_argument("--chunk-rows", type=int, default=50_000)
+    parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    parser.add_argument("--no-profile", dest="profile", action="store_false", help="Skip the cProfile run.")
+    parser.add_argument("--quick", action="store_true", help="Smoke run: 100,000 rows, written under .work/.")
+    parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
+    parser.add_argument("--plain-only", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--lean-only", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-only", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-output", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.small_rows, args.chunk_rows = 100_000, 20_000, 10_000
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    common.exit_on_sigterm()
+    if args.plain_only:
+        print(json.dumps(plain_predict_proba(args.plain_only)))
+        return 0
+    if args.lean_only:
+        print(json.dumps(lean_scorer(args.lean_only)))
+        return 0
+    if args.profile_only:
+        print(json.dumps(profile_score_file(args.profile_only, args.profile_output, args.chunk_rows)))
+        return 0
+    with common.work_dir("batch") as tmp:
+        measured = measure_all(args, Path(tmp))
+    common.save_raw("batch", measured)
+    body = render(measured, args)
+    print(body)
+    common.write_results(common.results_path(args.results, args.quick), "batch", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Prefect flows (retrain, monitor, batch-score): each composes tasks that wrap plain functions."""

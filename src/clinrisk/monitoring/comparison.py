@@ -1,0 +1,76 @@
+"""The retrain report: the challenger against the champion it was gated with, on the same holdout."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from clinrisk import registry
+from clinrisk.evaluate import classification_metrics
+from clinrisk.model import RiskModel
+from clinrisk.monitoring import store
+from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
+from clinrisk.promotion import GateDecision
+from clinrisk.settings import Settings
+
+METRICS = ("recall", "precision", "pr_auc", "roc_auc", "f1", "flagged_share")
+
+
+def scored_holdout(model: RiskModel, holdout: pd.DataFrame) -> pd.DataFrame:
+    """Holdout features with the true outcome and this model's probability and decision."""
+    spec = model.spec
+    frame = holdout[spec.feature_names].copy()
+    frame[OUTCOME] = holdout[spec.target.column].to_numpy()
+    scored = model.predict(frame)
+    frame[PROBABILITY], frame[PREDICTION] = scored["probability"], scored["prediction"]
+    return frame
+
+
+def _metrics(frame: pd.DataFrame, model: RiskModel) -> dict[str, float]:
+    found = classification_metrics(frame[OUTCOME], frame[PROBABILITY], model.threshold)
+    return {k: round(found[k], 4) for k in METRICS}
+
+
+def compare_on_holdout(
+    settings: Settings,
+    challenger: RiskModel,
+    version: str,
+    holdout: pd.DataFrame,
+    decision: GateDecision,
+    champion_version: str | None,
+    reason: str,
+    data_source: str,
+) -> Path:
+    """Write the Evidently comparison, list it in the index, log it to the challenger's run."""
+    now = datetime.now(UTC)
+    spec = challenger.spec
+    champion = registry.load_version(settings, spec.name, champion_version) if champion_version else None
+    current = scored_holdout(challenger, holdout)
+    reference = scored_holdout(champion, holdout) if champion else None
+    from clinrisk.monitoring import reports  # Evidently loads slowly: only when a report is made
+
+    floors = Floors(settings.drift_share, settings.recall_floor, spec.objective.precision_floor)
+    title = f"{spec.name} v{version} vs champion v{champion_version or 'none'}"
+    snapshot = reports.comparison_snapshot(
+        spec, current, reference, floors, {"title": title, "model_version": version}
+    )
+    summary = {
+        "kind": "retrain",
+        "model": spec.name,
+        "model_version": str(version),
+        "champion_version": champion_version,
+        "created_at": now.isoformat(timespec="seconds"),
+        "window": {"start": None, "end": None, "source": data_source},
+        "rows": len(holdout),
+        "challenger_metrics": _metrics(current, challenger),
+        "champion_metrics": _metrics(reference, champion) if champion else None,
+        "promoted": decision.promote,
+        "reasons": decision.reasons,
+        "reason": reason,
+        "failed_tests": reports.facts(snapshot).failed_tests,
+    }
+    html = store.publish(settings.reports_dir, settings.evidently_workspace, snapshot, summary, now)
+    store.record_in_registry(settings, spec.name, version, html, summary)
+    return html

@@ -1,0 +1,195 @@
+"""Everything that talks to Evidently: column mapping, reports, their results and the workspace.
+
+Evidently replaced its whole API in 0.7 (Report/TestSuite became one Report with tests); this is
+the only module that imports it, so the next upgrade touches one file. The column mapping is
+derived from the model spec, so a new clinical model needs no change here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from evidently import BinaryClassification, DataDefinition, Dataset, Report
+from evidently.core.report import Snapshot
+from evidently.metrics import DriftedColumnsCount
+from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
+from evidently.tests import gte, lt
+from evidently.ui.workspace import Workspace
+
+from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
+from clinrisk.spec import ModelSpec
+
+# Distance-based methods for every sample size, so a column's verdict does not flip between a
+# p-value test and a distance when the window grows past Evidently's size cut-off.
+DRIFT_METHODS = {"num_method": "wasserstein", "cat_method": "jensenshannon", "threshold": 0.1}
+
+
+@dataclass
+class ReportFacts:
+    """The numbers the decision and the summaries need, read back from a snapshot."""
+
+    drift_share: float | None = None
+    column_drift: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed_tests: list[str] = field(default_factory=list)
+    recall: float | None = None
+    precision: float | None = None
+
+    @property
+    def drifted_columns(self) -> dict[str, float]:
+        return {c: d["score"] for c, d in self.column_drift.items() if d["drifted"]}
+
+
+def data_definition(spec: ModelSpec, with_quality: bool) -> DataDefinition:
+    """Evidently's column mapping, from the spec: 0/1 flags are compared as categories."""
+    numeric = [n for n, f in spec.features.items() if f.type == "numeric"]
+    categorical = [n for n, f in spec.features.items() if f.type != "numeric"]
+    quality = [
+        BinaryClassification(target=OUTCOME, prediction_labels=PREDICTION, prediction_probas=PROBABILITY)
+    ]
+    return DataDefinition(
+        numerical_columns=numeric,
+        categorical_columns=categorical,
+        classification=quality if with_quality else None,
+    )
+
+
+def _dataset(frame: pd.DataFrame, spec: ModelSpec, with_quality: bool) -> Dataset:
+    columns = spec.feature_names + ([OUTCOME, PREDICTION, PROBABILITY] if with_quality else [])
+    frame = frame[columns].reset_index(drop=True)
+    if with_quality:
+        frame = frame.astype({OUTCOME: int, PREDICTION: int, PROBABILITY: float})
+    return Dataset.from_pandas(frame, data_definition=data_definition(spec, with_quality))
+
+
+def _quality_preset(floors: Floors) -> ClassificationPreset:
+    return ClassificationPreset(recall_tests=[gte(floors.recall)], precision_tests=[gte(floors.precision)])
+
+
+def _merge(first: Snapshot, second: Snapshot) -> Snapshot:
+    """One snapshot holding both reports' metrics, widgets and tests (same metadata as the first)."""
+    merged, extra = first.to_snapshot_model(), second.to_snapshot_model()
+    merged.metric_results.update(extra.metric_results)
+    merged.top_level_metrics = [*merged.top_level_metrics, *extra.top_level_metrics]
+    merged.widgets = [*merged.widgets, *extra.widgets]
+    merged.tests_widgets = [*merged.tests_widgets, *extra.tests_widgets]
+    return Snapshot.load_model(merged)
+
+
+def monitoring_snapshot(
+    spec: ModelSpec,
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    labelled: pd.DataFrame | None,
+    floors: Floors,
+    metadata: dict[str, str],
+) -> Snapshot:
+    """Data drift and data summary on every current row; quality on the labelled rows, if any.
+
+    Quality needs a target on every row, so it runs on the labelled rows as a second report
+    and the two are merged into the one snapshot that is saved and browsed.
+    """
+    features = spec.feature_names
+    data = Report(
+        [
+            DataDriftPreset(columns=features, drift_share=floors.drift_share, **DRIFT_METHODS),
+            DriftedColumnsCount(
+                columns=features,
+                drift_share=floors.drift_share,
+                share_tests=[lt(floors.drift_share)],
+                **DRIFT_METHODS,
+            ),
+            DataSummaryPreset(columns=features),
+        ]
+    )
+    name = metadata.get("title", spec.name)
+    snapshot = data.run(
+        _dataset(current, spec, False),
+        _dataset(reference, spec, False),
+        metadata=metadata,
+        tags=[spec.name],
+        name=name,
+    )
+    if labelled is None:
+        return snapshot
+    quality = Report([_quality_preset(floors)]).run(
+        _dataset(labelled, spec, True), _dataset(reference, spec, True)
+    )
+    return _merge(snapshot, quality)
+
+
+def comparison_snapshot(
+    spec: ModelSpec,
+    challenger: pd.DataFrame,
+    champion: pd.DataFrame | None,
+    floors: Floors,
+    metadata: dict[str, str],
+) -> Snapshot:
+    """Classification quality of the challenger (current) against the champion (reference) on one holdout."""
+    report = Report([_quality_preset(floors)])
+    reference = _dataset(champion, spec, True) if champion is not None else None
+    return report.run(
+        _dataset(challenger, spec, True),
+        reference,
+        metadata=metadata,
+        tags=[spec.name, "retrain"],
+        name=metadata.get("title", spec.name),
+    )
+
+
+def _column_drift(config: dict, value: Any) -> dict[str, Any]:
+    threshold = float(config.get("threshold") or DRIFT_METHODS["threshold"])
+    score = float(value)
+    return {
+        "score": round(score, 4),
+        "threshold": threshold,
+        "method": config.get("method"),
+        "drifted": score >= threshold,
+    }
+
+
+def facts(snapshot: Snapshot) -> ReportFacts:
+    """Read the drift share, per-column drift, failed tests and quality back from a snapshot."""
+    result = snapshot.dict()
+    found = ReportFacts(failed_tests=[t["name"] for t in result["tests"] if t["status"] in ("FAIL", "ERROR")])
+    for metric in result["metrics"]:
+        config, value = metric.get("config", {}), metric.get("value")
+        kind = config.get("type", "").rsplit(":", 1)[-1]
+        if kind == "DriftedColumnsCount":
+            found.drift_share = float(value["share"])
+        elif kind == "ValueDrift":
+            found.column_drift[config["column"]] = _column_drift(config, value)
+        elif kind == "Recall":
+            found.recall = float(value)
+        elif kind == "Precision":
+            found.precision = float(value)
+    return found
+
+
+def save(snapshot: Snapshot, directory: Path, header_html: str = "") -> tuple[Path, Path]:
+    """Write the self-contained HTML (scripts and fonts inlined) with a header, and the JSON."""
+    html = snapshot.get_html_str(as_iframe=False)
+    if header_html:
+        html = html.replace("<body>", f"<body>\n{header_html}", 1)
+    html_path, json_path = directory / "report.html", directory / "report.json"
+    html_path.write_text(html, encoding="utf-8")
+    json_path.write_text(snapshot.json(), encoding="utf-8")
+    return html_path, json_path
+
+
+def add_to_workspace(path: Path, project_name: str, snapshot: Snapshot, description: str = "") -> str:
+    """Store a snapshot in a local Evidently workspace (browse it with `evidently ui`); returns its id."""
+    path.mkdir(parents=True, exist_ok=True)
+    workspace = Workspace(str(path))
+    projects = workspace.search_project(project_name)
+    project = projects[0] if projects else workspace.create_project(project_name, description=description)
+    return str(workspace.add_run(project.id, snapshot, include_data=False).id)
+
+
+def workspace_runs(path: Path, project_name: str) -> list[str]:
+    """The ids of the snapshots stored for a project (empty when there is none)."""
+    workspace = Workspace(str(path))
+    projects = workspace.search_project(project_name)
+    return [str(i) for i in workspace.list_runs(projects[0].id)] if projects else []

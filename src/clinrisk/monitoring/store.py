@@ -1,0 +1,71 @@
+"""Where a finished report goes: its own directory, the index, the Evidently workspace and MLflow.
+
+Layout: `<reports_dir>/<model>/<UTC timestamp>/` holding `report.html`, `report.json` and
+`summary.json`, with `<reports_dir>/index.html` listing them all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from clinrisk import registry
+from clinrisk.monitoring import index
+from clinrisk.settings import Settings
+
+
+def new_report_dir(reports_dir: Path, model_name: str, now: datetime) -> Path:
+    """A fresh directory named after the UTC time (suffixed when two reports share a second)."""
+    parent = Path(reports_dir) / model_name
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    for attempt in range(1000):
+        candidate = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"too many reports named {stamp} in {parent}")
+
+
+def publish(
+    reports_dir: Path, workspace: Path | None, snapshot, summary: dict[str, Any], now: datetime
+) -> Path:
+    """Save a report with its header and summary, add it to the workspace, refresh the index.
+
+    Returns the path of the report's HTML.
+    """
+    from clinrisk.monitoring import reports  # Evidently loads slowly: only when a report is saved
+
+    directory = new_report_dir(reports_dir, summary["model"], now)
+    html, _ = reports.save(snapshot, directory, index.header_for(summary))
+    if workspace is not None:
+        project = f"clinrisk-{summary['model']}"
+        summary["evidently_snapshot"] = reports.add_to_workspace(
+            workspace, project, snapshot, "clinrisk reports"
+        )
+    summary["report"] = str(html)
+    index.write_summary(directory, summary)
+    index.write_index(Path(reports_dir))
+    return html
+
+
+def record_in_registry(
+    settings: Settings, model_name: str, version: str, report_html: Path, summary: dict
+) -> None:
+    """Attach the report files to the run of the model version they describe, and tag the version."""
+    directory = Path(report_html).parent
+    run_id = registry.version_run_id(settings, model_name, version)
+    registry.log_run_artifacts(settings, run_id, directory, f"{summary['kind']}/{directory.name}")
+    if summary["kind"] == "monitor":
+        registry.set_version_tags(
+            settings,
+            model_name,
+            version,
+            {
+                "monitor.last_report": directory.name,
+                "monitor.drift_detected": str(summary["drift_detected"]).lower(),
+            },
+        )

@@ -1,0 +1,180 @@
+"""The champion a worker serves, and how it changes: loaded off the request path, swapped atomically.
+
+A request reads `ChampionHolder.state` once and scores with the `LoadedModel` inside it, so
+a swap never changes the model under a request in flight. `refresh()` asks the registry
+which version is the champion, loads and prepares a new one (lean scorer, verification)
+before swapping, and falls back to the local cache when the registry cannot be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pandas as pd
+
+from clinrisk import registry
+from clinrisk.errors import RegistryError
+from clinrisk.model import RiskModel
+from clinrisk.serving import cache
+from clinrisk.serving.scorer import Scorer, ScoringPath, build_scorer, load_verification_data
+from clinrisk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READY, DEGRADED, UNAVAILABLE, LOADING = "ready", "degraded", "unavailable", "loading"
+FROM_REGISTRY, FROM_CACHE = "registry", "cache"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One champion version, ready to score: never mutated once built."""
+
+    name: str
+    version: str
+    model: RiskModel
+    scorer: Scorer
+    scoring: ScoringPath
+    origin: str
+    loaded_at: str
+
+    @property
+    def record_model(self):
+        return self.model.spec.record_model
+
+    def describe(self) -> dict[str, Any]:
+        """What `/model` shows."""
+        info = self.model.info
+        return {
+            "name": self.name,
+            "version": self.version,
+            "threshold": self.model.threshold,
+            "candidate": info.get("candidate"),
+            "holdout_metrics": info.get("holdout_metrics", {}),
+            "trained_at": info.get("trained_at"),
+            "data_sha256": info.get("data_sha256"),
+            "run_id": info.get("run_id"),
+            "scoring_path": self.scoring.as_dict(),
+            "loaded_from": self.origin,
+            "loaded_at": self.loaded_at,
+        }
+
+
+@dataclass(frozen=True)
+class ServingState:
+    status: str
+    reason: str | None
+    loaded: LoadedModel | None
+
+
+class ModelSource(Protocol):
+    """Where champions come from: the MLflow registry in production, a fake in unit tests."""
+
+    def champion_version(self) -> str | None: ...
+
+    def load(self, version: str) -> RiskModel: ...
+
+
+class RegistrySource:
+    """The `champion` alias of one model in the MLflow registry."""
+
+    def __init__(self, settings: Settings, model_name: str):
+        self.settings = settings
+        self.model_name = model_name
+
+    def champion_version(self) -> str | None:
+        return registry.alias_version(self.settings, self.model_name, registry.CHAMPION)
+
+    def load(self, version: str) -> RiskModel:
+        return registry.load_version(self.settings, self.model_name, version)
+
+
+class ChampionHolder:
+    """The current serving state of one model, replaced as a whole on every change."""
+
+    def __init__(self, settings: Settings, source: ModelSource, model_name: str | None = None):
+        self.settings = settings
+        self.source = source
+        self.model_name = model_name or settings.model_name
+        self.cache_dir = cache.cache_dir(settings, self.model_name)
+        self._state = ServingState(LOADING, "the champion has not been loaded yet", None)
+        self._lock = threading.Lock()
+        self._verification: dict[str, tuple[pd.DataFrame | None, str]] = {}
+
+    @property
+    def state(self) -> ServingState:
+        return self._state
+
+    def refresh(self) -> ServingState:
+        """Check the registry once and swap in a new champion if there is one (never raises)."""
+        with self._lock:
+            current = self._state.loaded
+            try:
+                self._state = self._next_state(current)
+            except Exception as exc:  # a broken version must not stop the service
+                log.exception("refreshing the champion of %s failed", self.model_name)
+                self._state = self._fallback(
+                    f"loading the champion failed: {type(exc).__name__}: {exc}", current
+                )
+            if self._state.loaded is not current and self._state.loaded is not None:
+                loaded = self._state.loaded
+                log.info(
+                    "serving %s version %s from the %s (%s path)",
+                    loaded.name,
+                    loaded.version,
+                    loaded.origin,
+                    loaded.scoring.active,
+                )
+        return self._state
+
+    def _next_state(self, current: LoadedModel | None) -> ServingState:
+        try:
+            version = self.source.champion_version()
+            if version is None:
+                return self._fallback(f"the registry has no champion of '{self.model_name}'", current)
+            if current is not None and current.version == version:
+                same = current if current.origin == FROM_REGISTRY else replace(current, origin=FROM_REGISTRY)
+                return ServingState(READY, None, same)
+            model = self.source.load(version)
+        except RegistryError as exc:
+            return self._fallback(f"the model registry is unreachable ({exc})", current)
+        loaded = self._prepare(model, version, FROM_REGISTRY)
+        self._save_cache(model)
+        return ServingState(READY, None, loaded)
+
+    def _fallback(self, problem: str, current: LoadedModel | None) -> ServingState:
+        """Keep serving what is loaded, else the cached champion, else nothing."""
+        if current is not None:
+            return ServingState(DEGRADED, f"{problem}; still serving version {current.version}", current)
+        cached = cache.load(self.cache_dir)
+        if cached is None:
+            return ServingState(UNAVAILABLE, f"{problem}; no cached champion in {self.cache_dir}", None)
+        loaded = self._prepare(cached, str(cached.info.get("version", "unknown")), FROM_CACHE)
+        return ServingState(DEGRADED, f"{problem}; serving the cached version {loaded.version}", loaded)
+
+    def _prepare(self, model: RiskModel, version: str, origin: str) -> LoadedModel:
+        """Build the scorer and the request schema now, off the request path."""
+        verification, where = self._verification_data(model)
+        scorer, scoring = build_scorer(
+            model, fast_path=self.settings.fast_path, verification=verification, missing_reason=where
+        )
+        _ = model.spec.record_model
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        return LoadedModel(self.model_name, str(version), model, scorer, scoring, origin, now)
+
+    def _verification_data(self, model: RiskModel) -> tuple[pd.DataFrame | None, str]:
+        if not self.settings.fast_path:
+            return None, "not needed"
+        key = model.spec.data.path
+        if key not in self._verification:
+            self._verification[key] = load_verification_data(model.spec)
+        return self._verification[key]
+
+    def _save_cache(self, model: RiskModel) -> None:
+        try:
+            cache.save(self.cache_dir, model)
+        except OSError as exc:
+            log.warning("cannot cache the champion in %s: %s", self.cache_dir, exc)

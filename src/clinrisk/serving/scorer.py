@@ -1,0 +1,137 @@
+"""Scorers: the probability of the positive class from validated rows, on the lean path or scikit-learn's.
+
+A request's time with scikit-learn is dominated by per-call DataFrame preprocessing
+(milliseconds), while the model's arithmetic takes microseconds. `build_scorer` converts a
+model to ONNX, checks it against scikit-learn on a whole data file and keeps it only when
+every probability agrees within `TOLERANCE`; otherwise scikit-learn scores, and the reason
+is kept for `/model`. Both scorers take plain column arrays, so batch scoring can use them too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from clinrisk.model import RiskModel
+from clinrisk.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-5
+ONNX = "onnx"
+SKLEARN = "sklearn"
+
+
+class Scorer(Protocol):
+    path: str
+
+    def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ScoringPath:
+    """Which scorer is active and why; shown by `/model`."""
+
+    active: str
+    reason: str
+    max_abs_diff: float | None = None
+    verified_rows: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SklearnScorer:
+    """The reference path: the fitted scikit-learn pipeline on a DataFrame."""
+
+    path = SKLEARN
+
+    def __init__(self, model: RiskModel):
+        self._model = model
+
+    def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        return self._model.predict_proba(pd.DataFrame(columns))
+
+
+def columns_from_records(records: Sequence[Mapping[str, Any]], spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Column arrays from validated records: float64 numbers (None as NaN), object strings."""
+    columns = {}
+    for name, feature in spec.features.items():
+        values = [record.get(name) for record in records]
+        if feature.type == "categorical":
+            columns[name] = np.array(["" if v is None else v for v in values], dtype=object)
+        else:
+            columns[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return columns
+
+
+def columns_from_frame(frame: pd.DataFrame, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Column arrays from a frame already checked by `clinrisk.data.validate_frame`."""
+    columns = {}
+    for name, feature in spec.features.items():
+        if feature.type == "categorical":
+            columns[name] = frame[name].astype(object).where(frame[name].notna(), "").to_numpy(dtype=object)
+        else:
+            columns[name] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    return columns
+
+
+def score_frame(scorer: Scorer, frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """Probabilities for a validated frame (the batch-scoring entry point)."""
+    return scorer.proba(columns_from_frame(frame, spec))
+
+
+def max_abs_difference(lean: Scorer, reference: Scorer, frame: pd.DataFrame, spec: ModelSpec) -> float:
+    """The largest |Δ probability| between two scorers over every row of a frame."""
+    columns = columns_from_frame(frame, spec)
+    return float(np.max(np.abs(lean.proba(columns) - reference.proba(columns))))
+
+
+def build_scorer(
+    model: RiskModel, *, fast_path: bool, verification: pd.DataFrame | None, missing_reason: str = ""
+) -> tuple[Scorer, ScoringPath]:
+    """The ONNX scorer when it converts and matches scikit-learn on `verification`, else scikit-learn."""
+    reference = SklearnScorer(model)
+    if not fast_path:
+        return reference, ScoringPath(SKLEARN, "the fast path is turned off (CLINRISK_FAST_PATH=false)")
+    if verification is None or verification.empty:
+        return reference, ScoringPath(SKLEARN, f"no data to verify the ONNX scorer against: {missing_reason}")
+    from clinrisk.serving.onnx_scorer import OnnxScorer
+
+    try:
+        lean = OnnxScorer.from_pipeline(model.pipeline, model.spec)
+        diff = max_abs_difference(lean, reference, verification, model.spec)
+    except Exception as exc:  # skl2onnx and onnxruntime raise many types for unsupported models
+        log.warning("ONNX conversion failed, scoring with scikit-learn: %s", exc)
+        return reference, ScoringPath(
+            SKLEARN, f"ONNX conversion failed: {type(exc).__name__}: {str(exc)[:200]}"
+        )
+    rows = len(verification)
+    if not diff <= TOLERANCE:
+        reason = f"ONNX differs from scikit-learn by {diff:.3g} > {TOLERANCE:g} on {rows} rows"
+        log.warning("%s; scoring with scikit-learn", reason)
+        return reference, ScoringPath(SKLEARN, reason, diff, rows)
+    return lean, ScoringPath(ONNX, f"verified against scikit-learn on {rows} rows", diff, rows)
+
+
+def load_verification_data(spec: ModelSpec) -> tuple[pd.DataFrame | None, str]:
+    """The spec's own data file, validated, to check a lean scorer against; else None and why."""
+    from clinrisk.data import read_table, validate_frame
+    from clinrisk.errors import DataValidationError
+    from clinrisk.settings import PROJECT_ROOT
+
+    path = Path(spec.data.path)
+    if not path.is_absolute() and not path.exists():
+        path = PROJECT_ROOT / spec.data.path
+    if not path.exists():
+        return None, f"{spec.data.path} not found"
+    try:
+        return validate_frame(read_table(path, spec), spec, require_target=False), str(path)
+    except DataValidationError as exc:
+        return None, f"{path} is not valid: {exc}"

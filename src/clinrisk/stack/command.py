@@ -1,0 +1,105 @@
+"""`clinrisk up`: the whole stack on local defaults, in the foreground, until Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+import requests
+
+from clinrisk.settings import PROJECT_ROOT, load_settings
+from clinrisk.stack import processes
+from clinrisk.stack.accounts import Admin, ensure_admin
+from clinrisk.stack.config import StackConfig, check_ports_free, environment, prepare_home
+
+SIGNAL_EXIT_CODES = (130, 143)  # honcho's code after Ctrl-C / SIGTERM: a requested stop
+
+
+def project_dir() -> Path:
+    """The checkout holding prefect.yaml: the current directory, else the installed one."""
+    return Path.cwd() if (Path.cwd() / "prefect.yaml").is_file() else PROJECT_ROOT
+
+
+def describe(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> str:
+    """The banner printed once everything answers: URLs and how to authenticate."""
+    rows = [
+        ("Prediction service", f"{config.service_url}  (POST /predict)"),
+        ("API docs", f"{config.service_url}/docs"),
+        ("MLflow UI", config.mlflow_url),
+        ("Prefect UI", config.prefect_url),
+        ("Reports", f"{config.reports_index.as_uri()}  (written by the flows)"),
+    ]
+    lines = ["", f"clinrisk stack is up; state in {config.home}", ""]
+    lines += [f"  {name:<20}{url}" for name, url in rows]
+    lines += ["", *auth_lines(config, admin, auth_enabled), "", "Ctrl-C stops every process of the stack."]
+    return "\n".join(lines) + "\n"
+
+
+def auth_lines(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> list[str]:
+    """How to authenticate against the service."""
+    if not auth_enabled:
+        return ["Authentication is OFF (CLINRISK_AUTH_ENABLED=false)."]
+    lines = []
+    if admin is not None and admin.new_password:
+        lines.append(f"Created user '{admin.name}' with password {admin.new_password} (shown once).")
+    if admin is not None:
+        lines += [
+            f"Log in as '{admin.name}' (HTTP basic auth); the password is in {admin.password_file}:",
+            f"  curl -u {admin.name}:$(cat {admin.password_file}) -H 'Content-Type: application/json' \\",
+            f"       -d @patient.json {config.service_url}/predict",
+        ]
+    else:
+        lines.append("Log in with a user you added (HTTP basic auth).")
+    lines.append("Add a user: clinrisk user add NAME   (reads the password from stdin)")
+    return lines
+
+
+def announce_when_ready(config: StackConfig, banner: str) -> None:
+    """Print the banner once initialisation is done and the service answers (serves the champion)."""
+    while not config.ready_file.exists():
+        time.sleep(1)
+    has_champion = json.loads(config.ready_file.read_text() or "{}").get("champion") is not None
+    probe = f"{config.service_url}/ready" if has_champion else f"{config.service_url}/health"
+    while True:
+        try:
+            if requests.get(probe, timeout=2).ok:
+                click.echo(banner)
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="CLINRISK_STACK_HOST")
+@click.option("--service-port", type=int, default=8000, show_default=True, envvar="CLINRISK_SERVICE_PORT")
+@click.option("--mlflow-port", type=int, default=5000, show_default=True, envvar="CLINRISK_MLFLOW_PORT")
+@click.option("--prefect-port", type=int, default=4200, show_default=True, envvar="CLINRISK_PREFECT_PORT")
+@click.option("--web-workers", type=click.IntRange(min=1), default=None, help="Gunicorn workers.")
+@click.option("--no-train", is_flag=True, help="Do not train a first champion when there is none.")
+@click.option("--redeploy", is_flag=True, help="Re-register all deployments (resets UI schedule edits).")
+def up(host, service_port, mlflow_port, prefect_port, web_workers, no_train, redeploy) -> None:
+    """Start MLflow, Prefect, a worker with the deployments and the web service; Ctrl-C stops all."""
+    settings = load_settings()
+    config = StackConfig(
+        home=settings.home,
+        project_dir=project_dir(),
+        host=host,
+        service_port=service_port,
+        mlflow_port=mlflow_port,
+        prefect_port=prefect_port,
+        web_workers=web_workers or settings.workers,
+    )
+    check_ports_free(config)
+    prepare_home(config)
+    env = {**os.environ, **environment(config)}
+    admin = ensure_admin(settings, env)
+    banner = describe(config, admin, settings.auth_enabled)
+    threading.Thread(target=announce_when_ready, args=(config, banner), daemon=True).start()
+    code = processes.run(config, env, train=not no_train, redeploy=redeploy)
+    sys.exit(0 if code in SIGNAL_EXIT_CODES else code)

@@ -1,0 +1,82 @@
+"""The prediction API: POST /predict and POST /feedback."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from clinrisk.predlog import PredictionLogError
+from clinrisk.serving.champion import LoadedModel
+from clinrisk.serving.scorer import columns_from_records
+from clinrisk.web.auth import requires_auth
+from clinrisk.web.errors import ApiError
+from clinrisk.web.schemas import json_body, validate_feedback, validate_records
+
+bp = Blueprint("api", __name__)
+
+
+def score(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """One result per record, in order, and the matching prediction-log rows."""
+    proba = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
+    decisions = loaded.model.decide(proba)
+    now = datetime.now(UTC)
+    model_ref = {"name": loaded.name, "version": loaded.version}
+    results, rows = [], []
+    for record, probability, decision in zip(records, proba.tolist(), decisions.tolist(), strict=True):
+        prediction_id = str(uuid.uuid4())
+        results.append(
+            {
+                "prediction_id": prediction_id,
+                "probability": probability,
+                "prediction": decision,
+                "threshold": loaded.model.threshold,
+                "model": model_ref,
+            }
+        )
+        rows.append(
+            {
+                "prediction_id": prediction_id,
+                "created_at": now,
+                "model_name": loaded.name,
+                "model_version": loaded.version,
+                "features": record,
+                "probability": probability,
+                "prediction": decision,
+            }
+        )
+    return results, rows
+
+
+@bp.post("/predict")
+@requires_auth
+def predict():
+    """Score one patient object or an array of them with the champion."""
+    runtime = current_app.extensions["clinrisk"]
+    payload = json_body()
+    _, loaded = runtime.serving()
+    records, many = validate_records(payload, loaded.record_model, runtime.settings.max_batch_rows)
+    results, rows = score(loaded, records)
+    runtime.writer.submit(rows)
+    runtime.metrics.count_predictions(loaded.name, loaded.version, len(rows))
+    response = jsonify(results if many else results[0])
+    response.headers["X-Model-Version"] = loaded.version
+    return response
+
+
+@bp.post("/feedback")
+@requires_auth
+def feedback():
+    """Store the observed outcome of a logged prediction."""
+    runtime = current_app.extensions["clinrisk"]
+    received = validate_feedback(json_body())
+    try:
+        receipt = runtime.writer.record_feedback(received.prediction_id, received.outcome)
+    except PredictionLogError as exc:
+        raise ApiError(503, "log_unavailable", str(exc)) from None
+    if receipt is None:
+        message = f"no prediction with id {received.prediction_id} in the prediction log"
+        raise ApiError(404, "unknown_prediction", message)
+    return jsonify(receipt), 201

@@ -1,0 +1,76 @@
+"""Gunicorn configuration for `clinrisk serve` (or `gunicorn -c python:clinrisk.web.gunicorn_conf`).
+
+Gunicorn executes this module in the master process before any worker starts, which is why
+it reads the settings and prepares the environment at import: workers inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from clinrisk.settings import load_settings
+
+_settings = load_settings()
+
+wsgi_app = "clinrisk.web:create_app()"
+bind = ["127.0.0.1:8000"]
+workers = _settings.workers
+worker_class = "gthread"
+threads = 4
+timeout = 60  # a worker silent this long is restarted; loading a champion takes a few seconds
+graceful_timeout = 30  # time for requests in flight and the prediction-log flush on shutdown
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+preload_app = False  # each worker loads its own champion and starts its own threads
+control_socket_disable = True  # several services may run on one host; none needs gunicornc
+
+# The registry is polled off the request path, but must still fail fast when it is down:
+# MLflow's HTTP client otherwise retries for minutes.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+# One process per core already; OpenMP threads in the scikit-learn fallback would fight them.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Prometheus counters are summed across workers through files in this directory.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.home / "prometheus"))
+
+
+def on_starting(server) -> None:
+    """In the master: empty the metrics directory and create the prediction-log tables once."""
+    from clinrisk import predlog
+
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+    try:
+        predlog.connect(_settings.prediction_log_url).dispose()
+    except predlog.PredictionLogError as exc:
+        server.log.warning("%s (workers will retry)", exc)
+
+
+def post_worker_init(worker) -> None:
+    """In each worker, before it accepts requests: load the champion and start its threads."""
+    import logging
+
+    package_log = logging.getLogger("clinrisk")
+    package_log.handlers = list(worker.log.error_log.handlers)
+    package_log.setLevel(logging.INFO)
+    package_log.propagate = False
+    worker.wsgi.extensions["clinrisk"].ensure_started()
+
+
+def worker_exit(server, worker) -> None:
+    """Flush the prediction log of a worker that is stopping."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "clinrisk" in getattr(app, "extensions", {}):
+        app.extensions["clinrisk"].close()
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, os.environ["PROMETHEUS_MULTIPROC_DIR"])

@@ -1,0 +1,90 @@
+"""Prometheus metrics: requests and latency by endpoint and status, predictions by model version.
+
+Under gunicorn every worker is a process, so `clinrisk serve` sets PROMETHEUS_MULTIPROC_DIR
+(see gunicorn_conf) and `/metrics` sums the files all workers write. Without it (tests,
+`flask run`) the app's own registry is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+bp = Blueprint("metrics", __name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The service's counters and histograms, registered on a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["endpoint", "method", "status"]
+        self.requests = Counter(
+            "clinrisk_http_requests",
+            "HTTP requests by endpoint, method and status",
+            labels,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "clinrisk_http_request_duration_seconds",
+            "HTTP request latency by endpoint, method and status",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "clinrisk_predictions",
+            "Predictions served by model and version",
+            ["model", "version"],
+            registry=self.registry,
+        )
+
+    def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint, method, str(status)).observe(seconds)
+
+    def count_predictions(self, model: str, version: str, rows: int) -> None:
+        self.predictions.labels(model, version).inc(rows)
+
+    def render(self) -> bytes:
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=directory)
+        return generate_latest(combined)
+
+
+def _metrics() -> Metrics:
+    return current_app.extensions["clinrisk"].metrics
+
+
+def _start_timer() -> None:
+    g.clinrisk_started = time.perf_counter()
+
+
+def _record(response: Response) -> Response:
+    started = g.pop("clinrisk_started", None)
+    if started is not None:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        _metrics().observe(endpoint, request.method, response.status_code, time.perf_counter() - started)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Time every request, including those answered by an error handler."""
+    app.before_request(_start_timer)
+    app.after_request(_record)
+    app.register_blueprint(bp)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(_metrics().render(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,211 @@
+"""The OpenAPI document, generated from the same pydantic models that validate requests.
+
+Served as OpenAPI 3.0.3, which the bundled Swagger UI (4.x) renders: pydantic's JSON Schema
+(2020-12) is translated where the two differ (null types, const, numeric exclusive bounds).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from clinrisk.settings import Settings
+from clinrisk.spec import ModelSpec
+from clinrisk.web.schemas import (
+    ErrorBody,
+    FeedbackIn,
+    FeedbackReceipt,
+    Health,
+    ModelInfo,
+    PredictionResult,
+    Readiness,
+)
+
+REF = "#/components/schemas/{model}"
+SECURITY = [{"basicAuth": []}, {"bearerAuth": []}]
+ERROR_TEXT = {
+    400: "Malformed JSON",
+    401: "Missing or wrong credentials",
+    404: "Unknown prediction id",
+    413: "Body or batch too large",
+    415: "Content type is not application/json",
+    422: "Invalid fields, each listed with its path",
+    503: "No champion model is loaded",
+}
+
+
+def to_openapi30(schema: Any) -> Any:
+    """Translate JSON Schema 2020-12 (pydantic's output) into the OpenAPI 3.0 dialect."""
+    if isinstance(schema, list):
+        return [to_openapi30(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: to_openapi30(value) for key, value in schema.items() if key != "examples"}
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(bound), int | float) and not isinstance(out[bound], bool):
+            out[plain], out[bound] = out[bound], True
+    for combiner in ("anyOf", "oneOf"):
+        options = out.get(combiner)
+        if isinstance(options, list) and {"type": "null"} in options:
+            rest = [option for option in options if option != {"type": "null"}]
+            out.pop(combiner)
+            if len(rest) == 1 and "$ref" not in rest[0]:
+                out = {**rest[0], **out}
+            else:
+                out[combiner] = rest
+            out["nullable"] = True
+    return out
+
+
+def _component_schemas(spec: ModelSpec) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every schema under components, and the name under which each model was put."""
+    record = spec.record_model
+    models: list[type[BaseModel]] = [
+        record,
+        PredictionResult,
+        FeedbackIn,
+        FeedbackReceipt,
+        ErrorBody,
+        Health,
+        Readiness,
+        ModelInfo,
+    ]
+    refs, definitions = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    names = {m.__name__: refs[(m, "validation")]["$ref"].rsplit("/", 1)[1] for m in models}
+    schemas = to_openapi30(definitions.get("$defs", {}))
+    _document_aliases(schemas[names[record.__name__]], spec)
+    return schemas, names
+
+
+def _document_aliases(record_schema: dict[str, Any], spec: ModelSpec) -> None:
+    for name, feature in spec.features.items():
+        if feature.aliases and name in record_schema.get("properties", {}):
+            field = record_schema["properties"][name]
+            also = ", ".join(feature.aliases)
+            field["description"] = f"{field.get('description') or ''} Also accepted as: {also}.".strip()
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _responses(ok: int, ok_schema: dict[str, Any], ok_text: str, errors: list[int]) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(ok): {"description": ok_text, "content": _json(ok_schema)}}
+    for code in errors:
+        responses[str(code)] = {"description": ERROR_TEXT[code], "content": _json(_ref("ErrorBody"))}
+    return responses
+
+
+def _operation(
+    summary: str, responses: dict[str, Any], *, body: dict | None = None, secured: bool = False
+) -> dict:
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(body)}
+    if secured:
+        operation["security"] = SECURITY
+    return operation
+
+
+def _paths(names: dict[str, str], max_rows: int, auth: bool) -> dict[str, Any]:
+    patient = _ref(names["Patient"])
+    batch = {"type": "array", "items": patient, "minItems": 1, "maxItems": max_rows}
+    result = _ref(names["PredictionResult"])
+    unauthorized = [401] if auth else []
+    predict_errors = [400, *unauthorized, 413, 415, 422, 503]
+    readiness = {"content": _json(_ref(names["Readiness"])), "description": "No champion is loaded"}
+    return {
+        "/predict": {
+            "post": _operation(
+                "Score one patient or an array of patients (same order out)",
+                _responses(
+                    200,
+                    {"anyOf": [result, {"type": "array", "items": result}]},
+                    "One result per patient",
+                    predict_errors,
+                ),
+                body={"anyOf": [patient, batch]},
+                secured=auth,
+            )
+        },
+        "/feedback": {
+            "post": _operation(
+                "Record the observed outcome of an earlier prediction",
+                _responses(
+                    201,
+                    _ref(names["FeedbackReceipt"]),
+                    "Outcome stored",
+                    [400, *unauthorized, 404, 413, 415, 422, 503],
+                ),
+                body=_ref(names["FeedbackIn"]),
+                secured=auth,
+            )
+        },
+        "/model": {
+            "get": _operation(
+                "The champion being served: version, threshold, metrics and scoring path",
+                _responses(200, _ref(names["ModelInfo"]), "The served model", [*unauthorized, 503]),
+                secured=auth,
+            )
+        },
+        "/health": {"get": _operation("Liveness", _responses(200, _ref(names["Health"]), "Alive", []))},
+        "/ready": {
+            "get": _operation(
+                "Readiness: 200 with a champion loaded (status degraded when from the local cache)",
+                {**_responses(200, _ref(names["Readiness"]), "A champion is loaded", []), "503": readiness},
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            )
+        },
+    }
+
+
+def build_document(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    """The whole OpenAPI document for a model spec and these settings."""
+    schemas, names = _component_schemas(spec)
+    names = {"Patient": names[spec.record_model.__name__], **names}
+    document: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": f"clinrisk: {spec.name} risk",
+            "version": _package_version(),
+            "description": spec.description,
+        },
+        "paths": _paths(names, settings.max_batch_rows, settings.auth_enabled),
+        "components": {"schemas": schemas},
+    }
+    if settings.auth_enabled:
+        document["components"]["securitySchemes"] = {
+            "basicAuth": {"type": "http", "scheme": "basic"},
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key from `clinrisk user add`",
+            },
+        }
+    return document
+
+
+def _package_version() -> str:
+    try:
+        return version("clinrisk")
+    except PackageNotFoundError:
+        return "0"

@@ -1,0 +1,72 @@
+"""What one worker holds: settings, the champion and its watcher, the log writer, users and metrics.
+
+Threads start on the first request or from gunicorn's post_worker_init hook, always in the
+worker process itself (never in the gunicorn master), and stop in `close()`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+
+from clinrisk.serving.champion import ChampionHolder, LoadedModel, ModelSource, RegistrySource, ServingState
+from clinrisk.serving.logwriter import PredictionLogWriter
+from clinrisk.serving.watcher import ChampionWatcher
+from clinrisk.settings import Settings
+from clinrisk.spec import ModelSpec, load_spec
+from clinrisk.web.errors import ApiError
+from clinrisk.web.metrics import Metrics
+from clinrisk.web.users import UserStore
+
+
+class Runtime:
+    """The shared state of the app, kept in `app.extensions["clinrisk"]`."""
+
+    def __init__(self, settings: Settings, source: ModelSource | None = None, *, watch: bool = True):
+        self.settings = settings
+        self.spec: ModelSpec = load_spec(settings.spec_path)
+        self.holder = ChampionHolder(settings, source or RegistrySource(settings, settings.model_name))
+        self.watcher = ChampionWatcher(self.holder, settings.poll_interval_seconds) if watch else None
+        self.writer = PredictionLogWriter(settings.prediction_log_url)
+        self.users = UserStore(settings.users_file)
+        self.metrics = Metrics()
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        """Load the champion and start the threads, once per process."""
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self.writer.start()
+            self.holder.refresh()
+            if self.watcher is not None:
+                self.watcher.start()
+            atexit.register(self.close)
+            self._pid = os.getpid()
+
+    def close(self) -> None:
+        """Stop polling and write every queued prediction (graceful shutdown)."""
+        if self._pid != os.getpid():
+            return
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.writer.close()
+        self._pid = None
+
+    def serving(self) -> tuple[ServingState, LoadedModel]:
+        """The current state and its model, or a 503 naming why nothing can be served."""
+        state = self.holder.state
+        if state.loaded is None:
+            retry = str(max(1, round(self.settings.poll_interval_seconds)))
+            message = f"no champion model is loaded: {state.reason}"
+            raise ApiError(503, "no_model", message, headers=[("Retry-After", retry)])
+        return state, state.loaded
+
+    def current_spec(self) -> ModelSpec:
+        """The served model's spec, else the spec file's (for the OpenAPI document)."""
+        loaded = self.holder.state.loaded
+        return loaded.model.spec if loaded is not None else self.spec

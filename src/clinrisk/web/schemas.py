@@ -1,0 +1,146 @@
+"""Request parsing and validation, and the declared shapes of every response.
+
+Patient records are validated with the model spec's own pydantic model (`spec.record_model`),
+strictly: a string is not a number. Every problem is reported with its field path, all at once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from flask import request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from clinrisk.web.errors import ApiError, problem
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class PredictionResult(BaseModel):
+    prediction_id: str = Field(description="uuid4 of this prediction; send it back with /feedback")
+    probability: float = Field(ge=0, le=1, description="Probability of the positive outcome")
+    prediction: Literal[0, 1] = Field(description="1 when probability >= threshold")
+    threshold: float = Field(description="The decision threshold of the model version")
+    model: ModelRef
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="Feedback")
+
+    prediction_id: str = Field(pattern=UUID_PATTERN, description="The id /predict returned")
+    outcome: Literal[0, 1] = Field(description="The observed outcome (1 = the event happened)")
+
+
+class FeedbackReceipt(BaseModel):
+    prediction_id: str
+    outcome: Literal[0, 1]
+    received_at: str
+
+
+class Problem(BaseModel):
+    field: str = Field(description='Path of the offending value: "age", "[3].age" or "body"')
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    errors: list[Problem]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded", "unavailable", "loading"]
+    reason: str | None
+    model: ModelRef | None
+
+
+class ScoringPathInfo(BaseModel):
+    active: Literal["onnx", "sklearn"]
+    reason: str
+    max_abs_diff: float | None
+    verified_rows: int
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    threshold: float
+    candidate: str | None
+    holdout_metrics: dict[str, float]
+    trained_at: str | None
+    data_sha256: str | None
+    run_id: str | None
+    scoring_path: ScoringPathInfo
+    loaded_from: Literal["registry", "cache"]
+    loaded_at: str
+    status: Literal["ready", "degraded"]
+    reason: str | None
+
+
+def json_body() -> Any:
+    """The parsed JSON body: 415 for another content type, 413 when too large, 400 when malformed."""
+    if not request.is_json:
+        message = "send the body as JSON with 'Content-Type: application/json'"
+        raise ApiError(415, "unsupported_media_type", message, [problem((), message, "content_type")])
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        message = f"the body is not valid JSON: {exc}"
+        raise ApiError(400, "malformed_json", message, [problem((), message, "json_invalid")]) from None
+
+
+def _problems(exc: ValidationError, prefix: tuple = ()) -> list[dict[str, Any]]:
+    return [problem(prefix + tuple(e["loc"]), e["msg"], e["type"]) for e in exc.errors(include_url=False)]
+
+
+def _invalid(problems: list[dict[str, Any]]) -> ApiError:
+    count = len(problems)
+    return ApiError(422, "validation_error", f"{count} problem{'s' * (count != 1)} in the request", problems)
+
+
+def validate_records(payload: Any, record_model: type[BaseModel], max_rows: int) -> tuple[list[dict], bool]:
+    """Validated records (canonical field names) and whether the body was an array."""
+    if isinstance(payload, dict):
+        record, problems = _validate_record(payload, record_model, ())
+        if problems:
+            raise _invalid(problems)
+        return [record], False
+    if not isinstance(payload, list):
+        raise _invalid([problem((), "the body must be a patient object or an array of them", "body_type")])
+    if not payload:
+        raise _invalid([problem((), "the array is empty: send at least one patient", "too_short")])
+    if len(payload) > max_rows:
+        message = f"{len(payload)} records in one request; the limit is {max_rows}"
+        raise ApiError(413, "too_many_records", message, [problem((), message, "too_long")])
+    checked = [_validate_record(item, record_model, (index,)) for index, item in enumerate(payload)]
+    problems = [p for _, item_problems in checked for p in item_problems]
+    if problems:
+        raise _invalid(problems)
+    return [record for record, _ in checked], True
+
+
+def _validate_record(item: Any, record_model: type[BaseModel], prefix: tuple) -> tuple[dict, list[dict]]:
+    try:
+        return record_model.model_validate(item, strict=True).model_dump(), []
+    except ValidationError as exc:
+        return {}, _problems(exc, prefix)
+
+
+def validate_feedback(payload: Any) -> FeedbackIn:
+    try:
+        return FeedbackIn.model_validate(payload, strict=True)
+    except ValidationError as exc:
+        raise _invalid(_problems(exc)) from None

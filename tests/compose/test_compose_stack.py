@@ -1,0 +1,150 @@
+"""`docker compose up` end to end: PostgreSQL behind MLflow, Prefect and the prediction log,
+a prediction from the champion, a retrain run through the Prefect API with its report."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.compose
+
+PUBLISHED = {"web": 8000, "mlflow": 5000, "prefect-server": 4200, "evidently-ui": 8000}
+PATIENT = {
+    "gender": "Female",
+    "age": 79,
+    "hypertension": 1,
+    "heart_disease": 0,
+    "ever_married": "Yes",
+    "work_type": "Self-employed",
+    "Residence_type": "Rural",
+    "avg_glucose_level": 174.12,
+    "bmi": 24.0,
+    "smoking_status": "never smoked",
+}
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def wait_for_ready(url: str, timeout: float = 120) -> None:
+    """Poll `url` until it answers 200 (the service has loaded its champion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(2)
+    raise AssertionError(f"{url} was not ready within {timeout} s")
+
+
+def psql(stack, database: str, query: str) -> str:
+    return stack.exec("postgres", "psql", "-U", "postgres", "-d", database, "-At", "-c", query).strip()
+
+
+def run_deployment(prefect_api: str, name: str, timeout: float = 600) -> dict:
+    """Create a flow run of a deployment through the Prefect API and wait for its end."""
+    body = {"deployments": {"name": {"any_": [name]}}}
+    found = requests.post(f"{prefect_api}/deployments/filter", json=body, timeout=30).json()
+    assert found, f"deployment {name} is not registered"
+    run = requests.post(f"{prefect_api}/deployments/{found[0]['id']}/create_flow_run", json={}, timeout=30)
+    run.raise_for_status()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        flow_run = requests.get(f"{prefect_api}/flow_runs/{run.json()['id']}", timeout=30).json()
+        if flow_run["state"]["type"] in TERMINAL_STATES:
+            return flow_run
+        time.sleep(3)
+    raise AssertionError(f"the {name} flow run did not finish within {timeout} s")
+
+
+def model_versions(stack) -> dict[str, dict]:
+    response = requests.get(
+        f"{stack.url('mlflow')}/api/2.0/mlflow/model-versions/search",
+        params={"filter": "name='stroke'"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return {v["version"]: v for v in response.json().get("model_versions", [])}
+
+
+def test_every_service_is_healthy_and_init_succeeded(compose_stack):
+    """It brings every service to healthy and the one-shot init to exit code 0."""
+    assert compose_stack.inspect("init")["State"]["ExitCode"] == 0
+    for service in ("postgres", "mlflow", "prefect-server", "prefect-worker", "web", "evidently-ui"):
+        assert compose_stack.inspect(service)["State"]["Health"]["Status"] == "healthy", service
+
+
+@pytest.mark.parametrize("service", ["postgres", "init", "prefect-worker"])
+def test_internal_services_publish_no_port(compose_stack, service):
+    """It publishes no port of PostgreSQL, the worker or init."""
+    bindings = compose_stack.inspect(service)["HostConfig"]["PortBindings"] or {}
+    assert not bindings
+
+
+@pytest.mark.parametrize("service", sorted(PUBLISHED))
+def test_user_facing_ports_are_bound_to_loopback(compose_stack, service):
+    """It publishes each user-facing port on 127.0.0.1 only."""
+    bindings = compose_stack.inspect(service)["HostConfig"]["PortBindings"]
+    assert list(bindings) == [f"{PUBLISHED[service]}/tcp"]
+    assert bindings[f"{PUBLISHED[service]}/tcp"] == [
+        {"HostIp": "127.0.0.1", "HostPort": str(compose_stack.ports[service])}
+    ]
+
+
+@pytest.mark.parametrize("service", ["mlflow", "prefect-server", "prefect-worker", "web", "evidently-ui"])
+def test_python_services_run_as_a_non_root_user(compose_stack, service):
+    """It runs every Python service as the unprivileged `clinrisk` user."""
+    assert compose_stack.exec(service, "id", "-un").strip() == "clinrisk"
+
+
+def test_postgres_holds_the_three_databases(compose_stack):
+    """It creates one database each for MLflow, Prefect and the prediction log, used by their services."""
+    databases = set(psql(compose_stack, "postgres", "SELECT datname FROM pg_database").split())
+    assert {"mlflow", "prefect", "predictions"} <= databases
+    assert psql(compose_stack, "mlflow", "SELECT count(*) FROM registered_models") == "1"
+    assert int(psql(compose_stack, "prefect", "SELECT count(*) FROM deployment")) >= 3
+
+
+def test_a_posted_patient_gets_an_answer_from_the_champion(compose_stack, auth):
+    """It answers a POSTed patient with the champion's probability and logs it in PostgreSQL."""
+    wait_for_ready(f"{compose_stack.url('web')}/ready")
+    response = requests.post(f"{compose_stack.url('web')}/predict", json=PATIENT, auth=auth, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0.0 <= body["probability"] <= 1.0
+    assert body["model"] == {"name": "stroke", "version": "1"}
+    tables = psql(compose_stack, "predictions", "SELECT tablename FROM pg_tables WHERE schemaname='public'")
+    assert "predictions" in tables.split()
+
+
+def test_requests_without_credentials_are_refused(compose_stack):
+    """It refuses a prediction without credentials (auth is on by default)."""
+    response = requests.post(f"{compose_stack.url('web')}/predict", json=PATIENT, timeout=30)
+    assert response.status_code == 401
+
+
+def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compose_stack, prefect_api):
+    """It runs the retrain deployment on the worker: a new MLflow run and version, and a report file."""
+    before = model_versions(compose_stack)
+    flow_run = run_deployment(prefect_api, "retrain")
+    assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
+    after = model_versions(compose_stack)
+    new = [v for k, v in after.items() if k not in before]
+    assert len(new) == 1
+    run = requests.get(
+        f"{compose_stack.url('mlflow')}/api/2.0/mlflow/runs/get",
+        params={"run_id": new[0]["run_id"]},
+        timeout=30,
+    ).json()["run"]
+    assert run["info"]["status"] == "FINISHED"
+    reports = compose_stack.exec("prefect-worker", "find", "/data/clinrisk/reports", "-name", "*.html")
+    assert "/data/clinrisk/reports/index.html" in reports.split()
+    assert len(reports.split()) >= 2
+
+
+def test_the_ui_of_each_server_answers(compose_stack):
+    """It serves the MLflow, Prefect and Evidently UIs on their published ports."""
+    for service, path in (("mlflow", "/"), ("prefect-server", "/"), ("evidently-ui", "/")):
+        assert requests.get(f"{compose_stack.url(service)}{path}", timeout=30).status_code == 200, service

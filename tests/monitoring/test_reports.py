@@ -1,0 +1,107 @@
+"""Evidently reports on the real stroke data: column mapping, drift verdicts, quality, offline HTML."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from clinrisk.monitoring import reports
+from clinrisk.monitoring.schema import Floors
+
+FLOORS = Floors(drift_share=0.2, recall=0.5, precision=0.15)
+REMOTE_RESOURCE = re.compile(r"<(script|link|img|iframe)[^>]+(src|href)=[\"']?(https?:)?//", re.IGNORECASE)
+
+
+def with_predictions(frame, outcome_column=None):
+    """Rows with a stand-in model's outputs: older patients get higher probabilities."""
+    scored = frame.copy()
+    scored["outcome"] = frame[outcome_column] if outcome_column else float("nan")
+    scored["probability"] = (frame["age"] / 130).clip(0, 1)
+    scored["prediction"] = (scored["probability"] >= 0.5).astype(int)
+    return scored
+
+
+@pytest.fixture(scope="module")
+def reference(raw_stroke):
+    return with_predictions(raw_stroke.sample(2000, random_state=1), "stroke")
+
+
+@pytest.fixture(scope="module")
+def drift_snapshot(stroke_spec, drifted_sample, reference):
+    current = with_predictions(drifted_sample, "stroke")
+    return reports.monitoring_snapshot(stroke_spec, current, reference, current, FLOORS, {"title": "drifted"})
+
+
+@pytest.fixture(scope="module")
+def still_snapshot(stroke_spec, undrifted_sample, reference):
+    current = with_predictions(undrifted_sample)
+    return reports.monitoring_snapshot(stroke_spec, current, reference, None, FLOORS, {"title": "undrifted"})
+
+
+def test_column_mapping_comes_from_the_spec(stroke_spec):
+    """It maps numeric features as numerical and categories and 0/1 flags as categorical."""
+    definition = reports.data_definition(stroke_spec, with_quality=False)
+    assert definition.numerical_columns == ["age", "avg_glucose_level", "bmi"]
+    assert set(definition.categorical_columns) == {
+        "gender",
+        "hypertension",
+        "heart_disease",
+        "ever_married",
+        "work_type",
+        "Residence_type",
+        "smoking_status",
+    }
+
+
+def test_older_more_diabetic_patients_are_drift(drift_snapshot):
+    """It flags exactly age and glucose as drifted, and the drifted-share test fails."""
+    facts = reports.facts(drift_snapshot)
+    assert set(facts.drifted_columns) == {"age", "avg_glucose_level"}
+    assert facts.drift_share == pytest.approx(0.2)
+    assert any("Drifted Columns" in name for name in facts.failed_tests)
+
+
+def test_each_column_has_a_score_method_and_threshold(drift_snapshot, stroke_spec):
+    """It reports every feature's drift score with the method and threshold that judged it."""
+    facts = reports.facts(drift_snapshot)
+    assert set(facts.column_drift) == set(stroke_spec.feature_names)
+    assert (
+        facts.column_drift["age"]["method"] == "wasserstein" and facts.column_drift["age"]["threshold"] == 0.1
+    )
+    assert facts.column_drift["gender"]["method"] == "jensenshannon"
+
+
+def test_quality_is_tested_against_the_floors(drift_snapshot):
+    """It computes recall and precision on labelled rows, with tests at the floors."""
+    facts = reports.facts(drift_snapshot)
+    assert 0 <= facts.recall <= 1 and 0 <= facts.precision <= 1
+    names = " ".join(t["name"] for t in drift_snapshot.dict()["tests"])
+    assert (
+        "Recall metric: Greater or Equal 0.500" in names
+        and "Precision metric: Greater or Equal 0.150" in names
+    )
+
+
+def test_a_sample_of_the_same_population_is_not_drift(still_snapshot):
+    """It finds no drifted column and no failed test in an unchanged sample without outcomes."""
+    facts = reports.facts(still_snapshot)
+    assert facts.drifted_columns == {} and facts.failed_tests == []
+    assert facts.recall is None and facts.precision is None
+
+
+def test_saved_report_is_self_contained_with_its_header(still_snapshot, tmp_path):
+    """It saves HTML that loads nothing from the network, with our header on top, and the JSON."""
+    html, json_path = reports.save(still_snapshot, tmp_path, '<div id="clinrisk-header">stroke v1</div>')
+    text = html.read_text()
+    assert REMOTE_RESOURCE.search(text) is None
+    assert "@import url(http" not in text
+    assert text.index("<body>") < text.index('id="clinrisk-header"') < text.index('<div id="root_metric')
+    assert '"metrics"' in json_path.read_text()
+
+
+def test_snapshots_go_into_a_workspace_evidently_ui_can_browse(still_snapshot, tmp_path):
+    """It stores snapshots in one project per model, reopenable from the workspace directory."""
+    first = reports.add_to_workspace(tmp_path, "clinrisk-stroke", still_snapshot)
+    second = reports.add_to_workspace(tmp_path, "clinrisk-stroke", still_snapshot)
+    assert set(reports.workspace_runs(tmp_path, "clinrisk-stroke")) == {first, second}

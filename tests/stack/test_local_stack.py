@@ -1,0 +1,170 @@
+"""`clinrisk up` end to end: the real servers on free ports, a prediction, a retrain run by
+Prefect, then Ctrl-C, and nothing left running. The first champion trains on the fast spec."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from proctable import alive, command_line, descendants, with_environment
+
+from conftest import write_fast_spec
+from support import REPO, VENV_BIN, free_port, stop_process
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-stack")]
+
+PATIENT = {
+    "gender": "Male",
+    "age": 67,
+    "hypertension": 0,
+    "heart_disease": 1,
+    "ever_married": "Yes",
+    "work_type": "Private",
+    "Residence_type": "Urban",
+    "avg_glucose_level": 228.69,
+    "bmi": 36.6,
+    "smoking_status": "formerly smoked",
+}
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen
+    home: Path
+    log: Path
+    service: str
+    mlflow: str
+    prefect_api: str
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return "admin", (self.home / "admin-password").read_text().strip()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_stack(tmp_path: Path) -> Stack:
+    """Run `clinrisk up` on free ports and a fresh state directory."""
+    home = tmp_path / "home"
+    ports = {"service": free_port(), "mlflow": free_port(), "prefect": free_port()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "CLINRISK_"))}
+    env |= {"CLINRISK_HOME": str(home), "CLINRISK_SPEC_DIR": str(write_fast_spec(tmp_path / "specs"))}
+    env |= {"PREFECT_WORKER_QUERY_SECONDS": "2"}  # pick the triggered run up sooner than every 10 s
+    command = [str(VENV_BIN / "clinrisk"), "up", "--web-workers", "1"]
+    command += ["--service-port", str(ports["service"]), "--mlflow-port", str(ports["mlflow"])]
+    command += ["--prefect-port", str(ports["prefect"])]
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Stack(
+        process, home, log, f"http://127.0.0.1:{ports['service']}",
+        f"http://127.0.0.1:{ports['mlflow']}", f"http://127.0.0.1:{ports['prefect']}/api",
+    )  # fmt: skip
+
+
+def wait_until_up(stack: Stack, timeout: float = 240) -> None:
+    """Wait for the banner `clinrisk up` prints once everything answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "clinrisk stack is up" in stack.output():
+            return
+        if stack.process.poll() is not None:
+            break
+        time.sleep(1)
+    raise AssertionError(f"the stack did not come up:\n{stack.output()[-6000:]}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = start_stack(tmp_path_factory.mktemp("local-stack"))
+    try:
+        wait_until_up(stack)
+        yield stack
+    finally:
+        if stack.process.poll() is None:
+            stack.process.send_signal(signal.SIGINT)
+            try:
+                stack.process.wait(60)
+            except subprocess.TimeoutExpired:
+                stop_process(stack.process)
+
+
+def predict(stack: Stack, patient: dict) -> requests.Response:
+    return requests.post(f"{stack.service}/predict", json=patient, auth=stack.auth, timeout=30)
+
+
+def run_deployment(stack: Stack, name: str, timeout: float = 180) -> dict:
+    """Create a flow run of a deployment through the Prefect API and wait for its end."""
+    found = requests.post(
+        f"{stack.prefect_api}/deployments/filter",
+        json={"deployments": {"name": {"any_": [name]}}},
+        timeout=30,
+    ).json()
+    assert found, f"deployment {name} is not registered"
+    run = requests.post(
+        f"{stack.prefect_api}/deployments/{found[0]['id']}/create_flow_run", json={}, timeout=30
+    )
+    run.raise_for_status()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = requests.get(f"{stack.prefect_api}/flow_runs/{run.json()['id']}", timeout=30).json()["state"]
+        if state["type"] in TERMINAL_STATES:
+            return state
+        time.sleep(2)
+    raise AssertionError(f"flow run of {name} did not finish within {timeout} s:\n{stack.output()[-4000:]}")
+
+
+def registered_versions(stack: Stack) -> list[str]:
+    response = requests.get(
+        f"{stack.mlflow}/api/2.0/mlflow/model-versions/search", params={"filter": "name='stroke'"}, timeout=30
+    )
+    response.raise_for_status()
+    return sorted(v["version"] for v in response.json().get("model_versions", []))
+
+
+def test_the_banner_gives_every_url_and_how_to_log_in(stack):
+    """It prints the service, docs, MLflow, Prefect and reports URLs and the new admin password once."""
+    banner = stack.output()[stack.output().index("clinrisk stack is up") :]
+    for url in (stack.service, f"{stack.service}/docs", stack.mlflow, stack.prefect_api.removesuffix("/api")):
+        assert url in banner
+    assert (stack.home / "reports" / "index.html").as_uri() in banner
+    assert re.search(rf"password {re.escape(stack.auth[1])} \(shown once\)", banner)
+
+
+def test_a_posted_patient_gets_an_answer_from_the_champion(stack):
+    """It answers a POSTed patient with a probability from the first champion it trained."""
+    response = predict(stack, PATIENT)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0.0 <= body["probability"] <= 1.0
+    assert body["model"] == {"name": "stroke", "version": "1"}
+
+
+def test_a_retrain_triggered_through_prefect_registers_a_new_version(stack):
+    """It runs the retrain deployment on its worker and registers version 2 in MLflow."""
+    state = run_deployment(stack, "retrain")
+    assert state["type"] == "COMPLETED", f"{state}\n{stack.output()[-4000:]}"
+    assert registered_versions(stack) == ["1", "2"]
+
+
+def test_ctrl_c_stops_every_process_it_started(stack):
+    """It stops every process of the stack on Ctrl-C (SIGINT), exits 0 and frees the ports."""
+    started = descendants(stack.process.pid) | with_environment("CLINRISK_HOME", str(stack.home))
+    assert len(started) >= 4
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(60) == 0, stack.output()[-3000:]
+    time.sleep(0.5)
+    left = {pid for pid in started if alive(pid)} | with_environment("CLINRISK_HOME", str(stack.home))
+    assert not left, "\n".join(command_line(pid) for pid in left)
+    for url in (stack.service, stack.mlflow, stack.prefect_api):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=5)

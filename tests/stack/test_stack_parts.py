@@ -1,0 +1,155 @@
+"""The parts of `clinrisk up` that need no server: commands, ports, leftovers, deployments."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+from proctable import alive
+
+from clinrisk.cli import main
+from clinrisk.errors import ClinriskError
+from clinrisk.settings import load_settings
+from clinrisk.stack import bootstrap, processes
+from clinrisk.stack.accounts import ensure_admin
+from clinrisk.stack.config import StackConfig, environment, prepare_home
+from support import REPO, free_port
+
+
+@pytest.fixture
+def config(tmp_path) -> StackConfig:
+    return StackConfig(
+        home=tmp_path / "home", project_dir=REPO, service_port=18000, mlflow_port=15000, prefect_port=14200
+    )
+
+
+def test_each_process_listens_on_its_configured_port(config):
+    """It starts MLflow, Prefect and the web service on the ports given."""
+    commands = processes.commands(config)
+    assert list(commands) == ["mlflow", "prefect", "worker", "web"]
+    for name, port in (("mlflow", "15000"), ("prefect", "14200"), ("web", "18000")):
+        assert commands[name][commands[name].index("--port") + 1] == port
+
+
+def test_mlflow_serves_the_store_the_cli_uses_by_default(config, monkeypatch):
+    """It points the MLflow server at the same SQLite file and artifact directory as `clinrisk train`."""
+    monkeypatch.setenv("CLINRISK_HOME", str(config.home))
+    defaults = load_settings()
+    command = processes.commands(config)["mlflow"]
+    assert command[command.index("--backend-store-uri") + 1] == defaults.tracking_uri
+    assert command[command.index("--default-artifact-root") + 1] == defaults.artifact_root
+
+
+def test_every_process_shares_one_state_directory(config):
+    """It gives every process the same CLINRISK_HOME, tracking server and Prefect API."""
+    env = environment(config)
+    assert env["CLINRISK_HOME"] == str(config.home)
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15000"
+    assert env["PREFECT_API_URL"] == "http://127.0.0.1:14200/api"
+    assert env["PREFECT_HOME"].startswith(str(config.home))
+
+
+def test_the_worker_initialises_before_it_starts(config):
+    """It runs the bootstrap first and becomes the Prefect worker after `--`."""
+    command = processes.commands(config, train=False)["worker"]
+    separator = command.index("--")
+    assert command[1:3] == ["-m", "clinrisk.stack.bootstrap"] and "--no-train" in command[:separator]
+    assert command[separator + 2 : separator + 4] == ["worker", "start"]
+
+
+def test_up_refuses_a_port_in_use_and_names_the_option(tmp_path):
+    """It exits 1 before starting anything when a port is taken, naming the option that moves it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            main, ["up", "--mlflow-port", str(port), "--service-port", str(free_port())]
+        )
+    assert result.exit_code == 1
+    assert f"port {port}" in result.output and "--mlflow-port" in result.output
+
+
+def test_leftover_process_groups_are_killed(tmp_path):
+    """It kills every recorded process group that is still running after the stack stopped."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    (run_dir / "straggler.pid").write_text(f"{child.pid}\n")
+    processes.kill_leftovers(run_dir)
+    child.wait(10)
+    assert not alive(child.pid) and not list(run_dir.iterdir())
+
+
+def test_a_new_start_forgets_the_previous_readiness(config):
+    """It removes the readiness marker and pid files a previous run left."""
+    prepare_home(config)
+    config.ready_file.touch()
+    (config.run_dir / "web.pid").write_text("1")
+    prepare_home(config)
+    assert not list(config.run_dir.iterdir())
+
+
+def test_deployment_names_are_read_from_prefect_yaml():
+    """It knows the project's deployments from prefect.yaml."""
+    assert {"retrain", "monitor", "batch-score"} <= set(bootstrap.deployment_names(REPO))
+
+
+def test_a_missing_prefect_yaml_is_reported(tmp_path):
+    """It fails with a message naming the directory when prefect.yaml is missing."""
+    with pytest.raises(ClinriskError, match=str(tmp_path)):
+        bootstrap.deployment_names(tmp_path)
+
+
+def test_waiting_for_a_server_that_never_answers_names_it():
+    """It gives up after the timeout, naming the server and its URL."""
+    url = f"http://127.0.0.1:{free_port()}/api/health"
+    started = time.monotonic()
+    with pytest.raises(ClinriskError, match="the Prefect API did not answer"):
+        bootstrap.wait_for(url, "the Prefect API", timeout=1)
+    assert time.monotonic() - started < 30
+
+
+def test_no_account_is_created_when_auth_is_off(tmp_path):
+    """It creates no user and reports none when authentication is disabled."""
+    settings = load_settings(home=tmp_path / "home", auth_enabled=False)
+    assert ensure_admin(settings, dict(os.environ)) is None
+    assert not settings.users_file.exists()
+
+
+def test_the_first_start_creates_an_admin_with_a_private_password(tmp_path):
+    """It creates `admin` once, with a generated password only its owner can read."""
+    settings = load_settings(home=tmp_path / "home")
+    settings.ensure_home()
+    env = {**os.environ, "CLINRISK_HOME": str(settings.home)}
+    first = ensure_admin(settings, env)
+    again = ensure_admin(settings, env)
+    assert first.new_password and first.password_file.read_text().strip() == first.new_password
+    assert stat.S_IMODE(first.password_file.stat().st_mode) == 0o600
+    assert settings.users_file.exists()
+    assert again.new_password is None and again.password_file == first.password_file
+
+
+def test_the_web_service_starts_after_initialisation(config):
+    """It holds the web service back until the bootstrap has written the ready file."""
+    command = processes.commands(config)["web"]
+    assert command[1:4] == ["-m", "clinrisk.stack.after", str(config.ready_file)]
+    assert command[command.index("--") + 2] == "serve"
+
+
+def test_a_held_command_runs_once_the_ready_file_appears(tmp_path):
+    """It waits while the ready file is missing, then becomes the command."""
+    ready, marker = tmp_path / "ready", tmp_path / "ran"
+    held = subprocess.Popen(
+        [sys.executable, "-m", "clinrisk.stack.after", str(ready), "--", "touch", str(marker)]
+    )
+    time.sleep(1.5)
+    assert held.poll() is None and not marker.exists()
+    ready.write_text("{}")
+    assert held.wait(20) == 0 and marker.exists()

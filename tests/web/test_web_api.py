@@ -1,0 +1,136 @@
+"""The API on the Flask test client: results, ordering, model endpoints, feedback, docs and metrics."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pandas as pd
+import pytest
+
+from clinrisk import predlog
+from web_support import PATIENT
+
+RESULT_KEYS = {"prediction_id", "probability", "prediction", "threshold", "model"}
+
+
+def test_one_patient_gives_probability_decision_threshold_and_version(client, logistic_model):
+    """It answers one object with probability, decision, threshold and the model version."""
+    response = client.post("/predict", json=PATIENT)
+    assert response.status_code == 200
+    body = response.json
+    assert set(body) == RESULT_KEYS
+    assert uuid.UUID(body["prediction_id"]).version == 4
+    assert body["model"] == {"name": "stroke", "version": "1"}
+    assert response.headers["X-Model-Version"] == "1"
+    assert body["threshold"] == logistic_model.threshold
+    assert body["prediction"] == int(body["probability"] >= body["threshold"])
+    expected = logistic_model.predict_proba(pd.DataFrame([PATIENT]))[0]
+    assert body["probability"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_an_array_gives_an_array_in_the_same_order(client, logistic_model):
+    """It answers an array with one result per patient, in the order sent."""
+    batch = [{**PATIENT, "age": age, "bmi": None if age % 20 else 30.0} for age in range(5, 95, 5)]
+    response = client.post("/predict", json=batch)
+    assert response.status_code == 200
+    expected = logistic_model.predict_proba(pd.DataFrame(batch).astype({"bmi": float}))
+    assert [r["probability"] for r in response.json] == pytest.approx(list(expected), abs=1e-9)
+    assert len({r["prediction_id"] for r in response.json}) == len(batch)
+
+
+def test_an_array_of_one_gives_an_array_of_one(client):
+    """It keeps the shape: an array in gives an array out, even with one element."""
+    response = client.post("/predict", json=[PATIENT])
+    assert isinstance(response.json, list) and len(response.json) == 1
+
+
+def test_each_prediction_is_logged_with_its_features(client, shared_app):
+    """It writes every prediction (id, version, features, probability, decision) to the log."""
+    ids = [r["prediction_id"] for r in client.post("/predict", json=[PATIENT, {**PATIENT, "bmi": None}]).json]
+    runtime = shared_app.extensions["clinrisk"]
+    assert runtime.writer.flush()
+    window = predlog.read_window(runtime.writer.engine, "stroke").set_index("prediction_id").loc[ids]
+    assert list(window["model_version"]) == ["1", "1"]
+    assert window["age"].tolist() == [67, 67]
+    assert window["bmi"].isna().tolist() == [False, True]
+
+
+def test_feedback_is_stored_and_read_back_with_the_prediction(client, shared_app):
+    """It stores an outcome for a known prediction and the monitor's window joins it."""
+    prediction_id = client.post("/predict", json=PATIENT).json["prediction_id"]
+    response = client.post("/feedback", json={"prediction_id": prediction_id, "outcome": 1})
+    assert response.status_code == 201
+    assert response.json["prediction_id"] == prediction_id
+    window = predlog.read_window(shared_app.extensions["clinrisk"].writer.engine, "stroke")
+    assert window.set_index("prediction_id").loc[prediction_id, "outcome"] == 1
+
+
+def test_feedback_for_an_unknown_prediction_is_404(client):
+    """It answers 404 when the prediction id is not in the log."""
+    response = client.post("/feedback", json={"prediction_id": str(uuid.uuid4()), "outcome": 0})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"prediction_id": "nope", "outcome": 1}, {"prediction_id": str(uuid.uuid4()), "outcome": 2},
+     {"prediction_id": str(uuid.uuid4())}, {"prediction_id": str(uuid.uuid4()), "outcome": 1, "x": 1}],
+    ids=["bad-id", "bad-outcome", "missing-outcome", "extra-field"],
+)
+def test_invalid_feedback_is_422(client, body):
+    """It validates feedback like predictions: 422 with the field named."""
+    response = client.post("/feedback", json=body)
+    assert response.status_code == 422
+    assert response.json["errors"]
+
+
+def test_model_describes_the_champion_and_its_scoring_path(client):
+    """It shows version, threshold, metrics, provenance and the verified ONNX path."""
+    body = client.get("/model").json
+    assert body["version"] == "1" and body["status"] == "ready"
+    assert {"threshold", "holdout_metrics", "trained_at", "data_sha256"} <= set(body)
+    assert body["scoring_path"]["active"] == "onnx"
+    assert body["scoring_path"]["verified_rows"] == 5110
+    assert body["scoring_path"]["max_abs_diff"] <= 1e-5
+
+
+def test_health_and_ready_are_open(shared_app):
+    """It answers /health and /ready without credentials."""
+    client = shared_app.test_client()
+    assert client.get("/health").json == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json["model"] == {"name": "stroke", "version": "1"}
+
+
+def test_metrics_count_requests_and_predictions_by_version(client, shared_app):
+    """It exposes request counts and latency by endpoint and status, predictions by version."""
+    client.post("/predict", json=[PATIENT, PATIENT])
+    client.post("/predict", json={})
+    text = shared_app.test_client().get("/metrics").get_data(as_text=True)
+    assert re.search(r'clinrisk_http_requests_total\{endpoint="/predict",method="POST",status="422"\} [1-9]', text)
+    assert 'clinrisk_http_request_duration_seconds_bucket{endpoint="/predict"' in text
+    assert re.search(r'clinrisk_predictions_total\{model="stroke",version="1"\} [2-9]', text)
+
+
+def test_openapi_request_schema_comes_from_the_spec(shared_app, stroke_spec):
+    """It publishes the spec's categories, ranges and the batch limit in the OpenAPI document."""
+    document = shared_app.test_client().get("/openapi.json").json
+    record = document["components"]["schemas"]["StrokeRecord"]
+    assert record["properties"]["work_type"]["enum"] == stroke_spec.features["work_type"].categories
+    assert record["properties"]["age"]["maximum"] == stroke_spec.features["age"].max
+    assert record["additionalProperties"] is False
+    body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["anyOf"][1]["maxItems"] == shared_app.extensions["clinrisk"].settings.max_batch_rows
+    assert document["paths"]["/predict"]["post"]["security"]
+
+
+def test_docs_page_loads_every_asset_from_the_service(shared_app):
+    """It serves Swagger UI and its assets itself: no CDN."""
+    client = shared_app.test_client()
+    page = client.get("/docs").get_data(as_text=True)
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sources and all(s.startswith("/docs/") for s in sources)
+    assert all(client.get(s).status_code == 200 for s in sources)
+    assert "/openapi.json" in page

@@ -1,0 +1,203 @@
+"""End to end: `clinrisk serve` (real gunicorn) on a real `mlflow server` with a trained champion."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+import time
+from collections import Counter
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from support import free_port
+from web_support import PASSWORD, PATIENT, clinrisk, gunicorn_service, post, service_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web-e2e")]
+
+
+def bearer(service) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service.api_key}"}
+
+
+def test_served_patient_gets_probability_decision_threshold_and_version(live_service):
+    """It answers a POSTed patient with probability, decision, threshold and model version."""
+    response = post(f"{live_service.url}/predict", PATIENT, auth=("alice", PASSWORD))
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"prediction_id", "probability", "prediction", "threshold", "model"}
+    assert body["prediction"] == int(body["probability"] >= body["threshold"])
+    assert body["model"]["version"] == response.headers["X-Model-Version"]
+
+
+def test_a_batch_is_answered_in_order(live_service):
+    """It answers an array with the results of each patient, in the order sent."""
+    patients = [{**PATIENT, "age": age} for age in (80, 5, 45, 62, 18)]
+    batch = post(f"{live_service.url}/predict", patients, headers=bearer(live_service)).json()
+    singles = [post(f"{live_service.url}/predict", p, headers=bearer(live_service)).json() for p in patients]
+    assert [r["probability"] for r in batch] == pytest.approx([r["probability"] for r in singles], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{}, {"auth": ("alice", "not the password")}, {"auth": ("nobody", PASSWORD)},
+     {"headers": {"Authorization": "Bearer crk_deadbeef_forged"}}],
+    ids=["none", "wrong-password", "unknown-user", "wrong-key"],
+)
+def test_missing_or_wrong_credentials_get_401(live_service, credentials):
+    """It answers 401 with a WWW-Authenticate challenge."""
+    response = post(f"{live_service.url}/predict", PATIENT, **credentials)
+    assert response.status_code == 401
+    assert "Basic" in response.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "field"),
+    [
+        (json.dumps({**PATIENT, "age": "old"}), "application/json", 422, "age"),
+        (json.dumps({k: v for k, v in PATIENT.items() if k != "gender"}), "application/json", 422, "gender"),
+        (json.dumps({**PATIENT, "smoking_status": "vapes"}), "application/json", 422, "smoking_status"),
+        (json.dumps({**PATIENT, "bmi": 400}), "application/json", 422, "bmi"),
+        (json.dumps({**PATIENT, "ssn": "123"}), "application/json", 422, "ssn"),
+        (json.dumps([PATIENT, {**PATIENT, "age": -3}]), "application/json", 422, "[1].age"),
+        ('{"age": 67,', "application/json", 400, "body"),
+        (json.dumps(PATIENT), "text/plain", 415, "body"),
+        (json.dumps([PATIENT] * 1001), "application/json", 413, "body"),
+        (" " * 2_000_001, "application/json", 413, "body"),
+    ],
+    ids=["wrong-type", "missing-field", "unknown-category", "out-of-range", "extra-field", "batch-item",
+         "malformed-json", "wrong-content-type", "array-over-limit", "body-over-limit"],
+)
+def test_invalid_input_gets_a_4xx_naming_the_field(live_service, data, content_type, status, field):
+    """It answers each class of invalid input with its 4xx and a JSON list of errors with field paths."""
+    headers = {**bearer(live_service), "Content-Type": content_type}
+    response = requests.post(f"{live_service.url}/predict", data=data, headers=headers, timeout=60)
+    assert response.status_code == status
+    assert field in [problem["field"] for problem in response.json()["errors"]]
+
+
+def test_model_reports_the_verified_onnx_path(live_service):
+    """It converts the champion to ONNX, verifies it on the real file and says so on /model."""
+    body = requests.get(f"{live_service.url}/model", headers=bearer(live_service), timeout=30).json()
+    assert body["scoring_path"]["active"] == "onnx"
+    assert body["scoring_path"]["verified_rows"] == 5110
+    assert body["loaded_from"] == "registry"
+
+
+def metric_total(service, name: str, **labels: str) -> float:
+    text = requests.get(f"{service.url}/metrics", timeout=30).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def test_metrics_add_up_across_workers(live_service):
+    """It counts requests and predictions of every gunicorn worker in one /metrics answer."""
+    before = metric_total(live_service, "clinrisk_http_requests_total", endpoint="/predict", status="200")
+    rows_before = metric_total(live_service, "clinrisk_predictions_total")
+    for _ in range(12):
+        post(f"{live_service.url}/predict", [PATIENT, PATIENT], headers=bearer(live_service))
+    after = metric_total(live_service, "clinrisk_http_requests_total", endpoint="/predict", status="200")
+    assert after - before == 12
+    assert metric_total(live_service, "clinrisk_predictions_total") - rows_before == 24
+
+
+def test_feedback_is_stored_in_the_prediction_log(live_service):
+    """It stores an observed outcome next to the logged prediction."""
+    prediction_id = post(f"{live_service.url}/predict", PATIENT, headers=bearer(live_service)).json()["prediction_id"]
+    response = post(f"{live_service.url}/feedback", {"prediction_id": prediction_id, "outcome": 1},
+                    headers=bearer(live_service))
+    assert response.status_code == 201
+    with sqlite3.connect(live_service.home / "predictions.db") as db:
+        stored = db.execute("select outcome from feedback where prediction_id = ?", (prediction_id,)).fetchall()
+    assert stored == [(1,)]
+
+
+def register_copy_of_champion(registry_url: str) -> str:
+    """A new registered version of the current champion's model (what a retraining would add)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=registry_url, registry_uri=registry_url)
+    champion = client.get_model_version_by_alias("stroke", "champion")
+    model_id = champion.model_id or champion.source.removeprefix("models:/")
+    copy = client.create_model_version("stroke", champion.source, run_id=champion.run_id, model_id=model_id)
+    return copy.version
+
+
+def hammer(url: str, stop: threading.Event, outcomes: list) -> None:
+    """Post two patients at a time until stopped, recording status and answering version."""
+    session = requests.Session()
+    while not stop.is_set():
+        try:
+            response = session.post(f"{url}/predict", json=[PATIENT, PATIENT], timeout=30)
+            versions = {r["model"]["version"] for r in response.json()} if response.ok else set()
+            outcomes.append((response.status_code, versions, time.monotonic()))
+        except requests.RequestException as exc:
+            outcomes.append((repr(exc), set(), time.monotonic()))
+
+
+def test_promotion_swaps_the_answering_version_without_failed_requests(e2e_registry, tmp_path):
+    """It serves a newly promoted version within two polling intervals; no request fails; nothing is unlogged."""
+    interval = 3.0
+    env = service_env(tmp_path / "home", e2e_registry["spec_dir"], e2e_registry["url"],
+                      auth_enabled="false", poll_interval_seconds=str(interval))
+    outcomes: list = []
+    with gunicorn_service(env) as service:
+        new_version = register_copy_of_champion(e2e_registry["url"])
+        stop = threading.Event()
+        clients = [threading.Thread(target=hammer, args=(service.url, stop, outcomes)) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        clinrisk(env, "promote", new_version)
+        promoted_at = time.monotonic()
+        deadline = promoted_at + 60
+        while time.monotonic() < deadline and not (
+            len(outcomes) > 20 and all(v == {new_version} for _, v, _ in outcomes[-20:])
+        ):
+            time.sleep(0.1)
+        stop.set()
+        for thread in clients:
+            thread.join()
+        service.stop()  # graceful: every worker flushes its prediction log
+    failures = [o for o in outcomes if o[0] != 200]
+    assert failures == []
+    first_new = min(t for _, v, t in outcomes if v == {new_version})
+    assert first_new - promoted_at <= 2 * interval
+    assert all(len(v) == 1 for _, v, _ in outcomes)
+    assert all(v == {new_version} for _, v, _ in outcomes[-20:])
+    served = Counter(version for _, v, _ in outcomes for version in v for _row in range(2))
+    with sqlite3.connect(tmp_path / "home" / "predictions.db") as db:
+        logged = Counter(dict(db.execute("select model_version, count(*) from predictions group by 1").fetchall()))
+    assert logged == served
+
+
+def test_registry_down_at_start_serves_the_cached_champion_as_degraded(e2e_registry, live_service, tmp_path):
+    """It starts from the champion cached on local disk when the registry is unreachable."""
+    home = tmp_path / "home"
+    shutil.copytree(live_service.home / "serving-cache", home / "serving-cache")
+    cached = json.loads((home / "serving-cache" / "stroke" / "meta.json").read_text())["version"]
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    env = service_env(home, e2e_registry["spec_dir"], unreachable, auth_enabled="false")
+    with gunicorn_service(env, workers=1) as service:
+        ready = requests.get(f"{service.url}/ready", timeout=30)
+        answer = post(f"{service.url}/predict", PATIENT)
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded" and "unreachable" in ready.json()["reason"]
+    assert answer.status_code == 200 and answer.json()["model"]["version"] == cached
+
+
+def test_registry_down_without_cache_answers_503(e2e_registry, tmp_path):
+    """It answers /ready and /predict with 503 and a clear message when there is nothing to serve."""
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    env = service_env(tmp_path / "home", e2e_registry["spec_dir"], unreachable, auth_enabled="false")
+    with gunicorn_service(env, workers=1) as service:
+        ready = requests.get(f"{service.url}/ready", timeout=30)
+        answer = post(f"{service.url}/predict", PATIENT)
+    assert ready.status_code == 503 and "no cached champion" in ready.json()["reason"]
+    assert answer.status_code == 503 and "no champion model is loaded" in answer.json()["message"]

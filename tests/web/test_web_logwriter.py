@@ -1,0 +1,97 @@
+"""The prediction-log writer and the local champion cache."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from clinrisk import predlog
+from clinrisk.serving import cache
+from clinrisk.serving.logwriter import PredictionLogWriter
+from web_fakes import as_version
+from web_support import PATIENT
+
+
+def rows(count: int, version: str = "1") -> list[dict]:
+    now = datetime.now(UTC)
+    return [
+        {"prediction_id": str(uuid.uuid4()), "created_at": now, "model_name": "stroke", "model_version": version,
+         "features": PATIENT, "probability": 0.5, "prediction": 1}
+        for _ in range(count)
+    ]
+
+
+def count(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_close_writes_everything_still_queued(tmp_path):
+    """It loses nothing on a graceful shutdown: close() drains the queue into the database."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    writer = PredictionLogWriter(url, flush_seconds=60)  # nothing would be written before close
+    writer.start()
+    for _ in range(40):
+        writer.submit(rows(25))
+    writer.close()
+    assert count(predlog.connect(url), predlog.predictions) == 1000
+
+
+def test_rows_are_written_in_batches_off_the_request_path(tmp_path):
+    """It writes queued rows from its own thread, within a flush interval."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    writer = PredictionLogWriter(url, flush_seconds=0.05, batch_rows=100)
+    writer.start()
+    writer.submit(rows(250))
+    assert writer.flush(timeout=10)
+    assert count(writer.engine, predlog.predictions) == 250
+    writer.close()
+
+
+def test_rows_wait_for_an_unavailable_database(tmp_path):
+    """It keeps rows it could not write and writes them once the database is reachable."""
+    blocked = tmp_path / "not-yet"
+    blocked.write_text("a file where the database directory should be")
+    url = f"sqlite:///{blocked / 'log.db'}"
+    writer = PredictionLogWriter(url, flush_seconds=0.05)
+    writer.start()
+    writer.submit(rows(5))
+    assert not writer.flush(timeout=0.5)
+    blocked.unlink()
+    assert writer.flush(timeout=20)
+    assert count(writer.engine, predlog.predictions) == 5
+    writer.close()
+
+
+def test_feedback_is_stored_only_for_logged_predictions(tmp_path):
+    """It records an outcome for a logged prediction, including one still queued, and refuses others."""
+    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.db'}", flush_seconds=60)
+    writer.start()
+    queued = rows(1)
+    writer.submit(queued)
+    receipt = writer.record_feedback(queued[0]["prediction_id"], 0)
+    assert receipt["outcome"] == 0
+    assert writer.record_feedback(str(uuid.uuid4()), 1) is None
+    assert count(writer.engine, predlog.feedback) == 1
+    writer.close()
+
+
+def test_cache_round_trip_keeps_version_threshold_and_predictions(tmp_path, logistic_model):
+    """It restores the cached champion with its version, threshold and behaviour."""
+    directory = tmp_path / "serving-cache" / "stroke"
+    cache.save(directory, as_version(logistic_model, "9"))
+    restored = cache.load(directory)
+    assert restored.info["version"] == "9" and restored.threshold == logistic_model.threshold
+    frame = __import__("pandas").DataFrame([PATIENT])
+    assert restored.predict_proba(frame) == logistic_model.predict_proba(frame)
+
+
+def test_a_corrupt_cache_counts_as_no_cache(tmp_path):
+    """It treats an unreadable cache file as no cache instead of failing."""
+    directory = tmp_path / "serving-cache" / "stroke"
+    directory.mkdir(parents=True)
+    (directory / cache.MODEL_FILE).write_bytes(b"not a pickle")
+    assert cache.load(directory) is None
+    assert cache.load(tmp_path / "empty") is None

@@ -1,0 +1,98 @@
+"""Helpers of the web tests: a sample patient, real gunicorn services and a trained registry."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import yaml
+
+from support import RAW_STROKE, REPO, VENV_BIN, free_port, stop_process, wait_for_http
+
+PASSWORD = "correct horse battery"
+
+PATIENT = {
+    "gender": "Male",
+    "age": 67,
+    "hypertension": 0,
+    "heart_disease": 1,
+    "ever_married": "Yes",
+    "work_type": "Private",
+    "Residence_type": "Urban",
+    "avg_glucose_level": 228.69,
+    "bmi": 36.6,
+    "smoking_status": "formerly smoked",
+}
+
+
+def fast_spec_dir(directory: Path) -> Path:
+    """The stroke spec with logistic regression only and 3 folds (trains in seconds)."""
+    raw = yaml.safe_load((REPO / "models" / "stroke.yaml").read_text())
+    raw["data"]["path"] = str(RAW_STROKE)
+    raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "logistic_regression"]
+    raw["training"]["cv_folds"] = 3
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "stroke.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return directory
+
+
+def service_env(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) -> dict[str, str]:
+    """A clean environment for a clinrisk process: no MLflow or clinrisk variables but these."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CLINRISK_", "PROMETHEUS_"))}
+    env.update(
+        CLINRISK_HOME=str(home),
+        CLINRISK_SPEC_DIR=str(spec_dir),
+        CLINRISK_TRACKING_URI=tracking_uri,
+        CLINRISK_REGISTRY_URI=tracking_uri,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    env.update({f"CLINRISK_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def clinrisk(env: dict[str, str], *args: str, stdin: str = "") -> str:
+    """Run the `clinrisk` CLI and return its last output line (the JSON result)."""
+    done = subprocess.run([str(VENV_BIN / "clinrisk"), *args], env=env, input=stdin, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class Service:
+    url: str
+    home: Path
+    process: subprocess.Popen
+    log: Path
+    api_key: str = ""
+
+    def stop(self) -> None:
+        """SIGTERM, as an orchestrator would: a graceful shutdown."""
+        stop_process(self.process, timeout=60)
+
+
+@contextmanager
+def gunicorn_service(env: dict[str, str], *, workers: int = 2) -> Iterator[Service]:
+    """`clinrisk serve` on a free port, started and stopped as a real process group."""
+    home = Path(env["CLINRISK_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = home / f"gunicorn-{port}.log"
+    command = [str(VENV_BIN / "clinrisk"), "serve", "--port", str(port), "--workers", str(workers)]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        service = Service(f"http://127.0.0.1:{port}", home, process, log_path)
+        try:
+            wait_for_http(f"{service.url}/health", timeout=180, process=process)
+            yield service
+        finally:
+            service.stop()
+
+
+def post(url: str, body, **kwargs) -> requests.Response:
+    return requests.post(url, json=body, timeout=60, **kwargs)
