@@ -6,6 +6,7 @@
 # 2. Runs the compose tests: build, `up`, wait for health, POST a patient, retrain through
 #    the Prefect API, check the report and the MLflow run, then `down -v` (always).
 #
+# CLINRISK_COMPOSE="docker-compose" forces compose v1 (default: `docker compose` when present).
 # If the engine itself cannot start, this says so in a banner and exits 0, or 1 with
 # CLINRISK_REQUIRE_DOCKER=1. Once the engine is up, any failure of the stack fails.
 set -uo pipefail
@@ -44,8 +45,8 @@ if ! engine_up; then
   fi
 fi
 
-echo "test-compose: engine $(docker version --format '{{.Server.Version}}'); compose:" \
-     "$(docker compose version --short 2>/dev/null || docker-compose version --short)"
+echo "test-compose: engine $(docker version --format '{{.Server.Version}}');" \
+     "compose: ${CLINRISK_COMPOSE:-$(docker compose version --short 2>/dev/null || docker-compose version --short)}"
 started=$SECONDS
 .venv/bin/python -m pytest tests/compose -m compose -p no:cacheprovider -s --timeout=3600 "$@"
 status=$?

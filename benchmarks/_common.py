@@ -106,7 +106,10 @@ def run_stamp(argv: list[str] | None = None) -> str:
     argv = sys.argv if argv is None else argv
     command = " ".join([Path(argv[0]).name, *argv[1:]])
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"_Run {now} on {cpu_model()} ({os.cpu_count()} cores) with `{command}`._"
+    return (
+        f"_Run {now} on {cpu_model()} ({os.cpu_count()} cores) with `{command}`; load average "
+        f"{load_average()} (1, 5, 15 min) when it finished._"
+    )
 
 
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
@@ -163,7 +166,8 @@ def machine_section() -> str:
             f"({len(os.sched_getaffinity(0))} usable by this process)",
             f"- RAM: {total_memory_gb():.1f} GB; OS: {platform.system()} {platform.release()}",
             f"- Python {platform.python_version()}; {versions}",
-            f"- Load average when last written: {load_average()} (1, 5, 15 min)",
+            f"- OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'unset')} (scikit-learn's gradient "
+            "boosting uses OpenMP; on a busy machine its threads slow it down many times over)",
         ]
     )
 

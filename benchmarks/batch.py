@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -276,7 +277,7 @@ def render(m: dict, args: argparse.Namespace) -> str:
         *verdicts(m, r, args),
     ]
     if "profile" in m:
-        lines += ["", profile_text(m["profile"], args.small_rows)]
+        lines += ["", profile_text(m["profile"], args.small_rows), "", per_row_note(m, args)]
     return "\n".join(lines)
 
 
@@ -304,6 +305,25 @@ def profile_text(profile: dict, scored_rows: int) -> str:
             "</details>",
         ]
     )
+
+
+def per_row_note(m: dict, args: argparse.Namespace) -> str:
+    """Model time per row in chunks (inside score_file) against one predict_proba on the whole frame."""
+    stages = m["profile"]["stages"]
+    chunked = next(s for label, s in stages.items() if label.startswith("score")) / args.small_rows
+    whole = m["plain_times"]["predict_seconds"] / args.rows
+    text = (
+        f"The model itself costs {chunked * 1e6:.1f} µs a row inside `score_file` (chunks of "
+        f"{args.chunk_rows:,}) against {whole * 1e6:.1f} µs a row for one `predict_proba` on the whole "
+        f"frame (x{chunked / whole:.1f})."
+    )
+    if chunked / whole > 1.3:
+        text += (
+            " The gap is per-call overhead: scikit-learn's gradient boosting opens an OpenMP parallel "
+            "region for every tree of every call, which costs most when other processes compete for the "
+            f"cores (`OMP_NUM_THREADS` was {os.environ.get('OMP_NUM_THREADS', 'unset')})."
+        )
+    return text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -66,6 +66,7 @@ class LoadResult:
     latencies_ms: np.ndarray
     server_cpu_ms: float
     client_cpu_ms: float
+    busiest_share: float  # the busiest server process's share of the server's CPU
 
     @property
     def throughput(self) -> float:
@@ -116,13 +117,16 @@ def drive(server: Server, requests: int, concurrency: int, timeout: float = 30.0
     threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(concurrency)]
     for thread in threads:
         thread.start()
-    server_cpu, client_cpu = group_cpu_seconds(server.pgid), time.process_time()
+    before, client_cpu = group_cpu_seconds(server.pgid), time.process_time()
     barrier.wait()
     started = time.perf_counter()
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - started
-    server_cpu, client_cpu = group_cpu_seconds(server.pgid) - server_cpu, time.process_time() - client_cpu
+    client_cpu = time.process_time() - client_cpu
+    after = group_cpu_seconds(server.pgid)
+    per_process = [after[pid] - before.get(pid, 0.0) for pid in after]
+    server_cpu = sum(per_process)
     return LoadResult(
         server=server.name,
         concurrency=concurrency,
@@ -132,21 +136,22 @@ def drive(server: Server, requests: int, concurrency: int, timeout: float = 30.0
         latencies_ms=latencies * 1000,
         server_cpu_ms=server_cpu * 1000 / requests,
         client_cpu_ms=client_cpu * 1000 / requests,
+        busiest_share=max(per_process, default=0.0) / server_cpu if server_cpu > 0 else float("nan"),
     )
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU of every live process in a process group (from /proc)."""
+def group_cpu_seconds(pgid: int) -> dict[int, float]:
+    """User + system CPU seconds of each live process in a process group, by pid (from /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+            found[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -276,6 +281,7 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
         "p99 (ms)",
         "server CPU / req (ms)",
         "client CPU / req (ms)",
+        "busiest process's share of server CPU",
     ]
     rows = [
         [
@@ -288,6 +294,7 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
             f"{r.percentile(99):.2f}",
             f"{r.server_cpu_ms:.2f}",
             f"{r.client_cpu_ms:.2f}",
+            f"{r.busiest_share:.0%}",
         ]
         for r in results
     ]
@@ -331,8 +338,20 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
             ),
             "",
         ]
-    lines += [agreement_line(agree, args.tolerance), "", verdict(by)]
+    lines += [agreement_line(agree, args.tolerance), "", verdict(by), "", balance_note(results, workers)]
     return "\n".join(lines)
+
+
+def balance_note(results: list[LoadResult], workers: int) -> str:
+    """Say whether the workers shared the load, from each level's busiest-process share of server CPU."""
+    even = 1 / workers
+    shares = ", ".join(f"{r.server} c={r.concurrency}: {r.busiest_share:.0%}" for r in results)
+    return (
+        f"Load balance across workers (busiest process's share of server CPU; {even:.0%} is an even split "
+        f"over {workers} workers, near 100% means one worker served nearly every connection, which caps "
+        f"a server at about one core): {shares}. Keep-alive connections stay with the worker that "
+        "accepted them, so an uneven split persists for the whole level."
+    )
 
 
 def agreement_line(agree: dict, tolerance: float) -> str:

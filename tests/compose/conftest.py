@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import time
@@ -32,7 +33,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def compose_command() -> list[str]:
-    """`docker compose` (v2) when available, else `docker-compose` (v1)."""
+    """`docker compose` (v2) when available, else `docker-compose` (v1); CLINRISK_COMPOSE forces one."""
+    if os.environ.get("CLINRISK_COMPOSE"):
+        return shlex.split(os.environ["CLINRISK_COMPOSE"])
     if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):

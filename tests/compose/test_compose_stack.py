@@ -144,6 +144,17 @@ def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compos
     assert len(reports.split()) >= 2
 
 
+def test_the_evidently_ui_lists_the_reports_the_flows_saved(compose_stack):
+    """It shows, in the Evidently UI, the workspace project the retrain flow saved its report to."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        projects = requests.get(f"{compose_stack.url('evidently-ui')}/api/projects", timeout=30).json()
+        if projects:
+            return
+        time.sleep(2)
+    raise AssertionError("the Evidently UI lists no project after a retrain")
+
+
 def test_the_ui_of_each_server_answers(compose_stack):
     """It serves the MLflow, Prefect and Evidently UIs on their published ports."""
     for service, path in (("mlflow", "/"), ("prefect-server", "/"), ("evidently-ui", "/")):

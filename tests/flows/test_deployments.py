@@ -89,51 +89,59 @@ def prefect(env: dict, *args: str, cwd: Path = REPO) -> str:
     return done.stdout
 
 
-def wait_for_final_state(env: dict, deployment: str, tag: str, timeout: float = 480) -> dict:
-    """Poll the API until a run of `deployment` with `tag` reaches a final state; return it."""
+def api(env: dict, method: str, path: str, **body) -> dict | list:
+    """One call to the Prefect REST API of the server in `env`."""
     import requests
 
-    api, deadline = env["PREFECT_API_URL"], time.monotonic() + timeout
-    found = requests.get(f"{api}/deployments/name/{deployment}", timeout=10).json()
-    query = {"deployments": {"id": {"any_": [found["id"]]}}, "flow_runs": {"tags": {"all_": [tag]}}}
+    response = requests.request(method, f"{env['PREFECT_API_URL']}{path}", json=body or None, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def run_deployment(env: dict, deployment: str, **parameters) -> str:
+    """Create a run of a deployment, as `prefect deployment run` does; returns its id."""
+    found = api(env, "GET", f"/deployments/name/{deployment}")
+    return api(env, "POST", f"/deployments/{found['id']}/create_flow_run", parameters=parameters)["id"]
+
+
+def wait_for_final_state(env: dict, flow_runs: dict, timeout: float = 480) -> list[dict]:
+    """Poll until the flow runs matching the `flow_runs` filter exist and have all finished."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = requests.post(f"{api}/flow_runs/filter", json=query, timeout=10).json()
-        final = [r for r in runs if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")]
-        if final:
-            return final[0] | {"count": len(runs)}
+        runs = api(env, "POST", "/flow_runs/filter", flow_runs=flow_runs)
+        if runs and all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in runs):
+            return runs
         time.sleep(2)
-    raise TimeoutError(f"no run of {deployment} finished within {timeout} s")
+    raise TimeoutError(f"flow runs {flow_runs} did not finish within {timeout} s")
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("prefect-server")
-def test_a_worker_runs_the_retrain_that_monitor_triggered(tmp_path, raw_stroke, monkeypatch):
-    """It deploys prefect.yaml from the project root; a worker runs the retrain a drifted monitor started."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from clinrisk.flows.monitor import monitor
-
+def test_a_worker_runs_the_retrain_that_monitor_triggered(tmp_path, raw_stroke):
+    """It deploys prefect.yaml from the project root; a worker runs monitor, then the retrain it started."""
     port = free_port()
     env = server_env(tmp_path / "prefect", port)
-    with background(
-        ["server", "start", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "server.log"
-    ) as server:
+    server_args = ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with background(server_args, env, tmp_path / "server.log") as server:
         store = trained_store(tmp_path / "store")  # trains while the server migrates its database
         drifted(raw_stroke).to_csv(tmp_path / "drifted.csv", index=False)
-        clinrisk_env = {"CLINRISK_HOME": str(store.home), "CLINRISK_SPEC_DIR": str(store.spec_dir)}
-        for key, value in clinrisk_env.items():
-            monkeypatch.setenv(key, value)
+        store_env = {
+            "CLINRISK_HOME": str(store.home),
+            "CLINRISK_SPEC_DIR": str(store.spec_dir),
+            "MLFLOW_TRACKING_URI": store.tracking_uri,
+        }
         wait_for_http(f"http://127.0.0.1:{port}/api/health", timeout=240, process=server)
         worker_args = ["worker", "start", "--pool", POOL, "--type", "process"]
-        with background(worker_args, {**env, **clinrisk_env}, tmp_path / "worker.log"):
+        with background(worker_args, env | store_env, tmp_path / "worker.log"):
             wait_for_pool(env)  # the worker creates the process pool that prefect.yaml names
             prefect(env, "--no-prompt", "deploy", "--all")
-            with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
-                summary = monitor(current_path=str(tmp_path / "drifted.csv"))
-            assert summary["retrain"]["triggered"], summary["retrain"]
-            retrain_run = wait_for_final_state(env, "retrain/retrain", "auto-retrain")
-    assert retrain_run["state_type"] == "COMPLETED", (tmp_path / "worker.log").read_text()[-3000:]
-    assert retrain_run["count"] == 1
-    comparison = next(s for s in read_summaries(store.reports_dir) if s["kind"] == "retrain")
-    assert comparison["model_version"] == "2" and comparison["champion_version"] == "1"
+            monitor_id = run_deployment(env, "monitor/monitor", current_path=str(tmp_path / "drifted.csv"))
+            (monitored,) = wait_for_final_state(env, {"id": {"any_": [monitor_id]}})
+            retrains = wait_for_final_state(env, {"tags": {"all_": ["auto-retrain"]}})
+    log = (tmp_path / "worker.log").read_text()[-4000:]
+    assert monitored["state_type"] == "COMPLETED" and len(retrains) == 1, log
+    assert retrains[0]["state_type"] == "COMPLETED", log
+    summaries = {s["kind"]: s for s in read_summaries(store.reports_dir)}
+    assert summaries["monitor"]["retrain"]["flow_run"]["id"] == retrains[0]["id"]
+    assert summaries["retrain"]["model_version"] == "2" and summaries["retrain"]["champion_version"] == "1"
     assert registry.alias_version(store, "stroke", "champion") == "2"

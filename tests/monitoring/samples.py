@@ -39,14 +39,22 @@ def fast_spec_dir(directory: Path) -> Path:
 
 
 def trained_store(root: Path) -> Settings:
-    """A state directory of its own holding a promoted stroke champion (fast spec)."""
-    settings = load_settings(home=root / "home", spec_dir=fast_spec_dir(root / "specs"))
+    """A state directory of its own holding a promoted stroke champion (fast spec).
+
+    The tracking URI is given explicitly: `mlflow.set_tracking_uri` exports MLFLOW_TRACKING_URI,
+    so a session fixture built after another test's MLflow calls would otherwise inherit its store.
+    """
+    home = root / "home"
+    settings = load_settings(
+        home=home, spec_dir=fast_spec_dir(root / "specs"), tracking_uri=f"sqlite:///{home / 'mlflow.db'}"
+    )
     assert retrain(settings, "stroke")["promoted"]
     return settings
 
 
 def store_env(monkeypatch, store: Settings, tmp_path: Path) -> Settings:
     """Point CLINRISK_* at `store` (models) and at `tmp_path` (reports, workspace, prediction log)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
     monkeypatch.setenv("CLINRISK_HOME", str(store.home))
     monkeypatch.setenv("CLINRISK_SPEC_DIR", str(store.spec_dir))
     monkeypatch.setenv("CLINRISK_REPORTS_DIR", str(tmp_path / "reports"))

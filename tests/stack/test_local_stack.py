@@ -15,10 +15,9 @@ import pytest
 import requests
 from proctable import alive, command_line, descendants, with_environment
 
-from conftest import write_fast_spec
 from support import REPO, VENV_BIN, free_port, stop_process
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-stack")]
+pytestmark = pytest.mark.slow
 
 PATIENT = {
     "gender": "Male",
@@ -52,19 +51,21 @@ class Stack:
         return self.log.read_text(errors="replace")
 
 
-def start_stack(tmp_path: Path) -> Stack:
+def start_stack(tmp_path: Path, spec_dir: Path) -> Stack:
     """Run `clinrisk up` on free ports and a fresh state directory."""
-    home = tmp_path / "home"
+    home = tmp_path / "stack-home"
     ports = {"service": free_port(), "mlflow": free_port(), "prefect": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "CLINRISK_"))}
-    env |= {"CLINRISK_HOME": str(home), "CLINRISK_SPEC_DIR": str(write_fast_spec(tmp_path / "specs"))}
+    env |= {"CLINRISK_HOME": str(home), "CLINRISK_SPEC_DIR": str(spec_dir)}
     env |= {"PREFECT_WORKER_QUERY_SECONDS": "2"}  # pick the triggered run up sooner than every 10 s
     command = [str(VENV_BIN / "clinrisk"), "up", "--web-workers", "1"]
     command += ["--service-port", str(ports["service"]), "--mlflow-port", str(ports["mlflow"])]
     command += ["--prefect-port", str(ports["prefect"])]
     log = tmp_path / "up.log"
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Stack(
         process, home, log, f"http://127.0.0.1:{ports['service']}",
         f"http://127.0.0.1:{ports['mlflow']}", f"http://127.0.0.1:{ports['prefect']}/api",
@@ -81,21 +82,6 @@ def wait_until_up(stack: Stack, timeout: float = 240) -> None:
             break
         time.sleep(1)
     raise AssertionError(f"the stack did not come up:\n{stack.output()[-6000:]}")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    stack = start_stack(tmp_path_factory.mktemp("local-stack"))
-    try:
-        wait_until_up(stack)
-        yield stack
-    finally:
-        if stack.process.poll() is None:
-            stack.process.send_signal(signal.SIGINT)
-            try:
-                stack.process.wait(60)
-            except subprocess.TimeoutExpired:
-                stop_process(stack.process)
 
 
 def predict(stack: Stack, patient: dict) -> requests.Response:
@@ -131,8 +117,8 @@ def registered_versions(stack: Stack) -> list[str]:
     return sorted(v["version"] for v in response.json().get("model_versions", []))
 
 
-def test_the_banner_gives_every_url_and_how_to_log_in(stack):
-    """It prints the service, docs, MLflow, Prefect and reports URLs and the new admin password once."""
+def check_banner(stack: Stack) -> None:
+    """The banner names the service, docs, MLflow, Prefect and reports URLs and the new password."""
     banner = stack.output()[stack.output().index("clinrisk stack is up") :]
     for url in (stack.service, f"{stack.service}/docs", stack.mlflow, stack.prefect_api.removesuffix("/api")):
         assert url in banner
@@ -140,8 +126,8 @@ def test_the_banner_gives_every_url_and_how_to_log_in(stack):
     assert re.search(rf"password {re.escape(stack.auth[1])} \(shown once\)", banner)
 
 
-def test_a_posted_patient_gets_an_answer_from_the_champion(stack):
-    """It answers a POSTed patient with a probability from the first champion it trained."""
+def check_prediction(stack: Stack) -> None:
+    """A POSTed patient gets a probability from the first champion."""
     response = predict(stack, PATIENT)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -149,17 +135,17 @@ def test_a_posted_patient_gets_an_answer_from_the_champion(stack):
     assert body["model"] == {"name": "stroke", "version": "1"}
 
 
-def test_a_retrain_triggered_through_prefect_registers_a_new_version(stack):
-    """It runs the retrain deployment on its worker and registers version 2 in MLflow."""
+def check_retrain(stack: Stack) -> None:
+    """The retrain deployment runs on the stack's worker and registers version 2."""
     state = run_deployment(stack, "retrain")
     assert state["type"] == "COMPLETED", f"{state}\n{stack.output()[-4000:]}"
     assert registered_versions(stack) == ["1", "2"]
 
 
-def test_ctrl_c_stops_every_process_it_started(stack):
-    """It stops every process of the stack on Ctrl-C (SIGINT), exits 0 and frees the ports."""
+def check_ctrl_c_stops_everything(stack: Stack) -> None:
+    """SIGINT (Ctrl-C) stops every process of the stack, `up` exits 0, the ports are free."""
     started = descendants(stack.process.pid) | with_environment("CLINRISK_HOME", str(stack.home))
-    assert len(started) >= 4
+    assert len(started) >= 4, [command_line(pid) for pid in started]
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(60) == 0, stack.output()[-3000:]
     time.sleep(0.5)
@@ -168,3 +154,21 @@ def test_ctrl_c_stops_every_process_it_started(stack):
     for url in (stack.service, stack.mlflow, stack.prefect_api):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=5)
+
+
+def test_up_serves_retrains_and_stops_without_leftovers(tmp_path, fast_settings):
+    """It comes up with a champion, answers a patient, retrains through Prefect, and Ctrl-C stops all.
+
+    One scenario rather than one test per step: the steps share one stack (a minute and a half
+    to start) and must run in this order.
+    """
+    stack = start_stack(tmp_path, fast_settings.spec_dir)
+    try:
+        wait_until_up(stack)
+        check_banner(stack)
+        check_prediction(stack)
+        check_retrain(stack)
+        check_ctrl_c_stops_everything(stack)
+    finally:
+        if stack.process.poll() is None:
+            stop_process(stack.process, timeout=60)

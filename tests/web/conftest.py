@@ -3,14 +3,35 @@ tests marked slow) a real `mlflow server` of our own holding a champion trained 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from _pytest.nodeid import NodeId
 from threadpoolctl import threadpool_limits
+from web_fakes import FakeRegistry, fit_model, make_app, web_settings
+from web_support import PASSWORD, clinrisk, fast_spec_dir, gunicorn_service, service_env
 
 from clinrisk.model import RiskModel
 from clinrisk.web.users import add_api_key, add_user
 from support import mlflow_server
-from web_fakes import FakeRegistry, fit_model, make_app, web_settings
-from web_support import PASSWORD, clinrisk, fast_spec_dir, gunicorn_service, service_env
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep this folder's xdist groups together under `--dist loadgroup` with pytest 9.
+
+    pytest-xdist 3.8 appends '@group' to `item._nodeid`, which pytest 9 no longer reads, so
+    grouped tests would spread over workers and each worker would start its own servers.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    here = Path(__file__).parent
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is None or "@" in item.nodeid or here not in item.path.parents:
+            continue
+        group = marker.args[0] if marker.args else marker.kwargs.get("name", "default")
+        item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 @pytest.fixture(autouse=True)

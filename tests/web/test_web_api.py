@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import uuid
 
 import pandas as pd
 import pytest
+from web_support import PATIENT
 
 from clinrisk import predlog
-from web_support import PATIENT
 
 RESULT_KEYS = {"prediction_id", "probability", "prediction", "threshold", "model"}
 
@@ -74,8 +76,12 @@ def test_feedback_for_an_unknown_prediction_is_404(client):
 
 @pytest.mark.parametrize(
     "body",
-    [{"prediction_id": "nope", "outcome": 1}, {"prediction_id": str(uuid.uuid4()), "outcome": 2},
-     {"prediction_id": str(uuid.uuid4())}, {"prediction_id": str(uuid.uuid4()), "outcome": 1, "x": 1}],
+    [
+        {"prediction_id": "nope", "outcome": 1},
+        {"prediction_id": str(uuid.uuid4()), "outcome": 2},
+        {"prediction_id": str(uuid.uuid4())},
+        {"prediction_id": str(uuid.uuid4()), "outcome": 1, "x": 1},
+    ],
     ids=["bad-id", "bad-outcome", "missing-outcome", "extra-field"],
 )
 def test_invalid_feedback_is_422(client, body):
@@ -109,7 +115,9 @@ def test_metrics_count_requests_and_predictions_by_version(client, shared_app):
     client.post("/predict", json=[PATIENT, PATIENT])
     client.post("/predict", json={})
     text = shared_app.test_client().get("/metrics").get_data(as_text=True)
-    assert re.search(r'clinrisk_http_requests_total\{endpoint="/predict",method="POST",status="422"\} [1-9]', text)
+    assert re.search(
+        r'clinrisk_http_requests_total\{endpoint="/predict",method="POST",status="422"\} [1-9]', text
+    )
     assert 'clinrisk_http_request_duration_seconds_bucket{endpoint="/predict"' in text
     assert re.search(r'clinrisk_predictions_total\{model="stroke",version="1"\} [2-9]', text)
 
@@ -134,3 +142,26 @@ def test_docs_page_loads_every_asset_from_the_service(shared_app):
     assert sources and all(s.startswith("/docs/") for s in sources)
     assert all(client.get(s).status_code == 200 for s in sources)
     assert "/openapi.json" in page
+
+
+def test_the_web_layer_never_imports_training_code_flows_or_evidently():
+    """It imports every web and serving module without training code, flows, monitoring or Evidently."""
+    script = (
+        "import sys, clinrisk.web as w, clinrisk.web.api, clinrisk.web.ops, clinrisk.web.docs,"
+        " clinrisk.web.runtime, clinrisk.web.commands, clinrisk.serving.onnx_scorer;"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    forbidden = {
+        "clinrisk.train",
+        "clinrisk.features",
+        "clinrisk.retraining",
+        "clinrisk.promotion",
+        "evidently",
+    }
+    assert not forbidden & loaded
+    assert not {m for m in loaded if m.startswith(("clinrisk.flows", "clinrisk.monitoring", "prefect"))}

@@ -8,14 +8,17 @@ import stat
 
 import pytest
 from click.testing import CliRunner
-
-from clinrisk.cli import main
-from clinrisk.web import users
 from web_fakes import FakeRegistry, make_app, web_settings
 from web_support import PASSWORD, PATIENT
 
-PROTECTED = [("post", "/predict", PATIENT), ("post", "/feedback", {"prediction_id": "x", "outcome": 1}),
-             ("get", "/model", None)]
+from clinrisk.cli import main
+from clinrisk.web import users
+
+PROTECTED = [
+    ("post", "/predict", PATIENT),
+    ("post", "/feedback", {"prediction_id": "x", "outcome": 1}),
+    ("get", "/model", None),
+]
 OPEN = ["/health", "/ready", "/docs", "/openapi.json", "/metrics"]
 
 
@@ -30,8 +33,15 @@ def call(client, method: str, path: str, body, headers: dict | None = None):
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
 @pytest.mark.parametrize(
     "headers",
-    [{}, basic("alice", "wrong password"), basic("mallory", PASSWORD), {"Authorization": "Bearer crk_00000000_nope"},
-     {"Authorization": "Bearer "}, {"Authorization": "Basic !!!notbase64"}, {"Authorization": "Digest abc"}],
+    [
+        {},
+        basic("alice", "wrong password"),
+        basic("mallory", PASSWORD),
+        {"Authorization": "Bearer crk_00000000_nope"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic !!!notbase64"},
+        {"Authorization": "Digest abc"},
+    ],
     ids=["none", "wrong-password", "unknown-user", "wrong-key", "empty-key", "garbled-basic", "other-scheme"],
 )
 def test_protected_endpoints_answer_401_with_a_challenge(shared_app, method, path, body, headers):
@@ -39,7 +49,9 @@ def test_protected_endpoints_answer_401_with_a_challenge(shared_app, method, pat
     response = call(shared_app.test_client(), method, path, body, headers)
     assert response.status_code == 401
     challenges = response.headers.getlist("WWW-Authenticate")
-    assert any(c.startswith("Basic ") for c in challenges) and any(c.startswith("Bearer ") for c in challenges)
+    assert any(c.startswith("Basic ") for c in challenges) and any(
+        c.startswith("Bearer ") for c in challenges
+    )
     assert response.json["error"] == "unauthorized"
 
 
@@ -100,8 +112,11 @@ def test_user_add_reads_the_password_from_stdin_into_clinrisk_home(tmp_path, mon
 
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
-    [(["user", "add", "eve"], "short\n", "at least 8"), (["user", "add", "bad name"], f"{PASSWORD}\n", "invalid"),
-     (["user", "remove", "nobody"], "", "no user")],
+    [
+        (["user", "add", "eve"], "short\n", "at least 8"),
+        (["user", "add", "bad name"], f"{PASSWORD}\n", "invalid"),
+        (["user", "remove", "nobody"], "", "no user"),
+    ],
     ids=["short-password", "bad-name", "unknown-user"],
 )
 def test_user_commands_fail_clearly(tmp_path, monkeypatch, args, stdin, message):
@@ -118,7 +133,9 @@ def test_adding_an_existing_user_needs_replace(tmp_path, monkeypatch):
     runner = CliRunner()
     runner.invoke(main, ["user", "add", "finn", "--api-key"], input=f"{PASSWORD}\n")
     assert runner.invoke(main, ["user", "add", "finn"], input="another password\n").exit_code == 1
-    assert runner.invoke(main, ["user", "add", "finn", "--replace"], input="another password\n").exit_code == 0
+    assert (
+        runner.invoke(main, ["user", "add", "finn", "--replace"], input="another password\n").exit_code == 0
+    )
     listed = json.loads(runner.invoke(main, ["user", "list"]).stdout.strip().splitlines()[-1])["users"]
     assert listed[0]["name"] == "finn" and len(listed[0]["api_keys"]) == 1
     assert users.UserStore(tmp_path / "users.json").check_password("finn", "another password") == "finn"

@@ -6,12 +6,12 @@ import threading
 import time
 
 import pytest
+from web_fakes import FakeRegistry, as_version, make_app, web_settings
+from web_support import PATIENT
 
 from clinrisk.serving import cache
 from clinrisk.serving.champion import DEGRADED, READY, UNAVAILABLE, ChampionHolder
 from clinrisk.serving.watcher import ChampionWatcher
-from web_fakes import FakeRegistry, as_version, make_app, web_settings
-from web_support import PATIENT
 
 
 @pytest.fixture
@@ -118,8 +118,10 @@ def test_watcher_swaps_versions_under_concurrent_requests(tmp_path, logistic_mod
     thresholds = {"1": 0.0, "2": 1.01}  # version 1 flags everyone, version 2 no one
     models = {v: as_version(logistic_model, v, threshold=t) for v, t in thresholds.items()}
     source = FakeRegistry(models, "1")
-    app = make_app(web_settings(tmp_path / "home", auth_enabled=False, fast_path=False, poll_interval_seconds=0.05),
-                   source)
+    app = make_app(
+        web_settings(tmp_path / "home", auth_enabled=False, fast_path=False, poll_interval_seconds=0.05),
+        source,
+    )
     app.test_client().get("/health")  # starts the watcher
     failures, seen = [], []
 

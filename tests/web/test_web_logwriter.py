@@ -6,19 +6,26 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from web_fakes import as_version
+from web_support import PATIENT
 
 from clinrisk import predlog
 from clinrisk.serving import cache
 from clinrisk.serving.logwriter import PredictionLogWriter
-from web_fakes import as_version
-from web_support import PATIENT
 
 
 def rows(count: int, version: str = "1") -> list[dict]:
     now = datetime.now(UTC)
     return [
-        {"prediction_id": str(uuid.uuid4()), "created_at": now, "model_name": "stroke", "model_version": version,
-         "features": PATIENT, "probability": 0.5, "prediction": 1}
+        {
+            "prediction_id": str(uuid.uuid4()),
+            "created_at": now,
+            "model_name": "stroke",
+            "model_version": version,
+            "features": PATIENT,
+            "probability": 0.5,
+            "prediction": 1,
+        }
         for _ in range(count)
     ]
 

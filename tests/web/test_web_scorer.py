@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
+from web_support import PATIENT
 
 from clinrisk.serving import scorer
 from clinrisk.serving.scorer import (
@@ -15,7 +16,6 @@ from clinrisk.serving.scorer import (
     load_verification_data,
     score_frame,
 )
-from web_support import PATIENT
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,10 @@ def test_records_and_frames_give_the_same_probabilities(logistic_model, real_row
     """It scores request records (missing bmi as None) like the validated frame rows."""
     lean, _ = build_scorer(logistic_model, fast_path=True, verification=real_rows)
     rows = real_rows.head(50)
-    records = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in rows[logistic_model.spec.feature_names].to_dict("records")]
+    records = [
+        {k: (None if pd.isna(v) else v) for k, v in r.items()}
+        for r in rows[logistic_model.spec.feature_names].to_dict("records")
+    ]
     from_records = lean.proba(columns_from_records(records, logistic_model.spec))
     assert from_records == pytest.approx(score_frame(lean, rows, logistic_model.spec), abs=1e-12)
 
@@ -88,7 +91,9 @@ def test_a_conversion_failure_falls_back_to_scikit_learn(logistic_model, real_ro
     pipeline = logistic_model.pipeline
     unconvertible = type(logistic_model)(
         pipeline=type(pipeline)([pipeline.steps[0], ("classifier", _Unconvertible().fit(None, None))]),
-        threshold=0.5, spec_yaml=logistic_model.spec_yaml, info=logistic_model.info,
+        threshold=0.5,
+        spec_yaml=logistic_model.spec_yaml,
+        info=logistic_model.info,
     )
     chosen, path = build_scorer(unconvertible, fast_path=True, verification=real_rows)
     assert isinstance(chosen, SklearnScorer) and path.reason.startswith("ONNX conversion failed")

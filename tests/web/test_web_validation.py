@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from web_support import PATIENT
 
 
@@ -19,7 +18,9 @@ INVALID_RECORDS = [
     pytest.param(without(PATIENT, "gender"), "gender", "missing", id="missing-field"),
     pytest.param({**PATIENT, "work_type": "Astronaut"}, "work_type", "literal_error", id="unknown-category"),
     pytest.param({**PATIENT, "age": 130}, "age", "less_than_equal", id="above-range"),
-    pytest.param({**PATIENT, "avg_glucose_level": 5}, "avg_glucose_level", "greater_than_equal", id="below-range"),
+    pytest.param(
+        {**PATIENT, "avg_glucose_level": 5}, "avg_glucose_level", "greater_than_equal", id="below-range"
+    ),
     pytest.param({**PATIENT, "shoe_size": 42}, "shoe_size", "extra_forbidden", id="unknown-field"),
     pytest.param({**PATIENT, "bmi": "N/A"}, "bmi", "float_type", id="text-for-nullable-number"),
 ]
@@ -77,7 +78,9 @@ def test_body_over_the_size_limit_is_413(client, shared_app):
     assert response.json["error"] == "payload_too_large"
 
 
-@pytest.mark.parametrize("body", ["[]", "42", '"patient"', "null"], ids=["empty-array", "number", "string", "null"])
+@pytest.mark.parametrize(
+    "body", ["[]", "42", '"patient"', "null"], ids=["empty-array", "number", "string", "null"]
+)
 def test_body_that_is_neither_object_nor_array_of_objects_is_422(client, body):
     """It answers 422 for an empty array or a scalar body."""
     response = client.post("/predict", data=body, content_type="application/json")

@@ -20,15 +20,24 @@ def fit_model(spec: ModelSpec, frame, candidate: str, version: str = "1") -> Ris
     chosen = next(c for c in spec.candidates if c.name == candidate)
     data = validate_frame(frame, spec, require_target=True)
     pipeline = build_pipeline(spec, chosen, seed=0).fit(data[spec.feature_names], data[spec.target.column])
-    info = {"model": spec.name, "candidate": candidate, "trained_at": "2024-01-01T00:00:00+00:00",
-            "data_sha256": "test", "holdout_metrics": {"recall": 0.7}, "run_id": "run", "version": version}
+    info = {
+        "model": spec.name,
+        "candidate": candidate,
+        "trained_at": "2024-01-01T00:00:00+00:00",
+        "data_sha256": "test",
+        "holdout_metrics": {"recall": 0.7},
+        "run_id": "run",
+        "version": version,
+    }
     return RiskModel(pipeline=pipeline, threshold=0.5, spec_yaml=spec.to_yaml(), info=info)
 
 
 def as_version(model: RiskModel, version: str, threshold: float | None = None) -> RiskModel:
     """The same pipeline registered under another version (and optionally another threshold)."""
     return dataclasses.replace(
-        model, info={**model.info, "version": version}, threshold=model.threshold if threshold is None else threshold
+        model,
+        info={**model.info, "version": version},
+        threshold=model.threshold if threshold is None else threshold,
     )
 
 

@@ -57,8 +57,9 @@ def service_env(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) 
 
 def clinrisk(env: dict[str, str], *args: str, stdin: str = "") -> str:
     """Run the `clinrisk` CLI and return its last output line (the JSON result)."""
-    done = subprocess.run([str(VENV_BIN / "clinrisk"), *args], env=env, input=stdin, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [str(VENV_BIN / "clinrisk"), *args], env=env, input=stdin, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 
@@ -85,7 +86,9 @@ def gunicorn_service(env: dict[str, str], *, workers: int = 2) -> Iterator[Servi
     log_path = home / f"gunicorn-{port}.log"
     command = [str(VENV_BIN / "clinrisk"), "serve", "--port", str(port), "--workers", str(workers)]
     with log_path.open("w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         service = Service(f"http://127.0.0.1:{port}", home, process, log_path)
         try:
             wait_for_http(f"{service.url}/health", timeout=180, process=process)

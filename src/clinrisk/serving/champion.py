@@ -111,7 +111,8 @@ class ChampionHolder:
     def refresh(self) -> ServingState:
         """Check the registry once and swap in a new champion if there is one (never raises)."""
         with self._lock:
-            current = self._state.loaded
+            previous = self._state
+            current = previous.loaded
             try:
                 self._state = self._next_state(current)
             except Exception as exc:  # a broken version must not stop the service
@@ -119,16 +120,24 @@ class ChampionHolder:
                 self._state = self._fallback(
                     f"loading the champion failed: {type(exc).__name__}: {exc}", current
                 )
-            if self._state.loaded is not current and self._state.loaded is not None:
-                loaded = self._state.loaded
-                log.info(
-                    "serving %s version %s from the %s (%s path)",
-                    loaded.name,
-                    loaded.version,
-                    loaded.origin,
-                    loaded.scoring.active,
-                )
+            self._log_change(previous, self._state)
         return self._state
+
+    @staticmethod
+    def _log_change(previous: ServingState, state: ServingState) -> None:
+        loaded = state.loaded
+        if loaded is not None and loaded is not previous.loaded:
+            log.info(
+                "serving %s version %s from the %s (%s path: %s)",
+                loaded.name,
+                loaded.version,
+                loaded.origin,
+                loaded.scoring.active,
+                loaded.scoring.reason,
+            )
+        if state.status != previous.status or state.reason != previous.reason:
+            level = logging.INFO if state.status == READY else logging.WARNING
+            log.log(level, "%s: %s", state.status, state.reason or "champion loaded from the registry")
 
     def _next_state(self, current: LoadedModel | None) -> ServingState:
         try:
@@ -148,7 +157,8 @@ class ChampionHolder:
     def _fallback(self, problem: str, current: LoadedModel | None) -> ServingState:
         """Keep serving what is loaded, else the cached champion, else nothing."""
         if current is not None:
-            return ServingState(DEGRADED, f"{problem}; still serving version {current.version}", current)
+            serving = f"still serving version {current.version} (loaded from the {current.origin})"
+            return ServingState(DEGRADED, f"{problem}; {serving}", current)
         cached = cache.load(self.cache_dir)
         if cached is None:
             return ServingState(UNAVAILABLE, f"{problem}; no cached champion in {self.cache_dir}", None)

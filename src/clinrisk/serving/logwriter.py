@@ -26,7 +26,7 @@ RETRY_SECONDS = 1.0
 CLOSE_ATTEMPTS = 3
 MAX_PENDING_ROWS = 200_000
 FEEDBACK_WAIT_SECONDS = 5.0
-LOOKUP_SECONDS = 1.0  # other workers write their queue every flush_seconds (0.25 s)
+LOOKUP_SECONDS = 0.6  # other workers write their queue every flush_seconds (0.25 s)
 
 
 class PredictionLogWriter:
@@ -87,7 +87,7 @@ class PredictionLogWriter:
         while not predlog.prediction_exists(self.engine, prediction_id):
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(LOOKUP_SECONDS / 5)
+            time.sleep(LOOKUP_SECONDS / 6)
         return True
 
     def close(self, timeout: float = 30.0) -> None:

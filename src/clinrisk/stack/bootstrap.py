@@ -155,8 +155,10 @@ def main(pool, project_dir, no_train, redeploy, ready_file, timeout, then) -> No
     except (ClinriskError, requests.RequestException) as exc:
         raise click.ClickException(str(exc)) from exc
     say("done")
-    if ready_file is not None:
-        ready_file.write_text(json.dumps({"champion": champion}))
+    if ready_file is not None:  # written whole, then renamed: readers never see half of it
+        partial = ready_file.with_name(f".{ready_file.name}.partial")
+        partial.write_text(json.dumps({"champion": champion}))
+        partial.replace(ready_file)
     if then:
         os.execvp(then[0], list(then))
 

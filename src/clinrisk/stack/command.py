@@ -55,7 +55,7 @@ def auth_lines(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> 
         ]
     else:
         lines.append("Log in with a user you added (HTTP basic auth).")
-    lines.append("Add a user: clinrisk user add NAME   (reads the password from stdin)")
+    lines.append("Add a user: clinrisk user add NAME [--api-key]   (reads the password from stdin)")
     return lines
 
 

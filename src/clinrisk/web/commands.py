@@ -41,7 +41,10 @@ def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
 )
 def serve(host: str, port: int, workers: int | None) -> None:
     """Serve the champion over HTTP with gunicorn; Ctrl-C or SIGTERM stops it gracefully."""
+    from clinrisk.spec import load_spec
+
     settings = load_settings()
+    load_spec(settings.spec_path)  # a missing or broken spec fails here, not in every worker
     settings.ensure_home()
     command = gunicorn_command(host, port, workers or settings.workers)
     click.echo(f"serving {settings.model_name} on http://{host}:{port} (docs at /docs)", err=True)

@@ -57,7 +57,8 @@ def _http_error(exc: HTTPException):
         return _respond(ApiError(413, "payload_too_large", message, [problem((), message, "too_large")]))
     code = exc.code or 500
     name = (exc.name or "error").lower().replace(" ", "_").replace("'", "")
-    return _respond(ApiError(code, name, exc.description or exc.name or "error"))
+    kept = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]  # e.g. Allow on a 405
+    return _respond(ApiError(code, name, exc.description or exc.name or "error", headers=kept))
 
 
 def _unexpected(exc: Exception):

@@ -15,11 +15,12 @@ _settings = load_settings()
 wsgi_app = "clinrisk.web:create_app()"
 bind = ["127.0.0.1:8000"]
 workers = _settings.workers
-worker_class = "gthread"
-threads = 4
+# Sync workers: one request at a time per process, which is what a CPU-bound ~1 ms request wants
+# on one core per worker. Not gthread: in gunicorn 26.2 its SIGTERM handler can deadlock on the
+# worker's callback queue, and a worker killed after graceful_timeout loses its log queue.
+worker_class = "sync"
 timeout = 60  # a worker silent this long is restarted; loading a champion takes a few seconds
 graceful_timeout = 30  # time for requests in flight and the prediction-log flush on shutdown
-keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"

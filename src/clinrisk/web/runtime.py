@@ -7,6 +7,7 @@ worker process itself (never in the gunicorn master), and stop in `close()`.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 
@@ -17,7 +18,9 @@ from clinrisk.settings import Settings
 from clinrisk.spec import ModelSpec, load_spec
 from clinrisk.web.errors import ApiError
 from clinrisk.web.metrics import Metrics
-from clinrisk.web.users import UserStore
+from clinrisk.web.users import UserError, UserStore
+
+log = logging.getLogger(__name__)
 
 
 class Runtime:
@@ -42,19 +45,29 @@ class Runtime:
             if self._pid == os.getpid():
                 return
             self.writer.start()
+            self._warn_without_users()
             self.holder.refresh()
             if self.watcher is not None:
                 self.watcher.start()
             atexit.register(self.close)
             self._pid = os.getpid()
 
+    def _warn_without_users(self) -> None:
+        try:
+            if self.settings.auth_enabled and self.users.empty:
+                log.warning(
+                    "auth is on but %s has no users: add one with `clinrisk user add NAME`", self.users.path
+                )
+        except UserError as exc:
+            log.error("%s", exc)
+
     def close(self) -> None:
         """Stop polling and write every queued prediction (graceful shutdown)."""
         if self._pid != os.getpid():
             return
+        self.writer.close()
         if self.watcher is not None:
             self.watcher.stop()
-        self.writer.close()
         self._pid = None
 
     def serving(self) -> tuple[ServingState, LoadedModel]:
