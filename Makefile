@@ -91,3 +91,15 @@ flows-worker: install ## Start a Prefect worker on clinrisk-pool (runs retrain, 
 .PHONY: reports-ui
 reports-ui: install ## Browse monitoring and retrain reports in Evidently's UI (http://127.0.0.1:8000)
 	$(VENV)/bin/evidently ui --workspace $${CLINRISK_HOME:-.clinrisk}/evidently-workspace
+
+.PHONY: serve
+serve: install ## Serve the champion with gunicorn on http://127.0.0.1:8000 (docs at /docs; add users with clinrisk user add)
+	$(VENV)/bin/clinrisk serve $(SERVE_ARGS)
+
+.PHONY: test-web
+test-web: install ## Run the web service tests (real gunicorn and MLflow for the slow ones)
+	$(PY) -m pytest tests/web -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+.PHONY: bench-scoring
+bench-scoring: install ## Time one request on the scikit-learn and the ONNX scoring paths
+	$(PY) benchmarks/scoring_paths.py $(BENCH_ARGS)

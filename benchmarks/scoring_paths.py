@@ -99,7 +99,10 @@ def time_requests(model, fast_path: bool, home: Path, repeat: int) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=200, help="timed calls per figure")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 timed calls per figure")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 20
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from clinrisk.data import load_training_data
     from clinrisk.serving.scorer import SklearnScorer, build_scorer, columns_from_frame, columns_from_records

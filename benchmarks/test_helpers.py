@@ -86,3 +86,66 @@ def test_batch_parse_args_quick_shrinks_the_run():
     """It makes --quick a small run."""
     args = batch.parse_args(["--quick"])
     assert args.rows < 1_000_000 and args.small_rows < args.rows
+
+
+def _load(server: str, concurrency: int, seconds: float, cpu_ms: float):
+    import numpy as np
+
+    latencies = np.linspace(1.0, 20.0, 100)
+    return serving.LoadResult(server, concurrency, 100, 0, seconds, latencies, cpu_ms, 0.3, 0.5)
+
+
+def test_serving_render_states_ratios_and_the_target():
+    """It reports each server, the ratios per level and whether the c=8 target was met."""
+    args = serving.parse_args(["--concurrency", "1", "8"])
+    results = [
+        _load(name, level, seconds, cpu)
+        for level in (1, 8)
+        for name, seconds, cpu in (("clinrisk serve", 0.1, 2.0), ("mlflow models serve", 2.0, 40.0))
+    ]
+    agree = {"rows": 200, "singles": 20, "max_abs_diff": 1e-16}
+    text = serving.render(results, agree, args, 2, {"clinrisk serve": 10.0, "mlflow models serve": 20.0})
+    assert "20.00x" in text  # throughput and CPU ratios
+    assert "target ≥ 10x: met" in text and "target ≤ 10 ms: missed" in text
+    assert "Little's law" in text
+
+
+def _measured(seconds: float, rss: float) -> common.Measured:
+    return common.Measured(returncode=0, seconds=seconds, peak_rss_mb=rss, stdout="", stderr="")
+
+
+def test_batch_render_states_both_targets():
+    """It reports rows per second, peak memory, the profile and a verdict for each target."""
+    args = batch.parse_args(["--rows", "1000000", "--small-rows", "200000"])
+    measured = {
+        "file_mb": 63.0,
+        "tiny": _measured(5.0, 300),
+        "big": _measured(25.0, 460),
+        "small": _measured(9.0, 455),
+        "plain": _measured(30.0, 900),
+        "plain_times": {"read_seconds": 3.0, "predict_seconds": 20.0},
+        "lean": _measured(15.0, 1100),
+        "lean_times": {"build_seconds": 0.5, "predict_seconds": 5.0, "max_abs_diff": 1e-16},
+        "profile": {
+            "total_seconds": 6.0,
+            "stages": {label: 1.0 for label, _, _ in batch.STAGES},
+            "top": "...",
+        },
+    }
+    text = batch.render(measured, args)
+    assert "Throughput target" in text and "met." in text  # 50,000 rows/s against 50,000
+    assert "Memory target" in text and "1.01x" in text
+    assert "Where the time goes" in text
+
+
+def test_retrain_render_states_growth_and_the_target():
+    """It reports each size and says whether time grew at most linearly on the last step."""
+    args = retrain.parse_args(["--mode", "function"])
+    runs = [
+        {"rows": rows, "seconds": seconds, "wall_seconds": seconds + 5, "peak_rss_mb": 500.0,
+         "stages": {"train_model": seconds - 2}, "result": {"candidate": "lr", "promoted": True}}
+        for rows, seconds in ((5_000, 10.0), (50_000, 20.0), (500_000, 250.0))
+    ]  # fmt: skip
+    text = retrain.render(runs, args)
+    assert "rows^0.30" in text and "rows^1.10" in text
+    assert "missed: time grows as rows^1.10" in text

@@ -4,15 +4,13 @@ a fast spec for tests that train repeatedly, a trained registry and a real MLflo
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from clinrisk.settings import Settings, load_settings
 from clinrisk.spec import ModelSpec, load_spec
-from support import RAW_STROKE, REPO, mlflow_server
+from support import RAW_STROKE, REPO, mlflow_server, write_fast_spec
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Fail fast instead of MLflow's default minutes of retries when a server is down on purpose.
@@ -39,17 +37,6 @@ def stroke_spec() -> ModelSpec:
 def raw_stroke() -> pd.DataFrame:
     """The real stroke file exactly as published (N/A bmi as NaN)."""
     return pd.read_csv(RAW_STROKE, na_values=["N/A"])
-
-
-def write_fast_spec(directory: Path, **training) -> Path:
-    """A copy of the stroke spec with one quick candidate and 3 folds, for tests that train often."""
-    raw = yaml.safe_load((REPO / "models" / "stroke.yaml").read_text())
-    raw["data"]["path"] = str(RAW_STROKE)
-    raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "logistic_regression"]
-    raw["training"].update({"cv_folds": 3, **training})
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "stroke.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return directory
 
 
 @pytest.fixture

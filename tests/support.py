@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -80,3 +81,14 @@ def mlflow_server(workdir: Path):
     finally:
         stop_process(process)
         log.close()
+
+
+def write_fast_spec(directory: Path, **training) -> Path:
+    """A copy of the stroke spec with one quick candidate and 3 folds, for tests that train often."""
+    raw = yaml.safe_load((REPO / "models" / "stroke.yaml").read_text())
+    raw["data"]["path"] = str(RAW_STROKE)
+    raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "logistic_regression"]
+    raw["training"].update({"cv_folds": 3, **training})
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "stroke.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return directory

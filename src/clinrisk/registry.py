@@ -58,9 +58,17 @@ def client(settings: Settings):
 
     # MLflow's per-download progress bars would interleave with our own output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI for subprocesses; Settings reads that
+    # variable, so a later load_settings() would silently inherit this store. Keep env as it was.
+    exported = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.tracking_uri)
     if settings.registry_uri:
         mlflow.set_registry_uri(settings.registry_uri)
+    for key, value in exported.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     if settings.tracking_uri.startswith("sqlite:"):
         settings.ensure_home()
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)

@@ -14,7 +14,7 @@ from clinrisk.retraining import load_and_validate
 from clinrisk.settings import load_settings
 from clinrisk.spec import load_spec
 from clinrisk.train import train_model
-from conftest import write_fast_spec
+from support import write_fast_spec
 
 
 def round_trip(settings, raw_stroke):

@@ -9,7 +9,7 @@ import pytest
 from _pytest.nodeid import NodeId
 from threadpoolctl import threadpool_limits
 from web_fakes import FakeRegistry, fit_model, make_app, web_settings
-from web_support import PASSWORD, clinrisk, fast_spec_dir, gunicorn_service, service_env
+from web_support import PASSWORD, fast_spec_dir, gunicorn_service, postgres_server, run_clinrisk, service_env
 
 from clinrisk.model import RiskModel
 from clinrisk.web.users import add_api_key, add_user
@@ -93,7 +93,7 @@ def e2e_registry(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("web-e2e")
     with mlflow_server(root / "mlflow") as url:
         spec_dir = fast_spec_dir(root / "specs")
-        summary = clinrisk(service_env(root / "trainer", spec_dir, url), "train")
+        summary = run_clinrisk(service_env(root / "trainer", spec_dir, url), "train")
         yield {"url": url, "spec_dir": spec_dir, "root": root, "trained": summary}
 
 
@@ -106,3 +106,10 @@ def live_service(e2e_registry, tmp_path_factory):
     with gunicorn_service(service_env(home, e2e_registry["spec_dir"], e2e_registry["url"])) as service:
         service.api_key = key
         yield service
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A real PostgreSQL server, the prediction log's production database."""
+    with postgres_server() as url:
+        yield url

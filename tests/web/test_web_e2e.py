@@ -12,8 +12,10 @@ from collections import Counter
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from web_support import PASSWORD, PATIENT, clinrisk, gunicorn_service, post, service_env
+from sqlalchemy import func, select
+from web_support import PASSWORD, PATIENT, gunicorn_service, post, service_env
 
+from clinrisk import predlog
 from support import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web-e2e")]
@@ -140,15 +142,30 @@ def test_feedback_is_stored_in_the_prediction_log(live_service):
     assert stored == [(1,)]
 
 
-def register_copy_of_champion(registry_url: str) -> str:
-    """A new registered version of the current champion's model (what a retraining would add)."""
+def registry_client(registry_url: str):
+    """An MLflow client bound to the test registry only (no process-wide URI is set)."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=registry_url, registry_uri=registry_url)
+    return MlflowClient(tracking_uri=registry_url, registry_uri=registry_url)
+
+
+def register_copy_of_champion(registry_url: str) -> str:
+    """A new registered version of the current champion's model (what a retraining would add)."""
+    client = registry_client(registry_url)
     champion = client.get_model_version_by_alias("stroke", "champion")
     model_id = champion.model_id or champion.source.removeprefix("models:/")
     copy = client.create_model_version("stroke", champion.source, run_id=champion.run_id, model_id=model_id)
     return copy.version
+
+
+def logged_versions(url: str) -> Counter:
+    """Rows in the prediction log, counted by model version."""
+    engine = predlog.connect(url)
+    version = predlog.predictions.c.model_version
+    with engine.connect() as conn:
+        counts = Counter(dict(conn.execute(select(version, func.count()).group_by(version)).all()))
+    engine.dispose()
+    return counts
 
 
 def hammer(url: str, stop: threading.Event, outcomes: list) -> None:
@@ -163,15 +180,16 @@ def hammer(url: str, stop: threading.Event, outcomes: list) -> None:
             outcomes.append((repr(exc), set(), time.monotonic()))
 
 
-def test_promotion_swaps_the_answering_version_without_failed_requests(e2e_registry, tmp_path):
+def test_promotion_swaps_the_answering_version_without_failed_requests(e2e_registry, postgres_url, tmp_path):
     """It serves a promoted version within two polling intervals, fails no request and logs every row."""
-    interval = 3.0
+    interval = 5.0  # seconds; generous beside the few seconds a worker needs to load a version
     env = service_env(
         tmp_path / "home",
         e2e_registry["spec_dir"],
         e2e_registry["url"],
         auth_enabled="false",
         poll_interval_seconds=str(interval),
+        prediction_log_url=postgres_url,  # the production choice, written by both workers at once
     )
     outcomes: list = []
     with gunicorn_service(env) as service:
@@ -180,7 +198,7 @@ def test_promotion_swaps_the_answering_version_without_failed_requests(e2e_regis
         clients = [threading.Thread(target=hammer, args=(service.url, stop, outcomes)) for _ in range(4)]
         for thread in clients:
             thread.start()
-        clinrisk(env, "promote", new_version)
+        registry_client(e2e_registry["url"]).set_registered_model_alias("stroke", "champion", new_version)
         promoted_at = time.monotonic()
         deadline = promoted_at + 60
         while time.monotonic() < deadline and not (
@@ -198,11 +216,7 @@ def test_promotion_swaps_the_answering_version_without_failed_requests(e2e_regis
     assert all(len(v) == 1 for _, v, _ in outcomes)
     assert all(v == {new_version} for _, v, _ in outcomes[-20:])
     served = Counter(version for _, v, _ in outcomes for version in v for _row in range(2))
-    with sqlite3.connect(tmp_path / "home" / "predictions.db") as db:
-        logged = Counter(
-            dict(db.execute("select model_version, count(*) from predictions group by 1").fetchall())
-        )
-    assert logged == served
+    assert logged_versions(postgres_url) == served
 
 
 def test_registry_down_at_start_serves_the_cached_champion_as_degraded(e2e_registry, live_service, tmp_path):

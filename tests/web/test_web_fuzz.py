@@ -41,7 +41,7 @@ def test_generated_requests_get_documented_answers_and_no_5xx(live_schema, live_
     credentials = {"Authorization": f"Bearer {live_service.api_key}"}
 
     # An unknown feedback id costs the service a short wait for other workers' log batches.
-    examples = 15 if path == "/feedback" else 40
+    examples = 10 if path == "/feedback" else 30
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(case=operation.as_strategy(generation_mode=mode))

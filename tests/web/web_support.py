@@ -55,7 +55,7 @@ def service_env(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) 
     return env
 
 
-def clinrisk(env: dict[str, str], *args: str, stdin: str = "") -> str:
+def run_clinrisk(env: dict[str, str], *args: str, stdin: str = "") -> str:
     """Run the `clinrisk` CLI and return its last output line (the JSON result)."""
     done = subprocess.run(
         [str(VENV_BIN / "clinrisk"), *args], env=env, input=stdin, capture_output=True, text=True, timeout=300
@@ -95,6 +95,40 @@ def gunicorn_service(env: dict[str, str], *, workers: int = 2) -> Iterator[Servi
             yield service
         finally:
             service.stop()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL 15 cluster (run as the `postgres` user) and its SQLAlchemy URL."""
+    import pwd
+    import shutil
+    import tempfile
+
+    owner = pwd.getpwnam("postgres")
+    root = Path(tempfile.mkdtemp(prefix="clinrisk-web-pg-"))
+    os.chown(root, owner.pw_uid, owner.pw_gid)
+    data, port = root / "data", free_port()
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120
+        )
+
+    try:
+        as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "clinrisk", "--no-sync")
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"
+        )
+        try:
+            yield f"postgresql+psycopg2://clinrisk@127.0.0.1:{port}/postgres"
+        finally:
+            as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def post(url: str, body, **kwargs) -> requests.Response:

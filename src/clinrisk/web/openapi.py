@@ -116,65 +116,57 @@ def _operation(
     return operation
 
 
-def _paths(names: dict[str, str], max_rows: int, auth: bool) -> dict[str, Any]:
-    patient = _ref(names["Patient"])
+def _predict_path(names: dict[str, str], max_rows: int, auth: bool) -> dict[str, Any]:
+    patient, result = _ref(names["Patient"]), _ref(names["PredictionResult"])
     batch = {"type": "array", "items": patient, "minItems": 1, "maxItems": max_rows}
-    result = _ref(names["PredictionResult"])
-    unauthorized = [401] if auth else []
-    predict_errors = [400, *unauthorized, 413, 415, 422, 503]
-    readiness = {"content": _json(_ref(names["Readiness"])), "description": "No champion is loaded"}
+    results = {"anyOf": [result, {"type": "array", "items": result}]}
+    errors = [400, *([401] if auth else []), 413, 415, 422, 503]
+    summary = "Score one patient or an array of patients (same order out)"
+    responses = _responses(200, results, "One result per patient", errors)
+    return {"post": _operation(summary, responses, body={"anyOf": [patient, batch]}, secured=auth)}
+
+
+def _feedback_path(names: dict[str, str], auth: bool) -> dict[str, Any]:
+    errors = [400, *([401] if auth else []), 404, 413, 415, 422, 503]
+    responses = _responses(201, _ref(names["FeedbackReceipt"]), "Outcome stored", errors)
+    summary = "Record the observed outcome of an earlier prediction"
+    return {"post": _operation(summary, responses, body=_ref(names["FeedbackIn"]), secured=auth)}
+
+
+def _model_path(names: dict[str, str], auth: bool) -> dict[str, Any]:
+    responses = _responses(200, _ref(names["ModelInfo"]), "The served model", [*([401] if auth else []), 503])
+    summary = "The champion being served: version, threshold, metrics and scoring path"
+    return {"get": _operation(summary, responses, secured=auth)}
+
+
+def _open_paths(names: dict[str, str]) -> dict[str, Any]:
+    """Health, readiness and metrics: no credentials, no body."""
+    readiness = _ref(names["Readiness"])
+    ready = {
+        **_responses(200, readiness, "A champion is loaded", []),
+        "503": {"description": "No champion is loaded", "content": _json(readiness)},
+    }
+    metrics = {
+        "200": {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    }
     return {
-        "/predict": {
-            "post": _operation(
-                "Score one patient or an array of patients (same order out)",
-                _responses(
-                    200,
-                    {"anyOf": [result, {"type": "array", "items": result}]},
-                    "One result per patient",
-                    predict_errors,
-                ),
-                body={"anyOf": [patient, batch]},
-                secured=auth,
-            )
-        },
-        "/feedback": {
-            "post": _operation(
-                "Record the observed outcome of an earlier prediction",
-                _responses(
-                    201,
-                    _ref(names["FeedbackReceipt"]),
-                    "Outcome stored",
-                    [400, *unauthorized, 404, 413, 415, 422, 503],
-                ),
-                body=_ref(names["FeedbackIn"]),
-                secured=auth,
-            )
-        },
-        "/model": {
-            "get": _operation(
-                "The champion being served: version, threshold, metrics and scoring path",
-                _responses(200, _ref(names["ModelInfo"]), "The served model", [*unauthorized, 503]),
-                secured=auth,
-            )
-        },
         "/health": {"get": _operation("Liveness", _responses(200, _ref(names["Health"]), "Alive", []))},
         "/ready": {
-            "get": _operation(
-                "Readiness: 200 with a champion loaded (status degraded when from the local cache)",
-                {**_responses(200, _ref(names["Readiness"]), "A champion is loaded", []), "503": readiness},
-            )
+            "get": _operation("Readiness: 200 with a champion loaded (degraded when from the cache)", ready)
         },
-        "/metrics": {
-            "get": _operation(
-                "Prometheus metrics",
-                {
-                    "200": {
-                        "description": "Prometheus text format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            )
-        },
+        "/metrics": {"get": _operation("Prometheus metrics", metrics)},
+    }
+
+
+def _paths(names: dict[str, str], max_rows: int, auth: bool) -> dict[str, Any]:
+    return {
+        "/predict": _predict_path(names, max_rows, auth),
+        "/feedback": _feedback_path(names, auth),
+        "/model": _model_path(names, auth),
+        **_open_paths(names),
     }
 
 
