@@ -7,6 +7,7 @@ import os
 
 import pandas as pd
 import pytest
+from _pytest.nodeid import NodeId
 
 from clinrisk.settings import Settings, load_settings
 from clinrisk.spec import ModelSpec, load_spec
@@ -16,6 +17,23 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Fail fast instead of MLflow's default minutes of retries when a server is down on purpose.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep xdist groups together under `--dist loadgroup` with pytest 9.
+
+    pytest-xdist 3.8 appends '@group' to `item._nodeid`, which pytest 9 no longer reads, so
+    grouped tests would spread over workers and each worker would start its own servers.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is None or "@" in item.nodeid:
+            continue
+        group = marker.args[0] if marker.args else marker.kwargs.get("name", "default")
+        item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 @pytest.fixture(autouse=True)

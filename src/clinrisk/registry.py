@@ -62,8 +62,8 @@ def client(settings: Settings):
     # variable, so a later load_settings() would silently inherit this store. Keep env as it was.
     exported = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.tracking_uri)
-    if settings.registry_uri:
-        mlflow.set_registry_uri(settings.registry_uri)
+    # The registry URI is process-wide too: always re-point it, or it keeps a previous store.
+    mlflow.set_registry_uri(settings.registry_uri or settings.tracking_uri)
     for key, value in exported.items():
         if value is None:
             os.environ.pop(key, None)

@@ -3,35 +3,14 @@ tests marked slow) a real `mlflow server` of our own holding a champion trained 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from _pytest.nodeid import NodeId
 from threadpoolctl import threadpool_limits
 from web_fakes import FakeRegistry, fit_model, make_app, web_settings
-from web_support import PASSWORD, fast_spec_dir, gunicorn_service, postgres_server, run_clinrisk, service_env
+from web_support import PASSWORD, gunicorn_service, postgres_server, run_clinrisk, service_env
 
 from clinrisk.model import RiskModel
 from clinrisk.web.users import add_api_key, add_user
-from support import mlflow_server
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items):
-    """Keep this folder's xdist groups together under `--dist loadgroup` with pytest 9.
-
-    pytest-xdist 3.8 appends '@group' to `item._nodeid`, which pytest 9 no longer reads, so
-    grouped tests would spread over workers and each worker would start its own servers.
-    """
-    if not getattr(config.option, "loadgroup", False):
-        return
-    here = Path(__file__).parent
-    for item in items:
-        marker = item.get_closest_marker("xdist_group")
-        if marker is None or "@" in item.nodeid or here not in item.path.parents:
-            continue
-        group = marker.args[0] if marker.args else marker.kwargs.get("name", "default")
-        item._id = NodeId.parse(f"{item.nodeid}@{group}")
+from support import mlflow_server, write_fast_spec
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +71,7 @@ def e2e_registry(tmp_path_factory) -> dict:
     """
     root = tmp_path_factory.mktemp("web-e2e")
     with mlflow_server(root / "mlflow") as url:
-        spec_dir = fast_spec_dir(root / "specs")
+        spec_dir = write_fast_spec(root / "specs")
         summary = run_clinrisk(service_env(root / "trainer", spec_dir, url), "train")
         yield {"url": url, "spec_dir": spec_dir, "root": root, "trained": summary}
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-import yaml
 
-from support import RAW_STROKE, REPO, VENV_BIN, free_port, stop_process, wait_for_http
+from support import VENV_BIN, free_port, stop_process, wait_for_http
 
 PASSWORD = "correct horse battery"
 
@@ -28,17 +27,6 @@ PATIENT = {
     "bmi": 36.6,
     "smoking_status": "formerly smoked",
 }
-
-
-def fast_spec_dir(directory: Path) -> Path:
-    """The stroke spec with logistic regression only and 3 folds (trains in seconds)."""
-    raw = yaml.safe_load((REPO / "models" / "stroke.yaml").read_text())
-    raw["data"]["path"] = str(RAW_STROKE)
-    raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "logistic_regression"]
-    raw["training"]["cv_folds"] = 3
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "stroke.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return directory
 
 
 def service_env(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) -> dict[str, str]:
