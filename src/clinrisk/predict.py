@@ -16,6 +16,7 @@ from tqdm import tqdm
 from clinrisk.data import iter_table, split_valid_rows, validate_frame
 from clinrisk.errors import DataValidationError
 from clinrisk.model import RiskModel
+from clinrisk.serving.scorer import SKLEARN, Scorer, build_scorer, score_frame
 
 DEFAULT_CHUNK_ROWS = 50_000
 
@@ -27,14 +28,21 @@ class ScoringReport:
     rows_rejected: int
     rejects: str | None
     model_version: str
+    scoring_path: str = SKLEARN
 
 
-def score_chunk(model: RiskModel, chunk: pd.DataFrame, version: str) -> pd.DataFrame:
-    """Append probability, prediction and model_version to validated rows."""
-    scored = model.predict(chunk)
+def choose_scorer(model: RiskModel, first_chunk: pd.DataFrame, fast_path: bool) -> tuple[Scorer, str]:
+    """The lean ONNX scorer if it matches scikit-learn on every row of the first chunk, else sklearn."""
+    scorer, path = build_scorer(model, fast_path=fast_path, verification=first_chunk)
+    return scorer, path.active
+
+
+def score_chunk(model: RiskModel, scorer: Scorer, chunk: pd.DataFrame, version: str) -> pd.DataFrame:
+    """Append probability, prediction (at the model's own threshold) and model_version."""
+    proba = score_frame(scorer, chunk, model.spec)
     out = chunk.copy()
-    out["probability"] = scored["probability"].to_numpy()
-    out["prediction"] = scored["prediction"].to_numpy()
+    out["probability"] = proba
+    out["prediction"] = model.decide(proba)
     out["model_version"] = version
     return out
 
@@ -84,12 +92,14 @@ def score_file(
     skip_invalid: bool = False,
     rejects_path: Path | None = None,
     progress: bool | None = None,
+    fast_path: bool = True,
 ) -> ScoringReport:
     """Score every row of `input_path` into `output_path`; invalid rows raise or go to rejects."""
     spec = model.spec
     rejects_path = Path(rejects_path or Path(output_path).with_suffix(".rejects.csv"))
     output, rejects = _TableWriter(output_path), _TableWriter(rejects_path)
     bar = tqdm(unit="rows", desc="scoring", disable=None if progress is None else not progress)
+    scorer, scoring_path = None, SKLEARN
     try:
         for chunk in iter_table(Path(input_path), spec, chunk_rows):
             if skip_invalid:
@@ -99,7 +109,9 @@ def score_file(
             else:
                 chunk = validate_frame(chunk, spec, require_target=False)
             if len(chunk):
-                output.write(score_chunk(model, chunk, version))
+                if scorer is None:
+                    scorer, scoring_path = choose_scorer(model, chunk, fast_path)
+                output.write(score_chunk(model, scorer, chunk, version))
             bar.update(len(chunk))
         if output.rows == 0 and rejects.rows == 0:
             raise DataValidationError(f"{input_path} has no data rows")
@@ -118,4 +130,5 @@ def score_file(
         rows_rejected=rejects.rows,
         rejects=str(rejects_path) if rejects.rows else None,
         model_version=version,
+        scoring_path=scoring_path,
     )
