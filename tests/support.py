@@ -18,6 +18,20 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 RAW_STROKE = REPO / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
 
+# The first patient of the real stroke file, as a client would POST it.
+PATIENT = {
+    "gender": "Male",
+    "age": 67,
+    "hypertension": 0,
+    "heart_disease": 1,
+    "ever_married": "Yes",
+    "work_type": "Private",
+    "Residence_type": "Urban",
+    "avg_glucose_level": 228.69,
+    "bmi": 36.6,
+    "smoking_status": "formerly smoked",
+}
+
 
 def free_port() -> int:
     with socket.socket() as sock:

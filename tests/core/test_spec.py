@@ -7,19 +7,7 @@ from pydantic import ValidationError
 
 from clinrisk.errors import SpecError
 from clinrisk.spec import load_spec
-
-PATIENT = {
-    "gender": "Male",
-    "age": 67,
-    "hypertension": 0,
-    "heart_disease": 1,
-    "ever_married": "Yes",
-    "work_type": "Private",
-    "Residence_type": "Urban",
-    "avg_glucose_level": 228.69,
-    "bmi": 36.6,
-    "smoking_status": "formerly smoked",
-}
+from support import PATIENT
 
 
 def test_spec_lists_every_column_of_the_raw_file(stroke_spec, raw_stroke):

@@ -15,22 +15,10 @@ import pytest
 import requests
 from proctable import alive, command_line, descendants, with_environment
 
-from support import REPO, VENV_BIN, free_port, stop_process
+from support import PATIENT, REPO, VENV_BIN, free_port, stop_process
 
 pytestmark = pytest.mark.slow
 
-PATIENT = {
-    "gender": "Male",
-    "age": 67,
-    "hypertension": 0,
-    "heart_disease": 1,
-    "ever_married": "Yes",
-    "work_type": "Private",
-    "Residence_type": "Urban",
-    "avg_glucose_level": 228.69,
-    "bmi": 36.6,
-    "smoking_status": "formerly smoked",
-}
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 

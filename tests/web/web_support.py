@@ -11,22 +11,10 @@ from pathlib import Path
 
 import requests
 
+from support import PATIENT as PATIENT  # re-exported to this folder's tests
 from support import VENV_BIN, free_port, stop_process, wait_for_http
 
 PASSWORD = "correct horse battery"
-
-PATIENT = {
-    "gender": "Male",
-    "age": 67,
-    "hypertension": 0,
-    "heart_disease": 1,
-    "ever_married": "Yes",
-    "work_type": "Private",
-    "Residence_type": "Urban",
-    "avg_glucose_level": 228.69,
-    "bmi": 36.6,
-    "smoking_status": "formerly smoked",
-}
 
 
 def service_env(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) -> dict[str, str]:
