@@ -54,6 +54,20 @@ def wait_for_http(url: str, timeout: float = 60.0, process: subprocess.Popen | N
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+def prefect_api_call(method: str, url: str, **kwargs) -> requests.Response:
+    """Call the Prefect REST API, retrying 429/502/503 as Prefect's own client does.
+
+    A Prefect server on SQLite answers 503 while its database is briefly locked by the scheduler.
+    """
+    for attempt in range(6):
+        response = requests.request(method, url, timeout=30, **kwargs)
+        if response.status_code not in (429, 502, 503):
+            break
+        time.sleep(2**attempt * 0.5)
+    response.raise_for_status()
+    return response
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
     """Stop a process group started with start_new_session=True: TERM, then KILL."""
     if process.poll() is not None:

@@ -8,6 +8,8 @@ import time
 import pytest
 import requests
 
+from support import prefect_api_call
+
 pytestmark = pytest.mark.compose
 
 PUBLISHED = {"web": 8000, "mlflow": 5000, "prefect-server": 4200, "evidently-ui": 8000}
@@ -46,13 +48,12 @@ def psql(stack, database: str, query: str) -> str:
 def run_deployment(prefect_api: str, name: str, timeout: float = 600) -> dict:
     """Create a flow run of a deployment through the Prefect API and wait for its end."""
     body = {"deployments": {"name": {"any_": [name]}}}
-    found = requests.post(f"{prefect_api}/deployments/filter", json=body, timeout=30).json()
+    found = prefect_api_call("POST", f"{prefect_api}/deployments/filter", json=body).json()
     assert found, f"deployment {name} is not registered"
-    run = requests.post(f"{prefect_api}/deployments/{found[0]['id']}/create_flow_run", json={}, timeout=30)
-    run.raise_for_status()
+    run = prefect_api_call("POST", f"{prefect_api}/deployments/{found[0]['id']}/create_flow_run", json={})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        flow_run = requests.get(f"{prefect_api}/flow_runs/{run.json()['id']}", timeout=30).json()
+        flow_run = prefect_api_call("GET", f"{prefect_api}/flow_runs/{run.json()['id']}").json()
         if flow_run["state"]["type"] in TERMINAL_STATES:
             return flow_run
         time.sleep(3)

@@ -14,7 +14,7 @@ import yaml
 from clinrisk import registry
 from clinrisk.monitoring.index import read_summaries
 from monitoring.samples import drifted, trained_store
-from support import REPO, VENV_BIN, free_port, stop_process, wait_for_http
+from support import REPO, VENV_BIN, free_port, prefect_api_call, stop_process, wait_for_http
 
 POOL = "clinrisk-pool"
 
@@ -91,11 +91,7 @@ def prefect(env: dict, *args: str, cwd: Path = REPO) -> str:
 
 def api(env: dict, method: str, path: str, **body) -> dict | list:
     """One call to the Prefect REST API of the server in `env`."""
-    import requests
-
-    response = requests.request(method, f"{env['PREFECT_API_URL']}{path}", json=body or None, timeout=30)
-    response.raise_for_status()
-    return response.json()
+    return prefect_api_call(method, f"{env['PREFECT_API_URL']}{path}", json=body or None).json()
 
 
 def run_deployment(env: dict, deployment: str, **parameters) -> str:

@@ -15,7 +15,7 @@ import pytest
 import requests
 from proctable import alive, command_line, descendants, with_environment
 
-from support import PATIENT, REPO, VENV_BIN, free_port, stop_process
+from support import PATIENT, REPO, VENV_BIN, free_port, prefect_api_call, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -78,19 +78,16 @@ def predict(stack: Stack, patient: dict) -> requests.Response:
 
 def run_deployment(stack: Stack, name: str, timeout: float = 180) -> dict:
     """Create a flow run of a deployment through the Prefect API and wait for its end."""
-    found = requests.post(
-        f"{stack.prefect_api}/deployments/filter",
-        json={"deployments": {"name": {"any_": [name]}}},
-        timeout=30,
+    found = prefect_api_call(
+        "POST", f"{stack.prefect_api}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}
     ).json()
     assert found, f"deployment {name} is not registered"
-    run = requests.post(
-        f"{stack.prefect_api}/deployments/{found[0]['id']}/create_flow_run", json={}, timeout=30
+    run = prefect_api_call(
+        "POST", f"{stack.prefect_api}/deployments/{found[0]['id']}/create_flow_run", json={}
     )
-    run.raise_for_status()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = requests.get(f"{stack.prefect_api}/flow_runs/{run.json()['id']}", timeout=30).json()["state"]
+        state = prefect_api_call("GET", f"{stack.prefect_api}/flow_runs/{run.json()['id']}").json()["state"]
         if state["type"] in TERMINAL_STATES:
             return state
         time.sleep(2)
