@@ -30,12 +30,14 @@ import _common as common
 TARGET_SHARE = 0.90
 MEMORY_GROWTH_ALLOWED = 1.25  # peak RSS for the big file / for the small one
 LEAN_CHECK_ROWS = 100_000  # rows on which the lean scorer is compared with scikit-learn
-# Stages of score_file, as (label, file, function) in cProfile's statistics.
+# Stages of score_file: (label, [(file under clinrisk/, function), ...]) in cProfile's statistics.
+# Alternatives cover the scikit-learn path (RiskModel.predict) and the lean one (score_frame).
 STAGES = (
-    ("read (pandas CSV/Parquet chunks)", "data.py", "iter_table"),
-    ("validate (validate_frame)", "data.py", "validate_frame"),
-    ("score (RiskModel.predict)", "model.py", "predict"),
-    ("write (_TableWriter.write)", "predict.py", "write"),
+    ("read (pandas CSV/Parquet chunks)", [("data.py", "iter_table")]),
+    ("validate (validate_frame)", [("data.py", "validate_frame")]),
+    ("choose the scorer (check ONNX against scikit-learn)", [("predict.py", "choose_scorer")]),
+    ("score (model)", [("serving/scorer.py", "score_frame"), ("model.py", "predict")]),
+    ("write (_TableWriter.write)", [("predict.py", "write")]),
 )
 
 
@@ -99,7 +101,7 @@ def profile_score_file(input_path: Path, output_path: Path, chunk_rows: int) -> 
     )
     total = time.perf_counter() - started
     stats = pstats.Stats(profiler)
-    stages = {label: _cumulative(stats, file, function) for label, file, function in STAGES}
+    stages = {label: sum(_cumulative(stats, *where) for where in places) for label, places in STAGES}
     out = io.StringIO()
     stats.stream = out
     stats.strip_dirs().sort_stats("cumulative").print_stats(20)
@@ -128,8 +130,8 @@ def write_input(frame, spec, rows: int, path: Path, seed: int) -> Path:
     return path
 
 
-def clinrisk_predict(home: Path, input_path: Path, chunk_rows: int, rows: int) -> common.Measured:
-    """Run `clinrisk predict` as a user would and check it scored every row."""
+def clinrisk_predict(home: Path, input_path: Path, chunk_rows: int, rows: int) -> tuple[common.Measured, str]:
+    """Run `clinrisk predict` as a user would, check it scored every row; also return its scoring path."""
     output = input_path.with_name(f"{input_path.stem}.scored{input_path.suffix}")
     command = [
         str(common.VENV_BIN / "clinrisk"), "predict", "--input", str(input_path), "--output", str(output),
@@ -137,10 +139,10 @@ def clinrisk_predict(home: Path, input_path: Path, chunk_rows: int, rows: int) -
     ]  # fmt: skip
     result = common.check(common.measure(command, common.bench_env(home)), "clinrisk predict")
     output.unlink(missing_ok=True)
-    scored = json.loads(result.stdout.strip().splitlines()[-1])["rows_scored"]
-    if scored != rows:
-        raise RuntimeError(f"clinrisk predict scored {scored} of {rows} rows of {input_path}")
-    return result
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    if report["rows_scored"] != rows:
+        raise RuntimeError(f"clinrisk predict scored {report['rows_scored']} of {rows} rows of {input_path}")
+    return result, report.get("scoring_path", "sklearn")
 
 
 def lean_available() -> bool:
@@ -170,9 +172,9 @@ def measure_all(args: argparse.Namespace, home: Path) -> dict:
     tiny = write_input(frame, spec, 1, home / f"tiny{suffix}", seed=3)
     out = {"file_mb": big.stat().st_size / 1e6}
     print("clinrisk predict ...", flush=True)
-    out["tiny"] = clinrisk_predict(home, tiny, args.chunk_rows, 1)
-    out["big"] = clinrisk_predict(home, big, args.chunk_rows, args.rows)
-    out["small"] = clinrisk_predict(home, small, args.chunk_rows, args.small_rows)
+    out["tiny"], _ = clinrisk_predict(home, tiny, args.chunk_rows, 1)
+    out["big"], out["scoring_path"] = clinrisk_predict(home, big, args.chunk_rows, args.rows)
+    out["small"], _ = clinrisk_predict(home, small, args.chunk_rows, args.small_rows)
     print("plain predict_proba ...", flush=True)
     out["plain"], out["plain_times"] = in_fresh_process(home, "--plain-only", str(big))
     if lean_available():
@@ -240,7 +242,7 @@ def verdicts(m: dict, r: dict, args: argparse.Namespace) -> list[str]:
         f"**Throughput target** (≥ {TARGET_SHARE:.0%} of plain `predict_proba`): `clinrisk predict` reaches "
         f"{share:.0%} of it without start-up ({r['ours_end'] / r['plain_predict']:.0%} end to end; "
         f"{r['ours_steady'] / r['plain_read_predict']:.0%} of plain read + `predict_proba`): "
-        + ("met." if share >= TARGET_SHARE else f"missed by {TARGET_SHARE / share:.1f}x.")
+        + ("met." if share >= TARGET_SHARE else f"missed by {TARGET_SHARE / share:.2f}x.")
         + lean_note(r),
         "",
         f"**Memory target** (bounded by the chunk size, not the file): peak RSS {small:,.0f} MB for "
@@ -269,7 +271,8 @@ def render(m: dict, args: argparse.Namespace) -> str:
         common.run_stamp(),
         "",
         f"{args.rows:,} rows (the real data resampled, {args.format.upper()}, {m['file_mb']:.0f} MB), "
-        f"champion trained by `clinrisk train`; `clinrisk predict --chunk-rows {args.chunk_rows:,}`. "
+        f"champion trained by `clinrisk train`; `clinrisk predict --chunk-rows {args.chunk_rows:,}` "
+        f"(scoring path it chose: {m['scoring_path']}). "
         "Each way runs in a fresh process; peak memory is its maximum resident set size (wait4).",
         "",
         common.markdown_table(["way", "rows/s", "seconds", "peak RSS (MB)"], table_rows(m, r, args)),

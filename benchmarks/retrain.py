@@ -206,6 +206,24 @@ def growth_lines(runs: list[dict]) -> list[str]:
         "",
         f"**Target** (no worse than linear from {runs[-2]['rows']:,} to {runs[-1]['rows']:,} rows): "
         f"{verdict}.",
+        *stage_growth(runs[-2], runs[-1]),
+    ]
+
+
+def stage_growth(small: dict, big: dict) -> list[str]:
+    """How each stage's own time grows on the last step: fixed costs can hide a superlinear one."""
+    parts = []
+    for name in [n for _, n in STAGES if n in small["stages"] and n in big["stages"]]:
+        before, after = small["stages"][name], big["stages"][name]
+        if before > 0 and after > 0:
+            k = math.log(after / before) / math.log(big["rows"] / small["rows"])
+            parts.append(f"{name} x{after / before:.1f} (rows^{k:.2f})")
+    if not parts:
+        return []
+    return [
+        "",
+        "Stage by stage on the same step (fixed costs such as logging and start-up flatten the total; "
+        "a stage above rows^1 is where time would go at larger sizes): " + ", ".join(parts) + ".",
     ]
 
 

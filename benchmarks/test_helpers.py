@@ -119,6 +119,7 @@ def test_batch_render_states_both_targets():
     args = batch.parse_args(["--rows", "1000000", "--small-rows", "200000"])
     measured = {
         "file_mb": 63.0,
+        "scoring_path": "onnx",
         "tiny": _measured(5.0, 300),
         "big": _measured(25.0, 460),
         "small": _measured(9.0, 455),
@@ -128,7 +129,7 @@ def test_batch_render_states_both_targets():
         "lean_times": {"build_seconds": 0.5, "predict_seconds": 5.0, "max_abs_diff": 1e-16},
         "profile": {
             "total_seconds": 6.0,
-            "stages": {label: 1.0 for label, _, _ in batch.STAGES},
+            "stages": {label: 1.0 for label, _ in batch.STAGES},
             "top": "...",
         },
     }
