@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from sklearn.base import ClassifierMixin, clone
+from sklearn.base import ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -52,7 +52,3 @@ def build_pipeline(spec: ModelSpec, candidate: CandidateSpec, seed: int) -> Pipe
     return Pipeline(
         [("preprocess", build_preprocessor(spec)), ("classifier", build_estimator(candidate, seed))]
     )
-
-
-def fresh_copy(pipeline: Pipeline) -> Pipeline:
-    return clone(pipeline)

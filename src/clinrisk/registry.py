@@ -243,19 +243,6 @@ def load_alias(settings: Settings, name: str, alias: str = CHAMPION) -> RiskMode
     return load_version(settings, name, version)
 
 
-def download_model_dir(settings: Settings, name: str, version: str, destination: Path) -> Path:
-    """Copy a version's model directory to `destination` (used for the serving cache)."""
-    import mlflow
-
-    with translated_errors(f"downloading {name} version {version}"):
-        client(settings)
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)
-            )
-        )
-
-
 def load_reference(settings: Settings, name: str, version: str) -> pd.DataFrame:
     """The training-data sample recorded with a version, used as the drift reference."""
     import mlflow

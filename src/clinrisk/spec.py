@@ -78,7 +78,6 @@ class ObjectiveSpec(BaseModel):
     safety_margin: float = Field(default=0.0, ge=0, lt=1)
     # Out-of-fold recalls closer than this are treated as equal when comparing candidates.
     selection_tolerance: float = Field(default=0.0, ge=0, lt=1)
-    tie_breaker: Literal["pr_auc", "roc_auc"] = "pr_auc"
 
 
 class TrainingSpec(BaseModel):
