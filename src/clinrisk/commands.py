@@ -19,17 +19,20 @@ def _settings_for(model_name: str | None):
 
 
 @click.command()
-@path_option("--data", default=None, help="Training file (default: the spec's raw file).")
+@path_option("--data", default=None, help="Train on this one file (default: the labelled store).")
 @model_option
 @click.option("--seed", type=int, default=None, help="Random seed (default: the spec's).")
 def train(data: Path | None, model_name: str | None, seed: int | None) -> None:
-    """Train, log to MLflow, register a challenger and apply the promotion gate."""
+    """Train on the labelled store (or one file), register a challenger and apply the promotion gate."""
     from clinrisk.retraining import retrain
 
     settings, name = _settings_for(model_name)
     result = retrain(settings, name, data, seed)
-    verdict = "promoted to champion" if result["promoted"] else "not promoted"
-    click.echo(f"{name} version {result['version']} ({result['candidate']}): {verdict}", err=True)
+    if result.get("skipped"):
+        click.echo(f"{name}: nothing trained, {result['skipped']}", err=True)
+    else:
+        verdict = "promoted to champion" if result["promoted"] else "not promoted"
+        click.echo(f"{name} version {result['version']} ({result['candidate']}): {verdict}", err=True)
     emit_json(result)
 
 

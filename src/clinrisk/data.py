@@ -190,12 +190,17 @@ def format_problems(problems: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def validate_frame(frame: pd.DataFrame, spec: ModelSpec, require_target: bool) -> pd.DataFrame:
-    """Return the coerced frame, or raise naming every offending column and its first rows."""
+def validate_frame(
+    frame: pd.DataFrame, spec: ModelSpec, require_target: bool, require_both_classes: bool = True
+) -> pd.DataFrame:
+    """Return the coerced frame, or raise naming every offending column and its first rows.
+
+    A batch of new labels may hold one class only (`require_both_classes=False`); a training set may not.
+    """
     clean, problems, _ = inspect_frame(frame, spec, require_target)
     if problems:
         raise DataValidationError("invalid data:\n" + format_problems(problems), problems)
-    if require_target and clean[spec.target.column].nunique() < 2:
+    if require_target and require_both_classes and clean[spec.target.column].nunique() < 2:
         raise DataValidationError(f"target '{spec.target.column}' has a single class: nothing to learn")
     if require_target:
         clean[spec.target.column] = clean[spec.target.column].astype(int)

@@ -1,7 +1,8 @@
 """The prediction log: every served prediction and every observed outcome, through SQLAlchemy.
 
 SQLite in the state directory by default, PostgreSQL through a URL under compose. The web
-service writes it; the monitor flow reads a recent window of it as "current" data.
+service writes it; the monitor flow reads a recent window of it as "current" data. The tables
+below mirror the Alembic migrations in `clinrisk/migrations`, which create and change them.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     insert,
     select,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
-from clinrisk.errors import ClinriskError
+from clinrisk import database
+from clinrisk.database import DatabaseError
 
 metadata = MetaData()
 
@@ -54,32 +54,21 @@ feedback = Table(
 )
 
 
-class PredictionLogError(ClinriskError):
+class PredictionLogError(DatabaseError):
     """The prediction log database cannot be reached or written."""
 
 
 def connect(url: str) -> Engine:
-    """Open the log database and create its tables if needed."""
-    if url.startswith("sqlite:///"):
-        from pathlib import Path
-
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    """Open the log database, migrated to the newest schema (see `clinrisk.database`)."""
     try:
-        engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(engine)
-    except SQLAlchemyError as exc:
-        raise PredictionLogError(f"prediction log at {engine_url_safe(url)} is unavailable: {exc}") from exc
-    return engine
+        return database.connect(url)
+    except DatabaseError as exc:
+        raise PredictionLogError(f"prediction log: {exc}") from exc
 
 
 def engine_url_safe(url: str) -> str:
     """The URL with any password hidden, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown as given, minus nothing secret
-        return "<unparsable URL>"
+    return database.safe_url(url)
 
 
 def write_predictions(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:

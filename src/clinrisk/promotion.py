@@ -80,11 +80,19 @@ def current_champion(settings: Settings, name: str) -> RiskModel | None:
 
 
 def apply_gate(
-    settings: Settings, version: str, challenger: RiskModel, holdout: pd.DataFrame
+    settings: Settings,
+    version: str,
+    challenger: RiskModel,
+    evaluation: pd.DataFrame,
+    champion: RiskModel | None,
 ) -> GateDecision:
-    """Score challenger and champion on the same rows, decide, record why, move the alias."""
+    """Score challenger and champion on the same rows, decide, record why, move the alias.
+
+    `evaluation` holds labelled rows (features and target) that neither model trained on;
+    `champion` is the current champion, loaded once by the caller (None when there is none).
+    """
     name = challenger.spec.name
-    champion = current_champion(settings, name)
+    holdout = evaluation
     decision = decide(
         score_on(challenger, holdout),
         score_on(champion, holdout) if champion else None,

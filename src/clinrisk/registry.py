@@ -37,6 +37,23 @@ class RegisteredVersion:
     run_id: str
 
 
+@dataclass(frozen=True)
+class DatasetInput:
+    """A table a run used, recorded with MLflow's dataset tracking (`mlflow.log_input`).
+
+    `context` is `training` or `evaluation`; `digest` names the exact rows (our snapshot digest);
+    `tags` carry counts such as rows by source and positives.
+    """
+
+    name: str
+    context: str
+    frame: pd.DataFrame
+    target: str
+    digest: str
+    source: str
+    tags: dict[str, str]
+
+
 @contextlib.contextmanager
 def translated_errors(action: str) -> Iterator[None]:
     """Turn MLflow and connection failures into one project error naming the action."""
@@ -180,8 +197,24 @@ def _log_run_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
     mlflow.set_tags({"data_sha256": result.model.info["data_sha256"], **provenance()})
 
 
-def log_and_register(settings: Settings, result, data_path: Path | None = None) -> RegisteredVersion:
-    """Log a training run, register its model and point the `challenger` alias at it."""
+def _log_datasets(inputs: list[DatasetInput]) -> None:
+    """One dataset input per table; MLflow keeps at most 36 characters of a digest."""
+    import mlflow
+
+    for item in inputs:
+        dataset = mlflow.data.from_pandas(
+            item.frame, source=item.source, targets=item.target, name=item.name, digest=item.digest[:32]
+        )
+        mlflow.log_input(dataset, context=item.context, tags={"snapshot": item.digest, **item.tags})
+
+
+def log_and_register(
+    settings: Settings,
+    result,
+    data_path: Path | str | None = None,
+    datasets: list[DatasetInput] | None = None,
+) -> RegisteredVersion:
+    """Log a training run (with its dataset inputs), register its model and make it `challenger`."""
     import joblib
     import mlflow
 
@@ -191,6 +224,7 @@ def log_and_register(settings: Settings, result, data_path: Path | None = None) 
         experiment_id = _experiment_id(settings, spec.name)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{spec.name}") as run:
             _log_run_facts(result, spec, data_path)
+            _log_datasets(datasets or [])
             _log_figures(result, spec, workdir)
             result.reference_sample.to_parquet(workdir / "reference.parquet")
             mlflow.log_artifact(str(workdir / "reference.parquet"), artifact_path="reference")
@@ -280,6 +314,20 @@ def log_run_artifacts(settings: Settings, run_id: str, directory: Path, artifact
     """Attach files (e.g. a monitoring report) to an existing run."""
     with translated_errors(f"logging artifacts to run {run_id}"):
         client(settings).log_artifacts(run_id, str(directory), artifact_path=artifact_path)
+
+
+def run_inputs(settings: Settings, run_id: str) -> list[dict[str, Any]]:
+    """The dataset inputs of a run: name, digest, context and tags of each."""
+    with translated_errors(f"reading the inputs of run {run_id}"):
+        inputs = client(settings).get_run(run_id).inputs.dataset_inputs
+    return [
+        {
+            "name": i.dataset.name,
+            "digest": i.dataset.digest,
+            "tags": {t.key: t.value for t in i.tags},
+        }
+        for i in inputs
+    ]
 
 
 def version_run_id(settings: Settings, name: str, version: str) -> str:

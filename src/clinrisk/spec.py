@@ -87,6 +87,9 @@ class TrainingSpec(BaseModel):
     cv_folds: int = Field(default=5, ge=2)
     seed: int = 42
     reference_sample_rows: int = Field(default=2000, ge=10)
+    # After the gate has judged the model fitted without the evaluation rows, the version that is
+    # registered and served is the same candidate and threshold refit on every row of the snapshot.
+    refit_on_all: bool = True
 
 
 class CandidateSpec(BaseModel):

@@ -109,11 +109,22 @@ def reference_sample(train: pd.DataFrame, spec: ModelSpec, seed: int) -> pd.Data
 
 
 def train_model(
-    spec: ModelSpec, frame: pd.DataFrame, seed: int | None = None, data_sha256: str = ""
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    seed: int | None = None,
+    data_sha256: str = "",
+    evaluation: pd.DataFrame | None = None,
 ) -> TrainingResult:
-    """Train every candidate, keep the best, refit it and evaluate it on the holdout."""
+    """Train every candidate, keep the best, refit it and evaluate it on the holdout.
+
+    The holdout is a stratified split of `frame`, or `evaluation` when given (rows kept apart by
+    the caller, e.g. those the champion never saw; `frame` is then all training rows).
+    """
     seed = spec.training.seed if seed is None else seed
-    train, holdout = split_holdout(frame, spec, seed)
+    if evaluation is None:
+        train, holdout = split_holdout(frame, spec, seed)
+    else:
+        train, holdout = frame, evaluation
     scores = [score_candidate(spec, c, train, seed) for c in spec.candidates]
     best = select_best(scores, spec.objective.selection_tolerance)
     log.info(
@@ -143,5 +154,5 @@ def train_model(
         holdout_proba=holdout_proba,
         holdout_metrics=metrics,
         reference_sample=reference_sample(train, spec, seed),
-        rows={"total": len(frame), "train": len(train), "holdout": len(holdout)},
+        rows={"total": len(train) + len(holdout), "train": len(train), "holdout": len(holdout)},
     )
