@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from clinrisk.cli import emit_json, path_option
+from clinrisk.cli import emit_json
 from clinrisk.settings import load_settings
 
 model_option = click.option("--model", "model_name", default=None, help="Model spec name (default: stroke).")

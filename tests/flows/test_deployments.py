@@ -23,11 +23,13 @@ def deployments() -> dict[str, dict]:
     return {d["name"]: d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
 
 
-def test_prefect_yaml_declares_the_three_deployments_on_one_process_pool():
-    """It deploys retrain weekly and monitor daily on the process pool, pulling no code from elsewhere."""
+def test_prefect_yaml_declares_the_four_deployments_on_one_process_pool():
+    """It deploys retrain weekly, monitor daily and ingest every 15 minutes on the process pool,
+    pulling no code from elsewhere."""
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     found = deployments()
-    assert set(found) == {"retrain", "monitor", "batch-score"}
+    assert set(found) == {"retrain", "monitor", "batch-score", "ingest"}
+    assert found["ingest"]["schedules"][0]["interval"] == 900
     assert {d["work_pool"]["name"] for d in found.values()} == {POOL}
     assert found["retrain"]["schedules"][0]["cron"] == "0 3 * * 1"
     assert found["monitor"]["schedules"][0]["cron"] == "0 6 * * *"

@@ -1,11 +1,11 @@
-"""The `retrain` flow: validate, train, log, register, gate, compare on the holdout, summarise."""
+"""The `retrain` flow: the steps of `clinrisk.retraining`, each one a task, composed in order."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from clinrisk.flows import summaries, tasks
-from clinrisk.retraining import data_path_for, summary
+from clinrisk.retraining import skip_reason, skipped_summary, summary
 from clinrisk.settings import load_settings
 
 
@@ -16,22 +16,28 @@ def retrain(
     seed: int | None = None,
     reason: str = "scheduled",
 ) -> dict:
-    """Retrain a model on its spec's data (or `data_path`) and promote it only if the gate agrees.
+    """Ingest the inbox, train on the labelled store (or `data_path`), promote only if the gate agrees.
 
-    Connection settings come from the environment (CLINRISK_*, MLFLOW_TRACKING_URI), so the same
-    deployment runs in the local stack and under compose.
+    Nothing is trained when the store holds no row the champion did not see. Connection settings
+    come from the environment (CLINRISK_*, MLFLOW_TRACKING_URI), so the same deployment runs in the
+    local stack and under compose.
     """
     settings = load_settings()
     name = model_name or settings.model_name
-    spec, frame, sha = tasks.load_training_data(settings, name, data_path)
-    result = tasks.train_candidates(spec, frame, seed, sha)
-    source = data_path_for(spec, data_path)
-    version = tasks.log_and_register(settings, result, source)
-    previous = tasks.champion_version(settings, name, "champion")
-    decision = tasks.apply_gate(settings, version.version, result.model, result.holdout)
-    report = tasks.compare_on_holdout(
-        settings, result.model, version.version, result.holdout, decision, previous, reason, str(source)
-    )
-    outcome = summary(result, version, decision)
+    tasks.ingest_inbox(settings, name, data_path)
+    data = tasks.load_training_data(settings, name, data_path)
+    champion = tasks.load_current_champion(settings, name)
+    skipped = skip_reason(data, champion)
+    if skipped:
+        outcome = skipped_summary(data, champion, skipped)
+        tasks.publish_artifact("retrain", name, summaries.retrain_skipped_markdown(outcome, reason))
+        return {**outcome, "reason": reason}
+    split = tasks.plan_evaluation(data, champion)
+    result = tasks.train_candidates(data.spec, split.train, seed, data.sha256, split.evaluation)
+    served = tasks.refit_on_all(data, result, seed)
+    version = tasks.log_and_register(settings, data, result, served, split.rule)
+    decision = tasks.apply_gate(settings, version.version, result.model, result.holdout, champion.model)
+    report = tasks.compare_on_holdout(settings, result, version, decision, reason, data)
+    outcome = summary(result, version, decision, data, split.rule)
     tasks.publish_artifact("retrain", name, summaries.retrain_markdown(outcome, reason, str(report)))
     return {**outcome, "report": str(report), "reason": reason}

@@ -27,6 +27,23 @@ def retrain_markdown(summary: dict[str, Any], reason: str, report: str) -> str:
     )
 
 
+def retrain_skipped_markdown(summary: dict[str, Any], reason: str) -> str:
+    """A retrain that found nothing new to learn from: the champion stays, nothing is registered."""
+    data = summary.get("data") or {}
+    return (
+        f"# Retrain of `{summary['model']}`: skipped\n\nTriggered by: {reason}\n\n"
+        f"**{summary['skipped']}**: the labelled store's snapshot `{data.get('snapshot', '')[:12]}` "
+        f"({data.get('rows', 0)} rows, {data.get('positives', 0)} positives) is the one champion version "
+        f"{summary['compared_with']} was trained on. Nothing was registered.\n"
+    )
+
+
+def ingest_markdown(model_name: str, results: list[dict[str, Any]]) -> str:
+    """Each inbox file, whether it went to done/ or rejected/, rows added and why it was refused."""
+    rows = [[r["file"], r["status"], r["added"], r["reason"].replace("\n", " ")] for r in results]
+    return f"# Inbox of `{model_name}`\n\n" + _table(["file", "status", "rows added", "reason"], rows) + "\n"
+
+
 def _decision(retrain: dict[str, Any]) -> str:
     if not retrain["recommended"]:
         return "No retrain needed."

@@ -13,10 +13,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from clinrisk import predict, promotion, registry, retraining, train
+from clinrisk import inbox, predict, promotion, registry, retraining, train
 from clinrisk.errors import DataValidationError, NoChampionError, NoThresholdError, SpecError
 from clinrisk.flows import triggering
-from clinrisk.monitoring import comparison, monitor, store
+from clinrisk.monitoring import monitor, store
 
 RETRY_DELAYS_SECONDS = [2, 10, 30]
 NOT_RETRIED = (DataValidationError, SpecError, NoChampionError, NoThresholdError)
@@ -35,13 +35,19 @@ io_task = partial(
     retry_condition_fn=retry_outside_failures,
 )
 
-# Retraining.
-load_training_data = io_task(retraining.load_and_validate, name="load-and-validate-data")
+# Retraining: the steps of `clinrisk.retraining`, in its order.
+ingest_inbox = io_task(retraining.ingest, name="ingest-inbox")
+load_training_data = io_task(retraining.load_data, name="snapshot-labelled-data")
+load_current_champion = io_task(retraining.load_champion, name="load-champion-once")
+plan_evaluation = compute_task(retraining.plan, name="plan-evaluation-rows")
 train_candidates = compute_task(train.train_model, name="train-candidates-and-threshold")
-log_and_register = io_task(registry.log_and_register, name="log-and-register")
-champion_version = io_task(registry.alias_version, name="read-champion-version")
+refit_on_all = compute_task(retraining.served_model, name="refit-on-all-rows")
+log_and_register = io_task(retraining.register, name="log-and-register")
 apply_gate = io_task(promotion.apply_gate, name="promotion-gate")
-compare_on_holdout = io_task(comparison.compare_on_holdout, name="evidently-holdout-comparison")
+compare_on_holdout = io_task(retraining.write_report, name="evidently-comparison")
+
+# Ingestion of the inbox folder on its own schedule.
+ingest_folder = io_task(inbox.ingest, name="ingest-inbox-folder")
 
 # Monitoring.
 load_champion = io_task(registry.load_alias, name="load-champion")
