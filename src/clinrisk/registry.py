@@ -200,10 +200,13 @@ def _log_run_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
 def _log_datasets(inputs: list[DatasetInput]) -> None:
     """One dataset input per table; MLflow keeps at most 36 characters of a digest."""
     import mlflow
+    from mlflow.data.code_dataset_source import CodeDatasetSource
 
     for item in inputs:
+        # A database table has no MLflow source resolver: the source is described by tags instead.
+        source = CodeDatasetSource(tags={"clinrisk.source": item.source})
         dataset = mlflow.data.from_pandas(
-            item.frame, source=item.source, targets=item.target, name=item.name, digest=item.digest[:32]
+            item.frame, source=source, targets=item.target, name=item.name, digest=item.digest[:32]
         )
         mlflow.log_input(dataset, context=item.context, tags={"snapshot": item.digest, **item.tags})
 
