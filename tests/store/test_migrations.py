@@ -1,0 +1,87 @@
+"""Alembic migrations of the application database: fresh databases, and ones made before migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, func, inspect, select
+
+from clinrisk import database, labelled, predlog
+from support import PATIENT
+from web.web_support import postgres_server
+
+
+def make_old_database(url: str, rows: int = 25) -> None:
+    """The prediction log exactly as the code before migrations created it, with rows in it."""
+    engine = create_engine(url)
+    predlog.metadata.create_all(engine)  # what predlog.connect did before Alembic
+    now = datetime.now(UTC)
+    predlog.write_predictions(
+        engine,
+        [
+            {
+                "prediction_id": f"00000000-0000-0000-0000-{i:012d}",
+                "created_at": now,
+                "model_name": "stroke",
+                "model_version": "1",
+                "features": PATIENT,
+                "probability": 0.5,
+                "prediction": 1,
+            }
+            for i in range(rows)
+        ],
+    )
+    predlog.write_feedback(
+        engine, [{"prediction_id": "00000000-0000-0000-0000-000000000003", "outcome": 1, "received_at": now}]
+    )
+    engine.dispose()
+
+
+def counts(engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        return (
+            conn.execute(select(func.count()).select_from(predlog.predictions)).scalar_one(),
+            conn.execute(select(func.count()).select_from(predlog.feedback)).scalar_one(),
+        )
+
+
+def assert_upgraded_without_loss(url: str) -> None:
+    make_old_database(url)
+    engine = database.connect(url)
+    assert database.current_revision(engine) == database.head_revision()
+    assert counts(engine) == (25, 1)
+    assert {"labelled_examples", "labelled_batches"} <= set(inspect(engine).get_table_names())
+    assert len(predlog.read_window(engine, "stroke")) == 25
+    assert labelled.count_rows(engine, "stroke") == 0
+    engine.dispose()
+
+
+def test_a_fresh_sqlite_database_is_created_at_the_newest_revision(tmp_path):
+    """A new database gets every table through the migrations, and a second connect changes nothing."""
+    url = f"sqlite:///{tmp_path / 'new' / 'predictions.db'}"
+    engine = database.connect(url)
+    assert database.current_revision(engine) == database.head_revision() == "0002"
+    assert {"predictions", "feedback", "labelled_examples", "labelled_batches"} <= set(
+        inspect(engine).get_table_names()
+    )
+    database.upgrade(engine)  # already at head: a no-op
+    assert database.current_revision(engine) == "0002"
+
+
+def test_a_sqlite_database_of_the_previous_schema_upgrades_without_losing_a_row(tmp_path):
+    """A log made before migrations is stamped at 0001, upgraded, and keeps every row."""
+    assert_upgraded_without_loss(f"sqlite:///{tmp_path / 'predictions.db'}")
+
+
+@pytest.mark.slow
+def test_a_postgresql_database_of_the_previous_schema_upgrades_without_losing_a_row():
+    """The same upgrade on a real PostgreSQL server, the production database under compose."""
+    with postgres_server() as url:
+        assert_upgraded_without_loss(url)
+
+
+def test_an_unreachable_database_is_a_clear_error(tmp_path):
+    """A database that cannot be opened fails with its URL named and no password shown."""
+    with pytest.raises(database.DatabaseError, match=r"postgresql\+psycopg2://u:\*\*\*@127.0.0.1:1/x"):
+        database.connect("postgresql+psycopg2://u:secret@127.0.0.1:1/x")
