@@ -34,6 +34,22 @@ def test_train_prints_a_json_summary_and_promotes_the_first_model(run):
     assert {"run_id", "model", "version", "threshold", "metrics", "promoted", "reasons"} <= set(summary)
     assert {"recall", "precision", "roc_auc", "pr_auc"} <= set(summary["metrics"])
     assert summary["promoted"] is True and summary["version"] == "1"
+    assert summary["data"] == {
+        "rows": 5110,
+        "positives": 249,
+        "by_source": {"seed": 5110},
+        "snapshot": summary["data"]["snapshot"],
+    }
+    assert summary["report"].endswith("report.html")
+
+
+def test_train_on_the_snapshot_the_champion_saw_registers_nothing(run):
+    """A second training on an unchanged store is skipped with exit 0, and names the champion."""
+    run("train")
+    code, _, summary = run("train")
+    assert code == 0
+    assert summary["skipped"] == "no new labelled data since version 1" and summary["version"] is None
+    assert run("models", "--json")[2]["versions"][-1]["version"] == "1"
 
 
 def test_predict_scores_the_full_real_file(run, tmp_path):
@@ -99,7 +115,7 @@ def test_predict_without_a_champion_is_a_clear_error(run, tmp_path):
 def test_models_promote_and_rollback(run):
     """Manual promotion moves the alias, rollback returns it, and models lists both versions."""
     run("train")
-    run("train", "--seed", "5")
+    run("train", "--data", str(RAW_STROKE), "--seed", "5")
     code, _, listing = run("models", "--json")
     assert [v["version"] for v in listing["versions"]] == ["1", "2"]
     champion = next(v["version"] for v in listing["versions"] if "champion" in v["aliases"])
