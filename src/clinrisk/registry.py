@@ -333,6 +333,20 @@ def run_inputs(settings: Settings, run_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def latest_version(settings: Settings, name: str) -> str | None:
+    """The newest registered version of a model, or None when it has none."""
+    from mlflow.exceptions import MlflowException
+
+    with translated_errors(f"listing versions of '{name}'"):
+        try:
+            found = client(settings).search_model_versions(f"name='{name}'")
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                return None
+            raise
+    return str(max(int(v.version) for v in found)) if found else None
+
+
 def version_run_id(settings: Settings, name: str, version: str) -> str:
     with translated_errors(f"reading {name} version {version}"):
         return client(settings).get_model_version(name, str(version)).run_id

@@ -46,12 +46,18 @@ class TrainingData:
 
 @dataclass
 class Champion:
-    """The current champion, loaded once, and the snapshot it was trained on (if recorded)."""
+    """The current champion, loaded once, and the snapshot it was trained on (if recorded).
+
+    `latest_*` describe the newest registered version (the last one the gate judged), which is
+    the champion unless the gate refused it.
+    """
 
     model: RiskModel | None = None
     version: str | None = None
     snapshot_digest: str | None = None
     members: set[int] | None = None
+    latest_version: str | None = None
+    latest_snapshot_digest: str | None = None
 
 
 def data_path_for(spec: ModelSpec, data_path: Path | None) -> Path:
@@ -88,9 +94,12 @@ def load_data(settings: Settings, model_name: str, data_path: Path | None = None
 
 def load_champion(settings: Settings, model_name: str) -> Champion:
     """Step 3: the champion (downloaded once) and the snapshot tags of its version."""
+    latest = registry.latest_version(settings, model_name)
+    latest_tags = registry.version_tags(settings, model_name, latest) if latest else {}
+    last = {"latest_version": latest, "latest_snapshot_digest": latest_tags.get(snapshots.DIGEST_TAG)}
     version = registry.alias_version(settings, model_name, registry.CHAMPION)
     if version is None:
-        return Champion()
+        return Champion(**last)
     tags = registry.version_tags(settings, model_name, version)
     members = tags.get(snapshots.MEMBERS_TAG)
     return Champion(
@@ -98,13 +107,22 @@ def load_champion(settings: Settings, model_name: str) -> Champion:
         version=version,
         snapshot_digest=tags.get(snapshots.DIGEST_TAG),
         members=snapshots.decode_members(members) if members is not None else None,
+        **last,
     )
 
 
 def skip_reason(data: TrainingData, champion: Champion) -> str | None:
-    """Step 4: why there is nothing to train, or None. A file given always trains."""
-    if data.snapshot is not None and champion.snapshot_digest == data.snapshot.digest:
+    """Step 4: why there is nothing to train, or None. A file given always trains.
+
+    Nothing is new when the champion was trained on this very snapshot, or when the newest
+    version was (the gate already judged these rows: training again would repeat that version).
+    """
+    if data.snapshot is None:
+        return None
+    if champion.snapshot_digest == data.snapshot.digest:
         return f"no new labelled data since version {champion.version}"
+    if champion.latest_snapshot_digest == data.snapshot.digest:
+        return f"no new labelled data since version {champion.latest_version} (not promoted by the gate)"
     return None
 
 

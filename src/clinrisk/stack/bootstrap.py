@@ -113,8 +113,11 @@ def ensure_champion(train: bool) -> str | None:
     from clinrisk.retraining import retrain
 
     say(f"training the first {settings.model_name} model")
-    summary = retrain(settings, settings.model_name)
+    summary = retrain(settings, settings.model_name, reason="first start")
     say(json.dumps(summary, default=str))
+    if summary.get("skipped"):  # a version trained on this store exists but is not champion
+        say(f"WARNING: {summary['skipped']}; promote one with `clinrisk promote VERSION`")
+        return None
     if not summary["promoted"]:
         say(f"WARNING: the gate did not promote version {summary['version']}: {summary['reasons']}")
         return None
