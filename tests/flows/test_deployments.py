@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -123,6 +124,10 @@ def test_a_worker_runs_the_retrain_that_monitor_triggered(tmp_path, raw_stroke):
     with background(server_args, env, tmp_path / "server.log") as server:
         store = trained_store(tmp_path / "store")  # trains while the server migrates its database
         drifted(raw_stroke).to_csv(tmp_path / "drifted.csv", index=False)
+        # The drifted patients' outcomes arrive as a lab batch: the triggered retrain learns from them.
+        labels = drifted(raw_stroke).assign(id=lambda f: f["id"] + 1_000_000)
+        (store.home / "inbox" / "stroke").mkdir(parents=True)
+        labels.to_csv(store.home / "inbox" / "stroke" / "drifted-outcomes.csv", index=False)
         store_env = {
             "CLINRISK_HOME": str(store.home),
             "CLINRISK_SPEC_DIR": str(store.spec_dir),
@@ -139,7 +144,10 @@ def test_a_worker_runs_the_retrain_that_monitor_triggered(tmp_path, raw_stroke):
     log = (tmp_path / "worker.log").read_text()[-4000:]
     assert monitored["state_type"] == "COMPLETED" and len(retrains) == 1, log
     assert retrains[0]["state_type"] == "COMPLETED", log
-    summaries = {s["kind"]: s for s in read_summaries(store.reports_dir)}
+    # Newest first: the first summary of each kind is the latest (training the store wrote one too).
+    summaries = {s["kind"]: s for s in reversed(read_summaries(store.reports_dir))}
     assert summaries["monitor"]["retrain"]["flow_run"]["id"] == retrains[0]["id"]
     assert summaries["retrain"]["model_version"] == "2" and summaries["retrain"]["champion_version"] == "1"
-    assert registry.alias_version(store, "stroke", "champion") == "2"
+    tags = registry.version_tags(store, "stroke", "2")
+    assert json.loads(tags["data.by_source"]) == {"seed": 5110, "batch:drifted-outcomes.csv": 1000}
+    assert tags["gate.decision"] in ("promoted", "rejected") and tags["gate.compared_with"] == "1"

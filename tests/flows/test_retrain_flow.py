@@ -34,3 +34,30 @@ def test_retrain_trains_registers_gates_compares_and_summarises(prefect_harness)
         and "there is no champion yet" in artifact
         and "| recall |" in artifact
     )
+
+    again = retrain(return_state=True)
+    assert again.result()["skipped"] == "no new labelled data since version 1"
+    assert registry.latest_version(settings, "stroke") == "1"
+    skipped = markdown_artifacts(again.state_details.flow_run_id)["stroke-retrain"]
+    assert "skipped" in skipped and "no new labelled data since version 1" in skipped
+
+
+@pytest.mark.xdist_group("prefect-harness")
+def test_ingest_flow_files_inbox_batches(prefect_harness, settings, monkeypatch, raw_stroke):
+    """The ingest flow adds a good inbox file, rejects a bad one with a reason, and reports both."""
+    from clinrisk import inbox
+    from clinrisk.flows.ingest import ingest
+
+    monkeypatch.setenv("CLINRISK_HOME", str(settings.home))
+    folder = inbox.inbox_dir(settings, "stroke")
+    folder.mkdir(parents=True)
+    batch = raw_stroke.head(20).assign(id=lambda f: f["id"] + 1_000_000)
+    batch.to_csv(folder / "lab.csv", index=False)
+    batch.drop(columns=["stroke"]).to_csv(folder / "unlabelled.csv", index=False)
+    state = ingest(return_state=True)
+    results = {r["file"]: r for r in state.result()}
+    assert results["lab.csv"]["status"] == "done" and results["lab.csv"]["added"] == 20
+    assert results["unlabelled.csv"]["status"] == "rejected"
+    assert "missing column(s): stroke" in (folder / "rejected" / "unlabelled.csv.reason.txt").read_text()
+    artifact = markdown_artifacts(state.state_details.flow_run_id)["stroke-ingest"]
+    assert "lab.csv" in artifact and "rejected" in artifact
