@@ -63,6 +63,10 @@ def test_outcomes_and_a_batch_are_learned_from_and_an_unchanged_store_is_skipped
         assert json.loads(inputs["training"]["tags"]["by_source"]) == {"seed": 5110}
         assert json.loads(inputs["evaluation"]["tags"]["by_source"]) == {"batch:lab.csv": 40, "feedback": 30}
         assert inputs["training"]["tags"]["snapshot"] == second["data"]["snapshot"]
+        served = registry.load_version(settings, "stroke", "2")  # refit on every row, threshold kept
+        assert served.info["refit_rows"] == 5180 and served.threshold == pytest.approx(
+            second["threshold"], abs=1e-6
+        )
 
         third = json.loads(run_clinrisk(env, "train"))
         assert third["skipped"].startswith("no new labelled data since version ")
