@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from clinrisk.monitoring.index import window_text
+from clinrisk.wording import count_of
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -52,11 +53,11 @@ def monitor_markdown(summary: dict[str, Any]) -> str:
     quality = summary["quality_note"]
     if summary["recall"] is not None:
         quality = f"recall {summary['recall']:.3f}, precision {summary['precision']:.3f}"
-        quality += f" on {summary['labelled_rows']} rows"
+        quality += f" on {count_of(summary['labelled_rows'], 'row')}"
     failed = ", ".join(summary["failed_tests"]) or "none"
     return (
         f"# Monitoring `{summary['model']}` version {summary['model_version']}: {drift}\n\n"
-        f"Window: {window_text(summary['window'])}; {summary['rows']} rows.\n\n"
+        f"Window: {window_text(summary['window'])}; {count_of(summary['rows'], 'row')}.\n\n"
         f"Reference: {summary['reference']}.\n\n"
         f"Drifted share {summary['drift_share']:.0%} "
         f"(limit {summary['floors']['drift_share']:.0%}).\n\n{table}\n\n"
@@ -75,5 +76,5 @@ def batch_markdown(report: dict[str, Any], input_path: str) -> str:
     )
     return (
         f"# Batch scoring with version {report['model_version']}\n\n"
-        f"`{input_path}` → `{report['output']}`: {report['rows_scored']} rows scored{rejects}.\n"
+        f"`{input_path}` → `{report['output']}`: {count_of(report['rows_scored'], 'row')} scored{rejects}.\n"
     )

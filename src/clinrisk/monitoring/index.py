@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from clinrisk.wording import count_of
+
 SUMMARY = "summary.json"
 STYLE = (
     "font-family:system-ui,sans-serif;font-size:14px;margin:16px 24px;padding:12px 16px;"
@@ -87,7 +89,8 @@ def monitor_header(summary: dict[str, Any]) -> str:
         f'<div style="{STYLE}">'
         f'<h2 style="margin:0 0 6px">{escape(summary["model"])} model version '
         f"{escape(str(summary['model_version']))}: monitoring report</h2>"
-        f"<div>Data window: {escape(window_text(summary['window']))}; {summary['rows']} rows; reference: "
+        f"<div>Data window: {escape(window_text(summary['window']))}; "
+        f"{count_of(summary['rows'], 'row')}; reference: "
         f"{escape(summary['reference'])}</div>"
         f'<div style="{ALERT if summary["drift_detected"] else ""}">Data drift: {drift}: '
         f"{summary['drift_share']:.0%} of features drifted "
@@ -114,7 +117,7 @@ def retrain_header(summary: dict[str, Any]) -> str:
         f'<h2 style="margin:0 0 6px">{escape(summary["model"])} model version '
         f"{escape(str(summary['model_version']))} (challenger) vs champion version "
         f"{escape(str(summary.get('champion_version') or 'none'))}</h2>"
-        f"<div>Data: holdout of {escape(summary['window']['source'])}, {summary['rows']} rows; "
+        f"<div>Data: holdout of {escape(summary['window']['source'])}, {count_of(summary['rows'], 'row')}; "
         f"retrain reason: {escape(summary.get('reason', ''))}</div>"
         f"{_table(['metric', 'challenger', 'champion'], rows)}"
         f"<div><b>Gate:</b> {verdict}: {escape('; '.join(summary['reasons']))}</div>"
