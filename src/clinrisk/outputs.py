@@ -30,7 +30,8 @@ def check_writable(path: Path, inputs: Sequence[Path] = ()) -> Path:
     """Fail before any work when `path` cannot become a file: raises OutputError naming why.
 
     Checks that the parent folder exists and is a folder, that `path` is not a folder and that it
-    is none of `inputs` (writing over the file being read would destroy it half-way).
+    is none of `inputs` (writing over the file being read would destroy it half-way), and creates
+    and removes a temporary file beside it, the only test of permission that holds for root too.
     """
     path = Path(path)
     parent = path.parent
@@ -43,6 +44,7 @@ def check_writable(path: Path, inputs: Sequence[Path] = ()) -> Path:
     for source in inputs:
         if source is not None and _same_file(path, Path(source)):
             raise cannot_write(path, f"it is the input file {source}")
+    temporary_beside(path).unlink()  # the folder really takes new files (permissions, read-only disk)
     return path
 
 

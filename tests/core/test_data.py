@@ -142,9 +142,7 @@ def test_semicolon_tab_and_pipe_files_are_read(stroke_spec, raw_stroke, tmp_path
     assert read["gender"].tolist() == frame["gender"].tolist()
 
 
-@pytest.mark.parametrize(
-    ("sep", "named"), [(":", "colon"), (" ", "space"), ("^", None)]
-)
+@pytest.mark.parametrize(("sep", "named"), [(":", "colon"), (" ", "space"), ("^", None)])
 def test_a_header_read_as_one_column_is_shown_with_the_likely_delimiter(
     stroke_spec, raw_stroke, tmp_path, sep, named
 ):

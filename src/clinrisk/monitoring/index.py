@@ -7,12 +7,11 @@ index is rebuilt from every report's `summary.json`, so it never drifts from the
 from __future__ import annotations
 
 import json
-import os
 from html import escape
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
+from clinrisk import outputs
 from clinrisk.wording import count_of
 
 SUMMARY = "summary.json"
@@ -132,8 +131,7 @@ def header_for(summary: dict[str, Any]) -> str:
 
 def write_summary(directory: Path, summary: dict[str, Any]) -> Path:
     path = directory / SUMMARY
-    path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    return path
+    return outputs.write_text(path, json.dumps(summary, indent=2, default=str))
 
 
 def read_summaries(reports_dir: Path) -> list[dict[str, Any]]:
@@ -205,8 +203,5 @@ def write_index(reports_dir: Path) -> Path:
         '<body style="font-family:system-ui,sans-serif;margin:24px">'
         f"<h1>clinrisk reports</h1>{table}</body></html>"
     )
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    path, partial = reports_dir / "index.html", reports_dir / f".index.{os.getpid()}.{uuid4().hex}.partial"
-    partial.write_text(html, encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    outputs.make_folder(reports_dir)
+    return outputs.write_text(reports_dir / "index.html", html)

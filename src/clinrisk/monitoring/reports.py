@@ -19,6 +19,7 @@ from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummary
 from evidently.tests import gte, lt
 from evidently.ui.workspace import Workspace
 
+from clinrisk import outputs
 from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
 from clinrisk.spec import ModelSpec
 
@@ -174,8 +175,8 @@ def save(snapshot: Snapshot, directory: Path, header_html: str = "") -> tuple[Pa
     if header_html:
         html = html.replace("<body>", f"<body>\n{header_html}", 1)
     html_path, json_path = directory / "report.html", directory / "report.json"
-    html_path.write_text(html, encoding="utf-8")
-    json_path.write_text(snapshot.json(), encoding="utf-8")
+    outputs.write_text(html_path, html)
+    outputs.write_text(json_path, snapshot.json())
     return html_path, json_path
 
 
