@@ -60,6 +60,34 @@ def _drift_table(column_drift: dict[str, dict[str, Any]]) -> str:
     return _table(["column", "drift score", "method", "threshold", "verdict"], rows)
 
 
+def drift_share_text(summary: dict[str, Any]) -> str:
+    limit = f"(limit {summary['floors']['drift_share']:.0%})"
+    if summary.get("drift_share") is None:
+        return f"not computable on any feature {limit}"
+    return f"{summary['drift_share']:.0%} of features drifted {limit}"
+
+
+def health_lines(summary: dict[str, Any]) -> list[tuple[str, bool]]:
+    """One (text, flagged) per feature whose drift could not be computed or that is all missing."""
+    lines = []
+    for column, h in summary.get("column_health", {}).items():
+        if h["drift"] is None and not h["flagged"]:
+            continue
+        text = f"{column}: {h['missing_current']:.0%} missing (reference {h['missing_reference']:.0%})"
+        text += f"; drift {h['drift'] or 'computed'}"
+        if h["flagged"]:
+            text += "; FLAGGED: the reference has values but the window has none"
+        lines.append((text, h["flagged"]))
+    return lines
+
+
+def _health_rows(summary: dict[str, Any]) -> str:
+    return "".join(
+        f'<div style="{ALERT if flagged else ""}">{escape(text)}</div>'
+        for text, flagged in health_lines(summary)
+    )
+
+
 def _decision_text(retrain: dict[str, Any]) -> str:
     if not retrain.get("recommended"):
         return "no retrain needed"
@@ -92,9 +120,9 @@ def monitor_header(summary: dict[str, Any]) -> str:
         f"{count_of(summary['rows'], 'row')}; reference: "
         f"{escape(summary['reference'])}</div>"
         f'<div style="{ALERT if summary["drift_detected"] else ""}">Data drift: {drift}: '
-        f"{summary['drift_share']:.0%} of features drifted "
-        f"(limit {summary['floors']['drift_share']:.0%})</div>"
+        f"{drift_share_text(summary)}</div>"
         f"{_drift_table(summary['column_drift'])}"
+        f"{_health_rows(summary)}"
         f"<div>Quality: {_quality_text(summary)}</div>"
         f"<div>Failed tests: {escape(failed)}</div>"
         f"<div><b>Decision:</b> {_decision_text(summary['retrain'])}</div>"

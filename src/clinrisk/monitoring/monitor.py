@@ -155,6 +155,7 @@ def evaluate(
     }
     snapshot = reports.monitoring_snapshot(spec, current, reference, labelled, floors, metadata)
     facts = reports.facts(snapshot)
+    health = reports.column_health(spec, current, reference)
     decision = recommend_retrain(
         facts.drift_share,
         facts.drifted_columns,
@@ -179,6 +180,8 @@ def evaluate(
         "drift_share": facts.drift_share,
         "drifted_columns": facts.drifted_columns,
         "column_drift": facts.column_drift,
+        "column_health": health,
+        "flagged_columns": [c for c, h in health.items() if h["flagged"]],
         "failed_tests": facts.failed_tests,
         "recall": facts.recall,
         "precision": facts.precision,
