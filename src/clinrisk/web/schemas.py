@@ -7,14 +7,23 @@ strictly: a string is not a number. Every problem is reported with its field pat
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+import uuid
+from typing import Annotated, Any, Literal
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from clinrisk.web.errors import ApiError, problem
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# The spellings of one UUID that /feedback accepts: any case, with or without hyphens, in braces
+# or as a URN (RFC 9562). Every one is stored and compared as the canonical lower-case form.
+_HEX_UUID = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+UUID_PATTERN = rf"^(?:{_HEX_UUID}|\{{{_HEX_UUID}\}}|[uU][rR][nN]:[uU][uU][iI][dD]:{_HEX_UUID})$"
+
+
+def canonical_uuid(value: str) -> str:
+    """`{0A1B...}`, `urn:uuid:0a1b...` or `0A1B...` -> `0a1b...-...`: one spelling per id."""
+    return str(uuid.UUID(value.lower()))
 
 
 class ModelRef(BaseModel):
@@ -33,7 +42,10 @@ class PredictionResult(BaseModel):
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Feedback")
 
-    prediction_id: str = Field(pattern=UUID_PATTERN, description="The id /predict returned")
+    prediction_id: Annotated[str, AfterValidator(canonical_uuid)] = Field(
+        pattern=UUID_PATTERN,
+        description="The id /predict returned (any case; braces or a urn:uuid: prefix are accepted)",
+    )
     outcome: Literal[0, 1] = Field(description="The observed outcome (1 = the event happened)")
 
 
