@@ -232,3 +232,43 @@ def test_registry_down_at_start_serves_the_cached_champion_as_degraded(e2e_regis
     assert ready.status_code == 200
     assert ready.json()["status"] == "degraded" and "unreachable" in ready.json()["reason"]
     assert answer.status_code == 200 and answer.json()["model"]["version"] == cached
+
+
+LIMIT = 2_000_000  # the default max_body_bytes
+
+
+def _body_of(size: int) -> bytes:
+    """A valid JSON array of one patient, padded with whitespace to exactly `size` bytes."""
+    core = json.dumps([PATIENT]).encode()
+    return core[:-1] + b" " * (size - len(core)) + b"]"
+
+
+def _chunks(body: bytes, chunk: int):
+    for start in range(0, len(body), chunk):
+        yield body[start : start + chunk]
+
+
+@pytest.mark.parametrize(
+    ("size", "chunk", "status"),
+    [
+        (LIMIT - 1, 65_536, 200),
+        (LIMIT, 1_000, 200),
+        (LIMIT + 1, 65_536, 413),
+        (LIMIT + 1, 7_777, 413),
+        (2 * LIMIT, 1 << 20, 413),
+        (5 * LIMIT, 65_536, 413),
+    ],
+    ids=["just-under", "exactly", "one-over-64k-chunks", "one-over-odd-chunks", "double", "five-times"],
+)
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_the_size_limit_holds_however_the_body_arrives(live_service, size, chunk, status, framing):
+    """Chunked or with a Content-Length, a body over max_body_bytes is 413 and one within it is scored."""
+    body = _body_of(size)
+    data = _chunks(body, chunk) if framing == "chunked" else body  # a generator makes requests chunk it
+    headers = {**bearer(live_service), "Content-Type": "application/json"}
+    response = requests.post(f"{live_service.url}/predict", data=data, headers=headers, timeout=120)
+    assert response.status_code == status, response.text[:300]
+    if status == 413:
+        assert response.json()["error"] == "payload_too_large"
+    else:
+        assert response.json()[0]["model"]["name"] == "stroke"
