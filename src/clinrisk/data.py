@@ -12,15 +12,69 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES  # pandas' own default missing markers
 
 from clinrisk.errors import DataValidationError
 from clinrisk.spec import ModelSpec, file_sha256
+from clinrisk.wording import rows_at
 
 SHOWN_ROWS = 5
 
 
+# Delimiters recognised in a CSV header; European Excel writes ';' (with decimal commas).
+DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", ":": "colon", " ": "space"}
+
+
 def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _header_line(path: Path) -> str:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        return handle.readline()
+
+
+def sniff_delimiter(header: str) -> str:
+    """The one of `DELIMITERS` that occurs most often in the header line (comma on a tie or none)."""
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def typed_columns(spec: ModelSpec) -> set[str]:
+    """The columns the spec gives a type to: features, their aliases and the target."""
+    return {*spec.feature_names, *spec.alias_map, spec.target.column}
+
+
+def csv_options(path: Path, spec: ModelSpec) -> dict:
+    """`pandas.read_csv` arguments for one file: its delimiter, and untyped columns kept as text.
+
+    Columns the spec does not type (the id, any pass-through column) are read exactly as text,
+    so `000731` stays `000731` and `12345678901234567891` keeps every digit; only an empty cell
+    is missing there. Typed columns take pandas' missing markers plus the spec's `na_values`.
+    """
+    sep = sniff_delimiter(_header_line(path))
+    header = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig").columns
+    typed = typed_columns(spec)
+    markers = sorted(STR_NA_VALUES | set(spec.data.na_values))
+    return {
+        "sep": sep,
+        "decimal": "," if sep == ";" else ".",
+        "encoding": "utf-8-sig",
+        "dtype": {c: str for c in header if c not in typed},
+        "na_values": {c: markers if c in typed else [""] for c in header},
+        "keep_default_na": False,
+    }
+
+
+def _read_csv(path: Path, spec: ModelSpec, **kwargs):
+    try:
+        return pd.read_csv(path, **csv_options(path, spec), **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(f"{path} is empty: no header and no rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataValidationError(f"{path} is not a readable CSV file: {exc}") from None
 
 
 def read_table(path: Path, spec: ModelSpec) -> pd.DataFrame:
@@ -28,14 +82,11 @@ def read_table(path: Path, spec: ModelSpec) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataValidationError(f"file not found: {path}")
+    if path.is_dir():
+        raise DataValidationError(f"{path} is a folder, not a file")
     if _is_parquet(path):
         return pd.read_parquet(path)
-    try:
-        return pd.read_csv(path, na_values=spec.data.na_values, keep_default_na=True)
-    except pd.errors.EmptyDataError:
-        raise DataValidationError(f"{path} is empty: no header and no rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataValidationError(f"{path} is not a readable CSV file: {exc}") from None
+    return _read_csv(path, spec)
 
 
 def iter_table(path: Path, spec: ModelSpec, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -43,6 +94,8 @@ def iter_table(path: Path, spec: ModelSpec, chunk_rows: int) -> Iterator[pd.Data
     path = Path(path)
     if not path.exists():
         raise DataValidationError(f"file not found: {path}")
+    if path.is_dir():
+        raise DataValidationError(f"{path} is a folder, not a file")
     if _is_parquet(path):
         import pyarrow.parquet as pq
 
@@ -53,11 +106,10 @@ def iter_table(path: Path, spec: ModelSpec, chunk_rows: int) -> Iterator[pd.Data
             start += len(frame)
             yield frame
         return
+    chunks = _read_csv(path, spec, chunksize=chunk_rows)
     try:
-        yield from pd.read_csv(path, na_values=spec.data.na_values, chunksize=chunk_rows)
-    except pd.errors.EmptyDataError:
-        raise DataValidationError(f"{path} is empty: no header and no rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        yield from chunks
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataValidationError(f"{path} is not a readable CSV file: {exc}") from None
 
 
@@ -97,9 +149,25 @@ def _check_structure(frame: pd.DataFrame, spec: ModelSpec, require_target: bool)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataValidationError(
-            f"missing column(s): {', '.join(missing)}",
+            f"missing column(s): {', '.join(missing)}{_header_hint(frame.columns)}",
             [{"column": c, "message": "missing column", "count": 0, "lines": []} for c in missing],
         )
+
+
+def _header_hint(columns: pd.Index) -> str:
+    """When the header was read as one column, say what was read and the delimiter it likely uses."""
+    if len(columns) != 1:
+        return ""
+    header = str(columns[0])
+    counts = {d: header.count(d) for d in DELIMITER_NAMES}
+    likely = max(counts, key=counts.get)
+    hint = f"; the header was read as one column, {header[:80]!r}"
+    if counts[likely]:
+        hint += (
+            f": the file looks {DELIMITER_NAMES[likely]}-separated; save it separated by "
+            "comma, semicolon, tab or |"
+        )
+    return hint
 
 
 def _numeric_checks(frame: pd.DataFrame, name: str, feature) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
@@ -183,9 +251,7 @@ def _row_reasons(index: pd.Index, findings: list[tuple[str, str, pd.Series]]) ->
 def format_problems(problems: list[dict]) -> str:
     lines = []
     for p in problems:
-        where = (
-            f" ({p['count']} rows; first at lines {', '.join(map(str, p['lines']))})" if p["lines"] else ""
-        )
+        where = f" ({rows_at(p['count'], p['lines'])})" if p["lines"] else ""
         lines.append(f"  column '{p['column']}': {p['message']}{where}")
     return "\n".join(lines)
 

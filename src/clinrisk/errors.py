@@ -30,3 +30,7 @@ class RegistryError(ClinriskError):
 
 class NoChampionError(RegistryError):
     """No version carries the `champion` alias yet."""
+
+
+class OutputError(ClinriskError):
+    """A file or folder a command writes cannot be written (the message names it and why)."""

@@ -6,13 +6,13 @@ half-way through a file never leaves a partial output behind.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
+from clinrisk import outputs
 from clinrisk.data import iter_table, split_valid_rows, validate_frame
 from clinrisk.errors import DataValidationError
 from clinrisk.model import RiskModel
@@ -52,12 +52,20 @@ class _TableWriter:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.tmp: Path | None = None
         self.parquet = self.path.suffix.lower() in (".parquet", ".pq")
         self._writer = None
         self.rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:
+        self.tmp = self.tmp or outputs.temporary_beside(self.path)
+        try:
+            self._append(frame)
+        except OSError as exc:
+            raise outputs.cannot_write(self.path, exc.strerror or str(exc)) from None
+        self.rows += len(frame)
+
+    def _append(self, frame: pd.DataFrame) -> None:
         if self.parquet:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -67,19 +75,28 @@ class _TableWriter:
             self._writer.write_table(table)
         else:
             frame.to_csv(self.tmp, mode="a" if self.rows else "w", header=not self.rows, index=False)
-        self.rows += len(frame)
 
     def commit(self) -> None:
         if self._writer:
             self._writer.close()
-        if self.rows == 0 and not self.tmp.exists():
-            pd.DataFrame().to_csv(self.tmp, index=False)
-        os.replace(self.tmp, self.path)
+        if self.tmp is None:
+            self.tmp = outputs.temporary_beside(self.path)
+        outputs.commit(self.tmp, self.path)
+        self.tmp = None
 
     def discard(self) -> None:
         if self._writer:
             self._writer.close()
-        self.tmp.unlink(missing_ok=True)
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+
+
+def check_paths(input_path: Path, output_path: Path, rejects_path: Path) -> None:
+    """Fail before scoring when an output cannot be written or would overwrite the input."""
+    outputs.check_writable(output_path, inputs=[input_path])
+    outputs.check_writable(rejects_path, inputs=[input_path])
+    if Path(output_path).resolve() == Path(rejects_path).resolve():
+        raise outputs.cannot_write(Path(rejects_path), "it is also the output file")
 
 
 def score_file(
@@ -97,6 +114,7 @@ def score_file(
     """Score every row of `input_path` into `output_path`; invalid rows raise or go to rejects."""
     spec = model.spec
     rejects_path = Path(rejects_path or Path(output_path).with_suffix(".rejects.csv"))
+    check_paths(Path(input_path), Path(output_path), rejects_path)
     output, rejects = _TableWriter(output_path), _TableWriter(rejects_path)
     bar = tqdm(unit="rows", desc="scoring", disable=None if progress is None else not progress)
     scorer, scoring_path = None, SKLEARN

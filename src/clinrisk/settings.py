@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     fast_path: bool = True
+    # Answered predictions not yet in the log, per worker, replayed after a crash (local disk only).
+    journal_dir: Path | None = None
 
     # Monitoring and reports.
     reports_dir: Path | None = None
@@ -70,6 +72,8 @@ class Settings(BaseSettings):
             self.users_file = home / "users.json"
         if self.prediction_log_url is None:
             self.prediction_log_url = f"sqlite:///{home / 'predictions.db'}"
+        if self.journal_dir is None:
+            self.journal_dir = home / "journal"
         if self.reports_dir is None:
             self.reports_dir = home / "reports"
         if self.evidently_workspace is None:

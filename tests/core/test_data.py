@@ -96,3 +96,79 @@ def test_scoring_rows_can_be_split_into_valid_and_rejects(stroke_spec, raw_strok
     assert len(valid) == 5109
     assert rejects["line"].tolist() == [2]
     assert "work_type: unknown category" in rejects["reason"].iloc[0]
+
+
+ODD_IDS = ["000731", "0731", "731", "12345678901234567891", " 731", "A-12 b", "4402.0", "NA", "1e5"]
+
+
+def _with_ids(raw: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    frame = raw.head(len(ids)).copy()
+    frame["id"] = ids
+    return frame
+
+
+def _write(frame: pd.DataFrame, path, sep: str = ",", decimal: str = ".") -> None:
+    frame.to_csv(path, index=False, sep=sep, decimal=decimal)
+
+
+def test_untyped_columns_are_read_exactly_as_text(stroke_spec, raw_stroke, tmp_path):
+    """Ids with leading zeros, 20 digits, spaces, letters or 'NA' come back as the same text."""
+    frame = _with_ids(raw_stroke, ODD_IDS)
+    frame["ward"] = ["007", "7", "", "x;y", "1.50", "None", "b", "c", "d"]
+    _write(frame, tmp_path / "ids.csv")
+    read = read_table(tmp_path / "ids.csv", stroke_spec)
+    assert read["id"].tolist() == ODD_IDS
+    assert read["ward"].fillna("").tolist() == ["007", "7", "", "x;y", "1.50", "None", "b", "c", "d"]
+    assert read["age"].dtype == float and read["bmi"].isna().sum() == frame["bmi"].isna().sum()
+
+
+def test_ids_that_differ_only_as_numbers_are_not_duplicates(stroke_spec, raw_stroke, tmp_path):
+    """`0731`, `000731` and `731` are three patients; the same text twice is a duplicate."""
+    _write(_with_ids(raw_stroke, ODD_IDS), tmp_path / "ids.csv")
+    validate_frame(read_table(tmp_path / "ids.csv", stroke_spec), stroke_spec, require_target=False)
+    _write(_with_ids(raw_stroke, ["0731", "731", "0731"]), tmp_path / "dup.csv")
+    with pytest.raises(DataValidationError, match=r"duplicate id \(2 rows; lines 2, 4\)"):
+        validate_frame(read_table(tmp_path / "dup.csv", stroke_spec), stroke_spec, require_target=False)
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_semicolon_tab_and_pipe_files_are_read(stroke_spec, raw_stroke, tmp_path, sep):
+    """The delimiter is the one of , ; tab | found most in the header; ';' files use decimal commas."""
+    frame = _with_ids(raw_stroke, ODD_IDS[:5])
+    _write(frame, tmp_path / "f.csv", sep=sep, decimal="," if sep == ";" else ".")
+    read = validate_frame(read_table(tmp_path / "f.csv", stroke_spec), stroke_spec, require_target=False)
+    assert read["id"].tolist() == ODD_IDS[:5]
+    assert read["avg_glucose_level"].tolist() == frame["avg_glucose_level"].tolist()
+    assert read["gender"].tolist() == frame["gender"].tolist()
+
+
+@pytest.mark.parametrize(("sep", "named"), [(":", "colon"), (" ", "space"), ("^", None)])
+def test_a_header_read_as_one_column_is_shown_with_the_likely_delimiter(
+    stroke_spec, raw_stroke, tmp_path, sep, named
+):
+    """An unknown delimiter says what the header was read as and, when it can, which delimiter it saw."""
+    raw_stroke.head(3).to_csv(tmp_path / "f.csv", index=False, sep=sep)
+    with pytest.raises(DataValidationError) as caught:
+        validate_frame(read_table(tmp_path / "f.csv", stroke_spec), stroke_spec, require_target=True)
+    message = str(caught.value)
+    assert "the header was read as one column, 'id" in message
+    if named:
+        assert f"looks {named}-separated" in message
+    else:
+        assert "looks" not in message
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([7], "(1 row; line 9)"),
+        ([7, 9], "(2 rows; lines 9, 11)"),
+        ([7, 8, 9, 10, 11, 12], "(6 rows; first at lines 9-13)"),
+        ([1, 2, 3, 50, 60], "(5 rows; lines 3-5, 52, 62)"),
+    ],
+)
+def test_problem_counts_and_lines_read_naturally(stroke_spec, raw_stroke, rows, expected):
+    """Counts agree in number with their noun, and consecutive lines are written as a range."""
+    with pytest.raises(DataValidationError) as caught:
+        validate_frame(corrupt(raw_stroke, "age", rows, -3), stroke_spec, require_target=True)
+    assert f"value below minimum 0 {expected}" in str(caught.value)

@@ -77,3 +77,17 @@ def test_a_reference_file_works_without_a_champion(undrifted_sample, raw_stroke,
     assert payload["model_version"] == "unknown" and "recall" not in payload
     assert payload["report"].startswith(str(tmp_path / "out"))
     assert load_settings().home == tmp_path / "empty-home"
+
+
+def test_a_window_without_any_bmi_is_reported_and_flagged(monitor_env, undrifted_sample, tmp_path):
+    """Clients that stop sending bmi get a report saying bmi is 100 % missing and flagged, not a crash."""
+    current = undrifted_sample.copy()
+    current["bmi"] = float("nan")
+    current.to_csv(tmp_path / "no-bmi.csv", index=False)
+    result = run_monitor("--current", str(tmp_path / "no-bmi.csv"))
+    assert result.exit_code == 0, result.output
+    html = Path(last_json(result)["report"])
+    summary = json.loads((html.parent / "summary.json").read_text())
+    assert summary["flagged_columns"] == ["bmi"] and "bmi" not in summary["column_drift"]
+    assert summary["column_health"]["bmi"]["drift"] == "not computable: no value in the current window"
+    assert "bmi: 100% missing" in html.read_text(encoding="utf-8")

@@ -105,3 +105,59 @@ def test_snapshots_go_into_a_workspace_evidently_ui_can_browse(still_snapshot, t
     first = reports.add_to_workspace(tmp_path, "clinrisk-stroke", still_snapshot)
     second = reports.add_to_workspace(tmp_path, "clinrisk-stroke", still_snapshot)
     assert set(reports.workspace_runs(tmp_path, "clinrisk-stroke")) == {first, second}
+
+
+def _blank(frame, column, value=float("nan")):
+    changed = frame.copy()
+    changed[column] = value
+    return changed
+
+
+# (name, current, reference) builders: every kind of column Evidently cannot measure drift on.
+AWKWARD = {
+    "no bmi in the window": (lambda c, r: (_blank(c, "bmi"), r), "bmi", "no value in the current window"),
+    "no bmi in the reference": (lambda c, r: (c, _blank(r, "bmi")), "bmi", "no value in the reference"),
+    "no bmi anywhere": (lambda c, r: (_blank(c, "bmi"), _blank(r, "bmi")), "bmi", "no value in the current"),
+    "one bmi in the window": (
+        lambda c, r: (_blank(c, "bmi").assign(bmi=[30.0] + [float("nan")] * (len(c) - 1)), r),
+        "bmi",
+        "a single value in the current window",
+    ),
+    "a single-row window": (lambda c, r: (c.head(1), r), "age", "a single value in the current window"),
+    "a single-row reference": (lambda c, r: (c, r.head(1)), "age", "a single value in the reference"),
+    "a constant reference age": (
+        lambda c, r: (c, _blank(r, "age", 50.0)),
+        "age",
+        "the reference is constant (50)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(AWKWARD))
+def test_columns_evidently_cannot_measure_are_reported_not_crashed_on(
+    stroke_spec, undrifted_sample, reference, case
+):
+    """Empty, single-value and constant-reference columns: drift 'not computable', the rest measured."""
+    build, column, note = AWKWARD[case]
+    current, ref = build(with_predictions(undrifted_sample), reference)
+    snapshot = reports.monitoring_snapshot(stroke_spec, current, ref, None, FLOORS, {"title": case})
+    health = reports.column_health(stroke_spec, current, ref)
+    assert health[column]["drift"].startswith("not computable: " + note)
+    found = reports.facts(snapshot)
+    assert column not in found.column_drift
+    measured = {c for c, h in health.items() if h["drift"] is None}
+    assert set(found.column_drift) == measured
+    assert (found.drift_share is None) == (not measured)  # a single row: no column is measurable
+
+
+def test_a_column_missing_from_the_whole_window_is_flagged_when_the_reference_has_it(
+    stroke_spec, undrifted_sample, reference
+):
+    """100 % missing in the window is reported, and flagged only if the reference had values."""
+    current = with_predictions(_blank(undrifted_sample, "bmi"))
+    health = reports.column_health(stroke_spec, current, reference)
+    assert health["bmi"]["missing_current"] == 1.0 and health["bmi"]["flagged"] is True
+    assert 0 < health["bmi"]["missing_reference"] < 1
+    assert not any(h["flagged"] for c, h in health.items() if c != "bmi")
+    nothing_either = reports.column_health(stroke_spec, current, _blank(reference, "bmi"))
+    assert nothing_either["bmi"]["missing_current"] == 1.0 and nothing_either["bmi"]["flagged"] is False

@@ -74,6 +74,48 @@ def test_feedback_for_an_unknown_prediction_is_404(client):
     assert response.status_code == 404
 
 
+SPELLINGS = {
+    "upper case": str.upper,
+    "braces": lambda i: "{" + i + "}",
+    "upper case in braces": lambda i: "{" + i.upper() + "}",
+    "urn": lambda i: "urn:uuid:" + i,
+    "upper-case urn": lambda i: ("urn:uuid:" + i).upper(),
+    "no hyphens": lambda i: i.replace("-", ""),
+}
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+def test_feedback_finds_a_prediction_by_any_accepted_spelling_of_its_id(client, shared_app, spelling):
+    """Every spelling the schema accepts is stored and compared as the lower-case hyphenated id."""
+    prediction_id = client.post("/predict", json=PATIENT).json["prediction_id"]
+    response = client.post(
+        "/feedback", json={"prediction_id": SPELLINGS[spelling](prediction_id), "outcome": 1}
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["prediction_id"] == prediction_id
+    window = predlog.read_window(shared_app.extensions["clinrisk"].writer.engine, "stroke")
+    assert window.set_index("prediction_id").loc[prediction_id, "outcome"] == 1
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    ["{%s", "%s}", "urn:%s", "{{%s}}", " %s", "%s-"],
+    ids=[
+        "open-brace",
+        "close-brace",
+        "urn-without-uuid",
+        "double-braces",
+        "leading-space",
+        "trailing-hyphen",
+    ],
+)
+def test_other_spellings_of_an_id_are_422_not_404(client, spelled):
+    """A malformed id is a validation error naming the field, never 'unknown prediction'."""
+    body = {"prediction_id": spelled % uuid.uuid4(), "outcome": 1}
+    response = client.post("/feedback", json=body)
+    assert response.status_code == 422 and response.json["errors"][0]["field"] == "prediction_id"
+
+
 @pytest.mark.parametrize(
     "body",
     [

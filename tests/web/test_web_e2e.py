@@ -232,3 +232,96 @@ def test_registry_down_at_start_serves_the_cached_champion_as_degraded(e2e_regis
     assert ready.status_code == 200
     assert ready.json()["status"] == "degraded" and "unreachable" in ready.json()["reason"]
     assert answer.status_code == 200 and answer.json()["model"]["version"] == cached
+
+
+LIMIT = 2_000_000  # the default max_body_bytes
+
+
+def _body_of(size: int) -> bytes:
+    """A valid JSON array of one patient, padded with whitespace to exactly `size` bytes."""
+    core = json.dumps([PATIENT]).encode()
+    return core[:-1] + b" " * (size - len(core)) + b"]"
+
+
+def _chunks(body: bytes, chunk: int):
+    for start in range(0, len(body), chunk):
+        yield body[start : start + chunk]
+
+
+@pytest.mark.parametrize(
+    ("size", "chunk", "status"),
+    [
+        (LIMIT - 1, 65_536, 200),
+        (LIMIT, 1_000, 200),
+        (LIMIT + 1, 65_536, 413),
+        (LIMIT + 1, 7_777, 413),
+        (2 * LIMIT, 1 << 20, 413),
+        (5 * LIMIT, 65_536, 413),
+    ],
+    ids=["just-under", "exactly", "one-over-64k-chunks", "one-over-odd-chunks", "double", "five-times"],
+)
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_the_size_limit_holds_however_the_body_arrives(live_service, size, chunk, status, framing):
+    """Chunked or with a Content-Length, a body over max_body_bytes is 413 and one within it is scored."""
+    body = _body_of(size)
+    data = _chunks(body, chunk) if framing == "chunked" else body  # a generator makes requests chunk it
+    headers = {**bearer(live_service), "Content-Type": "application/json"}
+    response = requests.post(f"{live_service.url}/predict", data=data, headers=headers, timeout=120)
+    assert response.status_code == status, response.text[:300]
+    if status == 413:
+        assert response.json()["error"] == "payload_too_large"
+    else:
+        assert response.json()[0]["model"]["name"] == "stroke"
+
+
+def test_a_killed_worker_loses_no_answered_prediction(e2e_registry, tmp_path):
+    """kill -9 of a gunicorn worker under load: every prediction answered 200 reaches the log."""
+    import psutil
+
+    home = tmp_path / "home"
+    env = service_env(home, e2e_registry["spec_dir"], e2e_registry["url"], auth_enabled="false")
+    with gunicorn_service(env, workers=2) as service:
+        answered: list[str] = []
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                response = requests.post(f"{service.url}/predict", json=PATIENT, timeout=60)
+                if response.status_code == 200:
+                    answered.append(response.json()["prediction_id"])
+
+        def wait_for_answers(count: int):
+            while len(answered) < count:
+                time.sleep(0.05)
+
+        clients = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+        for client in clients:
+            client.start()
+        wait_for_answers(300)
+        victim = psutil.Process(service.process.pid).children()[0]
+        victim.kill()  # SIGKILL: no worker_exit hook, no queue flush
+        killed_at = len(answered)
+        wait_for_answers(killed_at + 300)  # the replacement worker starts and replays the journal
+        stop.set()
+        for client in clients:
+            client.join(60)
+        assert victim.pid not in [p.pid for p in psutil.Process(service.process.pid).children()]
+        engine = predlog.connect(f"sqlite:///{home / 'predictions.db'}")
+        missing = _wait_until_logged(engine, set(answered), seconds=60)
+        assert not missing, f"{len(missing)} of {len(answered)} answered predictions were lost"
+        for prediction_id in answered[killed_at - 20 : killed_at]:
+            response = requests.post(
+                f"{service.url}/feedback", json={"prediction_id": prediction_id, "outcome": 1}, timeout=60
+            )
+            assert response.status_code == 201, (prediction_id, response.text)
+
+
+def _wait_until_logged(engine, ids: set[str], seconds: float) -> set[str]:
+    """The ids still not in the log after waiting up to `seconds` (workers write every 0.25 s)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with engine.connect() as conn:
+            logged = {row[0] for row in conn.execute(select(predlog.predictions.c.prediction_id))}
+        if ids <= logged or time.monotonic() > deadline:
+            return ids - logged
+        time.sleep(0.5)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from clinrisk.monitoring.index import window_text
+from clinrisk.monitoring.index import drift_share_text, health_lines, window_text
+from clinrisk.wording import count_of
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -69,14 +70,18 @@ def monitor_markdown(summary: dict[str, Any]) -> str:
     quality = summary["quality_note"]
     if summary["recall"] is not None:
         quality = f"recall {summary['recall']:.3f}, precision {summary['precision']:.3f}"
-        quality += f" on {summary['labelled_rows']} rows"
+        quality += f" on {count_of(summary['labelled_rows'], 'row')}"
     failed = ", ".join(summary["failed_tests"]) or "none"
+    health = "".join(
+        f"- {'**' if flagged else ''}{text}{'**' if flagged else ''}\n"
+        for text, flagged in health_lines(summary)
+    )
+    health = f"Columns to note:\n{health}\n" if health else ""
     return (
         f"# Monitoring `{summary['model']}` version {summary['model_version']}: {drift}\n\n"
-        f"Window: {window_text(summary['window'])}; {summary['rows']} rows.\n\n"
+        f"Window: {window_text(summary['window'])}; {count_of(summary['rows'], 'row')}.\n\n"
         f"Reference: {summary['reference']}.\n\n"
-        f"Drifted share {summary['drift_share']:.0%} "
-        f"(limit {summary['floors']['drift_share']:.0%}).\n\n{table}\n\n"
+        f"Drift: {drift_share_text(summary)}.\n\n{table}\n\n{health}"
         f"Quality: {quality}\n\nFailed tests: {failed}\n\n## Decision\n{_decision(summary['retrain'])}\n\n"
         f"Report: `{summary['report']}`\n"
     )
@@ -92,5 +97,5 @@ def batch_markdown(report: dict[str, Any], input_path: str) -> str:
     )
     return (
         f"# Batch scoring with version {report['model_version']}\n\n"
-        f"`{input_path}` → `{report['output']}`: {report['rows_scored']} rows scored{rejects}.\n"
+        f"`{input_path}` → `{report['output']}`: {count_of(report['rows_scored'], 'row')} scored{rejects}.\n"
     )

@@ -41,13 +41,13 @@ def monitor(
     Prints a JSON line with drift_detected, failed_tests, report and (with outcomes) recall and
     precision. It never starts a retrain: `retrain_recommended` says whether the flow would.
     """
+    from clinrisk import outputs
     from clinrisk.monitoring.monitor import cli_result, run_once
 
     settings = load_settings()
     name = model_name or settings.model_name
-    summary = run_once(
-        settings, name, current_path, reference_path, out_dir or settings.reports_dir, min_rows
-    )
+    out_dir = outputs.make_folder(out_dir or settings.reports_dir)  # fail before the slow checks
+    summary = run_once(settings, name, current_path, reference_path, out_dir, min_rows)
     verdict = (
         "DRIFT DETECTED in " + ", ".join(summary["drifted_columns"])
         if summary["drift_detected"]

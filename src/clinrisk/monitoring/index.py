@@ -7,11 +7,12 @@ index is rebuilt from every report's `summary.json`, so it never drifts from the
 from __future__ import annotations
 
 import json
-import os
 from html import escape
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+
+from clinrisk import outputs
+from clinrisk.wording import count_of
 
 SUMMARY = "summary.json"
 STYLE = (
@@ -59,6 +60,34 @@ def _drift_table(column_drift: dict[str, dict[str, Any]]) -> str:
     return _table(["column", "drift score", "method", "threshold", "verdict"], rows)
 
 
+def drift_share_text(summary: dict[str, Any]) -> str:
+    limit = f"(limit {summary['floors']['drift_share']:.0%})"
+    if summary.get("drift_share") is None:
+        return f"not computable on any feature {limit}"
+    return f"{summary['drift_share']:.0%} of features drifted {limit}"
+
+
+def health_lines(summary: dict[str, Any]) -> list[tuple[str, bool]]:
+    """One (text, flagged) per feature whose drift could not be computed or that is all missing."""
+    lines = []
+    for column, h in summary.get("column_health", {}).items():
+        if h["drift"] is None and not h["flagged"]:
+            continue
+        text = f"{column}: {h['missing_current']:.0%} missing (reference {h['missing_reference']:.0%})"
+        text += f"; drift {h['drift'] or 'computed'}"
+        if h["flagged"]:
+            text += "; FLAGGED: the reference has values but the window has none"
+        lines.append((text, h["flagged"]))
+    return lines
+
+
+def _health_rows(summary: dict[str, Any]) -> str:
+    return "".join(
+        f'<div style="{ALERT if flagged else ""}">{escape(text)}</div>'
+        for text, flagged in health_lines(summary)
+    )
+
+
 def _decision_text(retrain: dict[str, Any]) -> str:
     if not retrain.get("recommended"):
         return "no retrain needed"
@@ -87,12 +116,13 @@ def monitor_header(summary: dict[str, Any]) -> str:
         f'<div style="{STYLE}">'
         f'<h2 style="margin:0 0 6px">{escape(summary["model"])} model version '
         f"{escape(str(summary['model_version']))}: monitoring report</h2>"
-        f"<div>Data window: {escape(window_text(summary['window']))}; {summary['rows']} rows; reference: "
+        f"<div>Data window: {escape(window_text(summary['window']))}; "
+        f"{count_of(summary['rows'], 'row')}; reference: "
         f"{escape(summary['reference'])}</div>"
         f'<div style="{ALERT if summary["drift_detected"] else ""}">Data drift: {drift}: '
-        f"{summary['drift_share']:.0%} of features drifted "
-        f"(limit {summary['floors']['drift_share']:.0%})</div>"
+        f"{drift_share_text(summary)}</div>"
         f"{_drift_table(summary['column_drift'])}"
+        f"{_health_rows(summary)}"
         f"<div>Quality: {_quality_text(summary)}</div>"
         f"<div>Failed tests: {escape(failed)}</div>"
         f"<div><b>Decision:</b> {_decision_text(summary['retrain'])}</div>"
@@ -114,7 +144,7 @@ def retrain_header(summary: dict[str, Any]) -> str:
         f'<h2 style="margin:0 0 6px">{escape(summary["model"])} model version '
         f"{escape(str(summary['model_version']))} (challenger) vs champion version "
         f"{escape(str(summary.get('champion_version') or 'none'))}</h2>"
-        f"<div>Data: holdout of {escape(summary['window']['source'])}, {summary['rows']} rows; "
+        f"<div>Data: holdout of {escape(summary['window']['source'])}, {count_of(summary['rows'], 'row')}; "
         f"retrain reason: {escape(summary.get('reason', ''))}</div>"
         f"{_table(['metric', 'challenger', 'champion'], rows)}"
         f"<div><b>Gate:</b> {verdict}: {escape('; '.join(summary['reasons']))}</div>"
@@ -129,8 +159,7 @@ def header_for(summary: dict[str, Any]) -> str:
 
 def write_summary(directory: Path, summary: dict[str, Any]) -> Path:
     path = directory / SUMMARY
-    path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    return path
+    return outputs.write_text(path, json.dumps(summary, indent=2, default=str))
 
 
 def read_summaries(reports_dir: Path) -> list[dict[str, Any]]:
@@ -202,8 +231,5 @@ def write_index(reports_dir: Path) -> Path:
         '<body style="font-family:system-ui,sans-serif;margin:24px">'
         f"<h1>clinrisk reports</h1>{table}</body></html>"
     )
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    path, partial = reports_dir / "index.html", reports_dir / f".index.{os.getpid()}.{uuid4().hex}.partial"
-    partial.write_text(html, encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    outputs.make_folder(reports_dir)
+    return outputs.write_text(reports_dir / "index.html", html)

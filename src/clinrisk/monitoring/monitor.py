@@ -25,6 +25,7 @@ from clinrisk.monitoring.decision import recommend_retrain
 from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
 from clinrisk.settings import Settings
 from clinrisk.spec import ModelSpec, load_spec
+from clinrisk.wording import count_of, rows_at
 
 SHOWN_LINES = 5
 
@@ -76,10 +77,10 @@ def _outcomes(frame: pd.DataFrame, spec: ModelSpec) -> pd.Series:
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = frame[column].notna() & ~values.isin([0, 1])
     if bad.any():
-        lines = ", ".join(str(i + 2) for i in frame.index[bad][:SHOWN_LINES])
+        lines = [int(i) + 2 for i in frame.index[bad][:SHOWN_LINES]]
         raise DataValidationError(
             f"invalid data:\n  column '{column}': outcome must be 0, 1 or empty "
-            f"({int(bad.sum())} rows; first at lines {lines})",
+            f"({rows_at(int(bad.sum()), lines)})",
             [
                 {
                     "column": column,
@@ -118,7 +119,8 @@ def labelled_rows(
         return None, "no model to score the rows with and no logged predictions: quality not judged"
     labelled = current[current[OUTCOME].notna() & current[PREDICTION].notna()]
     if len(labelled) < min_rows:
-        return None, f"{len(labelled)} rows with outcomes (at least {min_rows} needed): quality not judged"
+        found = count_of(len(labelled), "row")
+        return None, f"{found} with outcomes (at least {min_rows} needed): quality not judged"
     if labelled[OUTCOME].sum() == 0:
         return (
             None,
@@ -153,6 +155,7 @@ def evaluate(
     }
     snapshot = reports.monitoring_snapshot(spec, current, reference, labelled, floors, metadata)
     facts = reports.facts(snapshot)
+    health = reports.column_health(spec, current, reference)
     decision = recommend_retrain(
         facts.drift_share,
         facts.drifted_columns,
@@ -177,6 +180,8 @@ def evaluate(
         "drift_share": facts.drift_share,
         "drifted_columns": facts.drifted_columns,
         "column_drift": facts.column_drift,
+        "column_health": health,
+        "flagged_columns": [c for c, h in health.items() if h["flagged"]],
         "failed_tests": facts.failed_tests,
         "recall": facts.recall,
         "precision": facts.precision,
@@ -189,7 +194,8 @@ def evaluate(
 def too_few_rows(frame: pd.DataFrame, min_rows: int) -> str | None:
     """Why a window is too small to judge drift, or None when it is large enough."""
     if len(frame) < min_rows:
-        return f"only {len(frame)} rows in the current window (at least {min_rows} needed): nothing judged"
+        found = count_of(len(frame), "row")
+        return f"only {found} in the current window (at least {min_rows} needed): nothing judged"
     return None
 
 
@@ -226,10 +232,10 @@ def reference_for(settings: Settings, model: RiskModel | None, spec: ModelSpec, 
     """The reference rows and a label saying what they are: a given file, or the champion's sample."""
     if path is not None:
         frame = read_table(Path(path), spec)
-        return frame, f"file {Path(path).resolve()}, {len(frame)} rows"
+        return frame, f"file {Path(path).resolve()}, {count_of(len(frame), 'row')}"
     version = model.info["version"]
     frame = registry.load_reference(settings, spec.name, version)
-    return frame, f"training sample of version {version}, {len(frame)} rows"
+    return frame, f"training sample of version {version}, {count_of(len(frame), 'row')}"
 
 
 def run_once(

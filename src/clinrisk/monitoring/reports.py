@@ -19,6 +19,7 @@ from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummary
 from evidently.tests import gte, lt
 from evidently.ui.workspace import Workspace
 
+from clinrisk import outputs
 from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
 from clinrisk.spec import ModelSpec
 
@@ -40,6 +41,51 @@ class ReportFacts:
     @property
     def drifted_columns(self) -> dict[str, float]:
         return {c: d["score"] for c, d in self.column_drift.items() if d["drifted"]}
+
+
+def _values_note(count: int, where: str) -> str | None:
+    if count == 0:
+        return f"no value in the {where}"
+    if count == 1:
+        return f"a single value in the {where}"
+    return None
+
+
+def _drift_note(values: pd.Series, reference: pd.Series, numeric: bool) -> str | None:
+    """Why a column's drift cannot be computed, or None when it can.
+
+    Evidently raises on an empty column, and its normed Wasserstein distance divides by the
+    reference's spread, so a constant numeric reference gives a meaningless score.
+    """
+    note = _values_note(int(values.notna().sum()), "current window") or _values_note(
+        int(reference.notna().sum()), "reference"
+    )
+    if note is None and numeric and reference.dropna().nunique() == 1:
+        note = f"the reference is constant ({reference.dropna().iloc[0]:g}): a scaled distance is undefined"
+    return note
+
+
+def column_health(
+    spec: ModelSpec, current: pd.DataFrame, reference: pd.DataFrame
+) -> dict[str, dict[str, Any]]:
+    """Per feature: missing shares (0-1) in current and reference, whether drift is computable, and a flag.
+
+    A column missing in every current row while the reference has values is flagged: a client or
+    an upstream system stopped sending it.
+    """
+    health = {}
+    for name, feature in spec.features.items():
+        now, then = current[name], reference[name]
+        note = _drift_note(now, then, feature.type == "numeric")
+        missing_now = float(now.isna().mean()) if len(now) else 1.0
+        missing_then = float(then.isna().mean()) if len(then) else 1.0
+        health[name] = {
+            "missing_current": round(missing_now, 4),
+            "missing_reference": round(missing_then, 4),
+            "drift": None if note is None else f"not computable: {note}",
+            "flagged": missing_now == 1.0 and missing_then < 1.0,
+        }
+    return health
 
 
 def data_definition(spec: ModelSpec, with_quality: bool) -> DataDefinition:
@@ -92,18 +138,8 @@ def monitoring_snapshot(
     and the two are merged into the one snapshot that is saved and browsed.
     """
     features = spec.feature_names
-    data = Report(
-        [
-            DataDriftPreset(columns=features, drift_share=floors.drift_share, **DRIFT_METHODS),
-            DriftedColumnsCount(
-                columns=features,
-                drift_share=floors.drift_share,
-                share_tests=[lt(floors.drift_share)],
-                **DRIFT_METHODS,
-            ),
-            DataSummaryPreset(columns=features),
-        ]
-    )
+    health = column_health(spec, current, reference)
+    data = Report([*_drift_metrics(health, floors), DataSummaryPreset(columns=features)])
     name = metadata.get("title", spec.name)
     snapshot = data.run(
         _dataset(current, spec, False),
@@ -118,6 +154,22 @@ def monitoring_snapshot(
         _dataset(labelled, spec, True), _dataset(reference, spec, True)
     )
     return _merge(snapshot, quality)
+
+
+def _drift_metrics(health: dict[str, dict[str, Any]], floors: Floors) -> list:
+    """Drift of the columns where it is computable (none at all: no drift metrics)."""
+    columns = [c for c, h in health.items() if h["drift"] is None]
+    if not columns:
+        return []
+    return [
+        DataDriftPreset(columns=columns, drift_share=floors.drift_share, **DRIFT_METHODS),
+        DriftedColumnsCount(
+            columns=columns,
+            drift_share=floors.drift_share,
+            share_tests=[lt(floors.drift_share)],
+            **DRIFT_METHODS,
+        ),
+    ]
 
 
 def comparison_snapshot(
@@ -174,8 +226,8 @@ def save(snapshot: Snapshot, directory: Path, header_html: str = "") -> tuple[Pa
     if header_html:
         html = html.replace("<body>", f"<body>\n{header_html}", 1)
     html_path, json_path = directory / "report.html", directory / "report.json"
-    html_path.write_text(html, encoding="utf-8")
-    json_path.write_text(snapshot.json(), encoding="utf-8")
+    outputs.write_text(html_path, html)
+    outputs.write_text(json_path, snapshot.json())
     return html_path, json_path
 
 

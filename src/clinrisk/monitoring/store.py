@@ -10,15 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from clinrisk import registry
+from clinrisk import outputs, registry
 from clinrisk.monitoring import index
 from clinrisk.settings import Settings
 
 
 def new_report_dir(reports_dir: Path, model_name: str, now: datetime) -> Path:
     """A fresh directory named after the UTC time (suffixed when two reports share a second)."""
-    parent = Path(reports_dir) / model_name
-    parent.mkdir(parents=True, exist_ok=True)
+    parent = outputs.make_folder(Path(reports_dir) / model_name)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     for attempt in range(1000):
         candidate = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
@@ -27,6 +26,8 @@ def new_report_dir(reports_dir: Path, model_name: str, now: datetime) -> Path:
             return candidate
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise outputs.cannot_write(candidate, exc.strerror or str(exc)) from None
     raise FileExistsError(f"too many reports named {stamp} in {parent}")
 
 

@@ -2,7 +2,9 @@
 
 Requests only put rows on a queue. The writer thread inserts them in batches through
 `clinrisk.predlog`; rows that fail to insert (database down) are kept and retried. `close()`
-drains the queue before returning, so a graceful shutdown loses nothing.
+drains the queue before returning, so a graceful shutdown loses nothing. With a journal
+(`clinrisk.serving.journal`) the rows are also appended to a local file before the answer is
+sent, so a worker killed with rows still queued loses nothing either: the next worker replays them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import queue
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinrisk import predlog
+from clinrisk.serving import journal as journals
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +31,38 @@ CLOSE_ATTEMPTS = 3
 MAX_PENDING_ROWS = 200_000
 FEEDBACK_WAIT_SECONDS = 5.0
 LOOKUP_SECONDS = 0.6  # other workers write their queue every flush_seconds (0.25 s)
+REPLAY_SECONDS = 5.0  # how often a worker looks for segments of workers that died
+
+
+class _Release:
+    """Queued after the rows of a journal segment: once they are written, the segment goes."""
+
+    def __init__(self, segment: journals.Segment):
+        self.segment = segment
+
+    def set(self) -> None:
+        self.segment.release()
+
+
+_Waiter = threading.Event | _Release
 
 
 class PredictionLogWriter:
     """A queue of prediction rows and the thread that persists them."""
 
-    def __init__(self, url: str, *, flush_seconds: float = 0.25, batch_rows: int = 5000):
+    def __init__(
+        self,
+        url: str,
+        *,
+        flush_seconds: float = 0.25,
+        batch_rows: int = 5000,
+        journal_dir: Path | None = None,
+    ):
         self.url = url
+        self.journal = journals.Journal(journal_dir) if journal_dir is not None else None
+        self.replayed = 0
+        self._submit_lock = threading.Lock()
+        self._next_replay = 0.0
         self.flush_seconds = flush_seconds
         self.batch_rows = batch_rows
         self.written = 0
@@ -55,8 +84,37 @@ class PredictionLogWriter:
         self._thread.start()
 
     def submit(self, rows: list[dict[str, Any]]) -> None:
-        """Queue prediction rows (see `predlog.write_predictions`); returns at once."""
-        self._queue.put(rows)
+        """Journal and queue prediction rows (see `predlog.write_predictions`); returns at once."""
+        if self.journal is None:
+            self._queue.put(rows)
+            return
+        with self._submit_lock:  # a segment's release marker must follow all of its rows
+            self.journal.append(rows)
+            self._queue.put(rows)
+
+    def _rotate_journal(self) -> None:
+        """Start a new segment; the old one is deleted once the rows queued before it are written."""
+        if self.journal is None:
+            return
+        with self._submit_lock:
+            segment = self.journal.rotate()
+            if segment is not None:
+                self._queue.put(_Release(segment))
+
+    def replay_orphans(self) -> int:
+        """Write the rows journaled by workers that died; returns how many rows were replayed."""
+        if self.journal is None:
+            return 0
+        replayed = 0
+        for path, rows in journals.orphans(self.journal.directory):
+            count = len(rows)
+            if rows and not self._write(rows):
+                break  # the log is down: the segment stays for the next attempt
+            path.unlink(missing_ok=True)
+            replayed += count
+            log.warning("replayed %d prediction(s) journaled by a stopped worker (%s)", count, path.name)
+        self.replayed += replayed
+        return replayed
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row queued so far is written; False if that takes longer than `timeout`."""
@@ -94,6 +152,7 @@ class PredictionLogWriter:
         """Write everything still queued, then stop the thread."""
         if self._thread is None:
             return
+        self._rotate_journal()
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self._thread = None
@@ -102,9 +161,10 @@ class PredictionLogWriter:
 
     def _run(self) -> None:
         pending: list[dict[str, Any]] = []
-        waiters: list[threading.Event] = []
+        waiters: list[_Waiter] = []
         stopping = False
         while not stopping:
+            self._replay_when_due()
             stopping = self._collect(pending, waiters)
             if pending and not self._write(pending):
                 if not stopping:
@@ -113,9 +173,20 @@ class PredictionLogWriter:
             for waiter in waiters:
                 waiter.set()
             waiters.clear()
+            if not stopping:
+                self._rotate_journal()
         self._write_before_exit(pending, waiters)
 
-    def _write_before_exit(self, pending: list[dict[str, Any]], waiters: list[threading.Event]) -> None:
+    def _replay_when_due(self) -> None:
+        if self.journal is None or time.monotonic() < self._next_replay:
+            return
+        self._next_replay = time.monotonic() + REPLAY_SECONDS
+        try:
+            self.replay_orphans()
+        except Exception as exc:  # the thread must survive anything; segments stay for next time
+            log.error("journal replay failed (will retry): %s", exc)
+
+    def _write_before_exit(self, pending: list[dict[str, Any]], waiters: list[_Waiter]) -> None:
         """Take whatever is still queued and try a few times to write it all."""
         while True:
             try:
@@ -124,7 +195,7 @@ class PredictionLogWriter:
                 break
             if isinstance(item, list):
                 pending.extend(item)
-            elif isinstance(item, threading.Event):
+            elif isinstance(item, threading.Event | _Release):
                 waiters.append(item)
         for attempt in range(CLOSE_ATTEMPTS):
             if not pending or self._write(pending):
@@ -133,12 +204,17 @@ class PredictionLogWriter:
                 time.sleep(RETRY_SECONDS)
         if pending:
             log.error(
-                "prediction log unavailable at shutdown: %d prediction rows were not written", len(pending)
+                "prediction log unavailable at shutdown: %d prediction rows were not written%s",
+                len(pending),
+                " (kept in the journal for the next start)" if self.journal else "",
             )
         for waiter in waiters:
-            waiter.set()
+            if isinstance(waiter, _Release) and pending:
+                waiter.segment.close()  # unlocked and kept: the next worker replays it
+            else:
+                waiter.set()
 
-    def _collect(self, pending: list[dict[str, Any]], waiters: list[threading.Event]) -> bool:
+    def _collect(self, pending: list[dict[str, Any]], waiters: list[_Waiter]) -> bool:
         """Move queued rows into `pending` (block for the first item); True once asked to stop."""
         try:
             item = self._queue.get(timeout=self.flush_seconds)
@@ -147,7 +223,7 @@ class PredictionLogWriter:
         while True:
             if item is _STOP:
                 return True
-            if isinstance(item, threading.Event):
+            if isinstance(item, threading.Event | _Release):
                 waiters.append(item)
             else:
                 pending.extend(item)

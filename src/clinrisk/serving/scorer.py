@@ -20,6 +20,7 @@ import pandas as pd
 
 from clinrisk.model import RiskModel
 from clinrisk.spec import ModelSpec
+from clinrisk.wording import count_of
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,10 @@ def build_scorer(
         )
     rows = len(verification)
     if not diff <= TOLERANCE:
-        reason = f"ONNX differs from scikit-learn by {diff:.3g} > {TOLERANCE:g} on {rows} rows"
+        reason = f"ONNX differs from scikit-learn by {diff:.3g} > {TOLERANCE:g} on {count_of(rows, 'row')}"
         log.warning("%s; scoring with scikit-learn", reason)
         return reference, ScoringPath(SKLEARN, reason, diff, rows)
-    return lean, ScoringPath(ONNX, f"verified against scikit-learn on {rows} rows", diff, rows)
+    return lean, ScoringPath(ONNX, f"verified against scikit-learn on {count_of(rows, 'row')}", diff, rows)
 
 
 def load_verification_data(spec: ModelSpec) -> tuple[pd.DataFrame | None, str]:

@@ -31,7 +31,7 @@ class Runtime:
         self.spec: ModelSpec = load_spec(settings.spec_path)
         self.holder = ChampionHolder(settings, source or RegistrySource(settings, settings.model_name))
         self.watcher = ChampionWatcher(self.holder, settings.poll_interval_seconds) if watch else None
-        self.writer = PredictionLogWriter(settings.prediction_log_url)
+        self.writer = PredictionLogWriter(settings.prediction_log_url, journal_dir=settings.journal_dir)
         self.users = UserStore(settings.users_file)
         self.metrics = Metrics()
         self._pid: int | None = None

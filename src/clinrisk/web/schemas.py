@@ -7,14 +7,23 @@ strictly: a string is not a number. Every problem is reported with its field pat
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+import uuid
+from typing import Annotated, Any, Literal
 
-from flask import request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from flask import current_app, request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from clinrisk.web.errors import ApiError, problem
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# The spellings of one UUID that /feedback accepts: any case, with or without hyphens, in braces
+# or as a URN (RFC 9562). Every one is stored and compared as the canonical lower-case form.
+_HEX_UUID = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+UUID_PATTERN = rf"^(?:{_HEX_UUID}|\{{{_HEX_UUID}\}}|[uU][rR][nN]:[uU][uU][iI][dD]:{_HEX_UUID})$"
+
+
+def canonical_uuid(value: str) -> str:
+    """`{0A1B...}`, `urn:uuid:0a1b...` or `0A1B...` -> `0a1b...-...`: one spelling per id."""
+    return str(uuid.UUID(value.lower()))
 
 
 class ModelRef(BaseModel):
@@ -33,7 +42,10 @@ class PredictionResult(BaseModel):
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Feedback")
 
-    prediction_id: str = Field(pattern=UUID_PATTERN, description="The id /predict returned")
+    prediction_id: Annotated[str, AfterValidator(canonical_uuid)] = Field(
+        pattern=UUID_PATTERN,
+        description="The id /predict returned (any case; braces or a urn:uuid: prefix are accepted)",
+    )
     outcome: Literal[0, 1] = Field(description="The observed outcome (1 = the event happened)")
 
 
@@ -94,12 +106,39 @@ def json_body() -> Any:
     if not request.is_json:
         message = "send the body as JSON with 'Content-Type: application/json'"
         raise ApiError(415, "unsupported_media_type", message, [problem((), message, "content_type")])
-    raw = request.get_data(cache=False)
+    raw = _read_body(current_app.config["MAX_CONTENT_LENGTH"])
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         message = f"the body is not valid JSON: {exc}"
         raise ApiError(400, "malformed_json", message, [problem((), message, "json_invalid")]) from None
+
+
+def _too_large(limit: int) -> ApiError:
+    message = f"the request body is larger than {limit} bytes"
+    return ApiError(413, "payload_too_large", message, [problem((), message, "too_large")])
+
+
+def _read_body(limit: int) -> bytes:
+    """The whole body, or 413 when it is larger than `limit` bytes however it arrives.
+
+    A Content-Length over the limit is refused by werkzeug before reading. A chunked body has no
+    length: werkzeug's LimitedStream stops reading at the limit without raising (werkzeug 3.1),
+    which cut a too-large body into invalid JSON. So the stream the server terminates
+    (`wsgi.input_terminated`, set by gunicorn) is read here, one byte past the limit.
+    """
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    stream, blocks, size = request.input_stream, [], 0
+    while size <= limit:
+        block = stream.read(min(1 << 16, limit + 1 - size))
+        if not block:
+            break
+        blocks.append(block)
+        size += len(block)
+    if size > limit:
+        raise _too_large(limit)
+    return b"".join(blocks)
 
 
 def _problems(exc: ValidationError, prefix: tuple = ()) -> list[dict[str, Any]]:
