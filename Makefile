@@ -36,13 +36,13 @@ test-fast: install ## Run the tests not marked slow
 
 .PHONY: lint
 lint: install ## Check style with ruff (what pre-commit runs)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks aws_scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks aws_scripts
 
 .PHONY: format
 format: install ## Format the code with ruff
-	$(VENV)/bin/ruff check --fix src tests benchmarks
-	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks aws_scripts
+	$(VENV)/bin/ruff format src tests benchmarks aws_scripts
 
 .PHONY: train
 train: install ## Train the stroke model, register it and apply the promotion gate

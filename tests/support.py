@@ -142,3 +142,10 @@ def moto_server():
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+def aws_client(service: str):
+    """A boto3 client for checking what a test created (endpoint: AWS_ENDPOINT_URL, i.e. moto)."""
+    import boto3
+
+    return boto3.client(service, region_name=AWS_TEST_ENV["AWS_DEFAULT_REGION"])
