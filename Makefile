@@ -103,3 +103,12 @@ test-web: install ## Run the web service tests (real gunicorn and MLflow for the
 .PHONY: bench-scoring
 bench-scoring: install ## Time one request on the scikit-learn and the ONNX scoring paths
 	$(PY) benchmarks/scoring_paths.py $(BENCH_ARGS)
+
+AWS_ENV ?= staging
+.PHONY: aws-deploy
+aws-deploy: install ## Deploy to AWS with boto3: make aws-deploy AWS_ENV=staging|production [AWS_ARGS=--dry-run]
+	$(PY) -m aws_scripts.deploy --env $(AWS_ENV) $(AWS_ARGS)
+
+.PHONY: promote-environment
+promote-environment: install ## Smoke-test staging, then deploy its image to production: make promote-environment VERSION=N
+	$(PY) -m aws_scripts.promote --expect-version $(VERSION) $(AWS_ARGS)

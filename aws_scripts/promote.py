@@ -28,17 +28,16 @@ PATIENT = Path(__file__).parent / "smoke_patient.json"
 def staging_image(staging: Environment) -> str:
     """The image of the task definition staging's web service runs now."""
     ecs = client(staging, "ecs")
+    missing = DeployError(f"staging has no web service in cluster {staging.cluster}: deploy staging first")
     with aws_errors(f"reading service web of cluster {staging.cluster}"):
-        found = [
-            s
-            for s in ecs.describe_services(cluster=staging.cluster, services=["web"])["services"]
-            if s["status"] == "ACTIVE"
-        ]
-        if not found:
-            raise DeployError(
-                f"staging has no web service in cluster {staging.cluster}: deploy staging first"
-            )
-        task = ecs.describe_task_definition(taskDefinition=found[0]["taskDefinition"])["taskDefinition"]
+        try:
+            found = ecs.describe_services(cluster=staging.cluster, services=["web"])["services"]
+        except ecs.exceptions.ClusterNotFoundException:
+            raise missing from None
+        active = [s for s in found if s["status"] == "ACTIVE"]
+        if not active:
+            raise missing
+        task = ecs.describe_task_definition(taskDefinition=active[0]["taskDefinition"])["taskDefinition"]
     return task["containerDefinitions"][0]["image"]
 
 
