@@ -53,22 +53,46 @@ class Environment:
         return f"{self.prefix}-{service}"
 
 
+NESTED = {
+    "network": ("vpc_id", "subnets", "security_groups"),
+    "database_url_parameters": ("mlflow", "prefect", "predictions"),
+    "internal_urls": ("mlflow", "prefect_api"),
+    "services": SERVICES,
+}
+
+
+def section(raw: dict, *keys: str) -> dict:
+    """raw[k1][k2]..., or {} where a level is missing or not a mapping."""
+    for key in keys:
+        raw = raw.get(key) if isinstance(raw, dict) else None
+    return raw if isinstance(raw, dict) else {}
+
+
+def missing_keys(raw: dict) -> list[str]:
+    """Every required key absent from an environment file, as a dotted path."""
+    missing = [key for key in REQUIRED if key not in raw]
+    missing += [
+        f"{name}.{key}" for name, keys in NESTED.items() for key in keys if key not in section(raw, name)
+    ]
+    sizes = [
+        (s, size) for s in SERVICES if section(raw, "services", s) for size in ("count", "cpu", "memory")
+    ]
+    return missing + [f"services.{s}.{size}" for s, size in sizes if size not in section(raw, "services", s)]
+
+
 def load_environment(name: str, config_dir: Path = CONFIG_DIR) -> Environment:
     """Read and check one environment file; a missing file or key raises DeployError naming it."""
     path = config_dir / f"{name}.yaml"
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise DeployError(f"cannot read the parameters of '{name}' from {path}: {exc}") from None
-    missing = [key for key in REQUIRED if key not in raw]
-    missing += [f"services.{s}" for s in SERVICES if s not in raw.get("services", {})]
-    missing += [
-        f"network.{k}" for k in ("vpc_id", "subnets", "security_groups") if k not in raw.get("network", {})
-    ]
+    if not isinstance(raw, dict):
+        raise DeployError(f"{path}: expected a mapping of parameters, got {type(raw).__name__}")
+    missing = missing_keys(raw)
     if missing:
         raise DeployError(f"{path}: missing {', '.join(missing)}")
-    fields = {key: raw.get(key, {}) for key in Environment.__dataclass_fields__}
-    return Environment(**fields)
+    return Environment(**{key: raw[key] for key in Environment.__dataclass_fields__})
 
 
 def client(environment: Environment, service: str):

@@ -223,6 +223,15 @@ def test_staging_and_production_are_separate(config_dir, database_parameters):
         (lambda raw: raw.pop("region"), "missing region"),
         (lambda raw: raw["services"].pop("web"), "missing services.web"),
         (lambda raw: raw["network"].pop("subnets"), "missing network.subnets"),
+        (
+            lambda raw: raw["database_url_parameters"].pop("prefect"),
+            "missing database_url_parameters.prefect",
+        ),
+        (lambda raw: raw["services"]["web"].pop("memory"), "missing services.web.memory"),
+        (
+            lambda raw: raw.update(internal_urls="none"),
+            "missing internal_urls.mlflow, internal_urls.prefect_api",
+        ),
     ],
 )
 def test_a_broken_environment_file_is_named(config_dir, edit, message):
@@ -233,6 +242,36 @@ def test_a_broken_environment_file_is_named(config_dir, edit, message):
     raw = yaml.safe_load(path.read_text())
     edit(raw)
     path.write_text(yaml.safe_dump(raw))
+    path.with_name("production.yaml").write_text("- not a mapping\n")
     result = CliRunner().invoke(bucket.main, ["--env", "staging", "--config-dir", str(config_dir)])
     assert result.exit_code == 1 and message in result.output and str(path) in result.output
+    production = CliRunner().invoke(bucket.main, ["--env", "production", "--config-dir", str(config_dir)])
+    assert production.exit_code == 1 and "expected a mapping" in production.output
     assert aws_client("s3").list_buckets()["Buckets"] == []
+
+
+@pytest.mark.parametrize(
+    ("step", "options", "expected"),
+    [
+        (bucket, [], "[dry-run] block public access to s3://clinrisk-production-artifacts"),
+        (
+            image,
+            ["--tag", "t9"],
+            "[dry-run] docker push <account>.dkr.ecr.eu-west-1.amazonaws.com/clinrisk-app:t9",
+        ),
+        (
+            taskdefs,
+            ["--image", "repo:t9"],
+            "[dry-run] register task definition clinrisk-production-web with repo:t9",
+        ),
+        (services, ["--web-tasks", "5"], "[dry-run] create or update service web: 5 task(s)"),
+    ],
+)
+def test_each_step_has_a_dry_run_that_changes_nothing(config_dir, step, options, expected):
+    """Every step prints its plan under --dry-run and leaves the account as it was."""
+    result = run(step, "--env", "production", "--config-dir", str(config_dir), "--dry-run", *options)
+    assert result.exit_code == 0 and expected in result.output
+    assert aws_client("s3").list_buckets()["Buckets"] == []
+    assert aws_client("ecr").describe_repositories()["repositories"] == []
+    assert aws_client("ecs").list_task_definitions()["taskDefinitionArns"] == []
+    assert aws_client("ecs").list_clusters()["clusterArns"] == []

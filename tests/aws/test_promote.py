@@ -99,3 +99,14 @@ def test_promotion_needs_a_deployed_staging(config_dir, database_parameters):
     result = promote_with(config_dir, "http://127.0.0.1:9", "1")
     assert result.exit_code == 1 and "deploy staging first" in result.output
     assert production_services() == {}
+
+
+def test_a_dry_run_promotion_smoke_tests_and_prints_production_plan(staging_deployed, staging_web):
+    """--dry-run still runs the smoke test, then prints production's plan and changes nothing."""
+    arguments = ["--expect-version", staging_web["version"], "--staging-url", staging_web["url"], "--dry-run"]
+    result = CliRunner().invoke(promote.main, [*arguments, "--config-dir", str(staging_deployed)])
+    assert result.exit_code == 0, result.output
+    assert "smoke test passed" in result.output
+    assert f"[dry-run] register task definition clinrisk-production-web with {STAGING_IMAGE}" in result.output
+    assert "[dry-run] create or update service web: 3 task(s)" in result.output
+    assert production_services() == {}
