@@ -36,13 +36,13 @@ test-fast: install ## Run the tests not marked slow
 
 .PHONY: lint
 lint: install ## Check style with ruff (what pre-commit runs)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks aws_scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks aws_scripts
 
 .PHONY: format
 format: install ## Format the code with ruff
-	$(VENV)/bin/ruff check --fix src tests benchmarks
-	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks aws_scripts
+	$(VENV)/bin/ruff format src tests benchmarks aws_scripts
 
 .PHONY: train
 train: install ## Train the stroke model, register it and apply the promotion gate
@@ -103,3 +103,12 @@ test-web: install ## Run the web service tests (real gunicorn and MLflow for the
 .PHONY: bench-scoring
 bench-scoring: install ## Time one request on the scikit-learn and the ONNX scoring paths
 	$(PY) benchmarks/scoring_paths.py $(BENCH_ARGS)
+
+AWS_ENV ?= staging
+.PHONY: aws-deploy
+aws-deploy: install ## Deploy to AWS with boto3: make aws-deploy AWS_ENV=staging|production [AWS_ARGS=--dry-run]
+	$(PY) -m aws_scripts.deploy --env $(AWS_ENV) $(AWS_ARGS)
+
+.PHONY: promote-environment
+promote-environment: install ## Smoke-test staging, then deploy its image to production: make promote-environment VERSION=N
+	$(PY) -m aws_scripts.promote --expect-version $(VERSION) $(AWS_ARGS)

@@ -120,3 +120,32 @@ def write_fast_spec(directory: Path, **training) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "stroke.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return directory
+
+
+# Credentials moto accepts; boto3 in tests never sees a real account's.
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}
+
+
+@contextmanager
+def moto_server():
+    """moto's server mode (S3, ECR, ECS, ELBv2, IAM, Logs over real HTTP) on a free port."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def aws_client(service: str):
+    """A boto3 client for checking what a test created (endpoint: AWS_ENDPOINT_URL, i.e. moto)."""
+    import boto3
+
+    return boto3.client(service, region_name=AWS_TEST_ENV["AWS_DEFAULT_REGION"])

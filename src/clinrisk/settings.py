@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clinrisk.errors import ClinriskError
@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     )
     artifact_root: str | None = None
     experiment_name: str | None = None
+    # Where the MLflow server of `clinrisk up` keeps artifacts, e.g. s3://bucket/prefix (proxied:
+    # clients need no bucket credentials). None: a local directory in the state directory.
+    artifacts_destination: str | None = None
+    s3_endpoint_url: str | None = Field(  # an S3-protocol server other than AWS (MinIO, moto)
+        default=None, validation_alias=AliasChoices("MLFLOW_S3_ENDPOINT_URL", "CLINRISK_S3_ENDPOINT_URL")
+    )
 
     # Web service.
     auth_enabled: bool = True
@@ -58,6 +64,14 @@ class Settings(BaseSettings):
     drift_share: float = Field(default=0.2, gt=0, le=1)  # share of drifted features that is "drift"
     recall_floor: float = Field(default=0.5, ge=0, le=1)  # monitored recall below this is a breach
     min_outcome_rows: int = Field(default=50, ge=1)  # labelled rows needed to judge quality
+
+    @field_validator("artifacts_destination")
+    @classmethod
+    def _bucket_named(cls, value: str | None) -> str | None:
+        """An s3:// destination must name a bucket: MLflow would only fail at the first upload."""
+        if value is not None and value.startswith("s3://") and not value[len("s3://") :].strip("/"):
+            raise ValueError(f"'{value}' names no bucket; use s3://BUCKET or s3://BUCKET/PREFIX")
+        return value
 
     @model_validator(mode="after")
     def _fill_state_paths(self) -> Settings:

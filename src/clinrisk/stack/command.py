@@ -94,6 +94,8 @@ def up(host, service_port, mlflow_port, prefect_port, web_workers, no_train, red
         mlflow_port=mlflow_port,
         prefect_port=prefect_port,
         web_workers=web_workers or settings.workers,
+        artifacts_destination=settings.artifacts_destination,
+        s3_endpoint_url=settings.s3_endpoint_url,
     )
     check_ports_free(config)
     prepare_home(config)

@@ -26,6 +26,8 @@ class StackConfig:
     prefect_port: int = 4200
     web_workers: int = 2
     pool: str = POOL
+    artifacts_destination: str | None = None  # e.g. s3://bucket/prefix; None: <home>/mlartifacts
+    s3_endpoint_url: str | None = None
 
     @property
     def client_host(self) -> str:
@@ -76,6 +78,8 @@ def environment(config: StackConfig) -> dict[str, str]:
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        # MLflow's S3 client reads the endpoint of a non-AWS S3 server from this variable only.
+        **({"MLFLOW_S3_ENDPOINT_URL": config.s3_endpoint_url} if config.s3_endpoint_url else {}),
     }
 
 

@@ -45,11 +45,18 @@ def listen(host: str, port: int) -> list[str]:
 def mlflow_command(config: StackConfig) -> list[str]:
     """MLflow on the same SQLite store and artifact directory as the CLI's defaults."""
     store = f"sqlite:///{config.home / 'mlflow.db'}"
-    artifacts = (config.home / "mlartifacts").as_uri()
     command = [executable("mlflow"), "server", "--backend-store-uri", store, "--workers", "1"]
-    command += ["--default-artifact-root", artifacts, "--no-serve-artifacts"]
+    command += artifact_options(config)
     command += ["--uvicorn-opts", "--no-access-log"]  # its output joins every other process's
     return command + listen(config.host, config.mlflow_port)
+
+
+def artifact_options(config: StackConfig) -> list[str]:
+    """Local: clients write to the shared directory the CLI also uses. A destination (s3://...):
+    MLflow proxies every artifact to it, so only the server needs the bucket's credentials."""
+    if config.artifacts_destination:
+        return ["--serve-artifacts", "--artifacts-destination", config.artifacts_destination]
+    return ["--default-artifact-root", (config.home / "mlartifacts").as_uri(), "--no-serve-artifacts"]
 
 
 def bootstrap_command(config: StackConfig, train: bool, redeploy: bool) -> list[str]:
