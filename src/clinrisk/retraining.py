@@ -9,7 +9,7 @@ import pandas as pd
 
 from clinrisk import registry
 from clinrisk.data import load_training_data
-from clinrisk.promotion import GateDecision, apply_gate
+from clinrisk.promotion import GateDecision, apply_gate, current_champion
 from clinrisk.settings import PROJECT_ROOT, Settings
 from clinrisk.spec import ModelSpec, file_sha256, load_spec
 from clinrisk.train import TrainingResult, train_model
@@ -59,5 +59,6 @@ def retrain(
     spec, frame, sha = load_and_validate(settings, model_name, data_path)
     result = train_model(spec, frame, seed=seed, data_sha256=sha)
     version = registry.log_and_register(settings, result, data_path_for(spec, data_path))
-    decision = apply_gate(settings, version.version, result.model, result.holdout)
+    champion = current_champion(settings, model_name)
+    decision = apply_gate(settings, version.version, result.model, result.holdout, champion)
     return summary(result, version, decision)

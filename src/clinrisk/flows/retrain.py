@@ -28,7 +28,8 @@ def retrain(
     source = data_path_for(spec, data_path)
     version = tasks.log_and_register(settings, result, source)
     previous = tasks.champion_version(settings, name, "champion")
-    decision = tasks.apply_gate(settings, version.version, result.model, result.holdout)
+    champion = tasks.load_current_champion(settings, name)
+    decision = tasks.apply_gate(settings, version.version, result.model, result.holdout, champion)
     report = tasks.compare_on_holdout(
         settings, result.model, version.version, result.holdout, decision, previous, reason, str(source)
     )

@@ -40,6 +40,7 @@ load_training_data = io_task(retraining.load_and_validate, name="load-and-valida
 train_candidates = compute_task(train.train_model, name="train-candidates-and-threshold")
 log_and_register = io_task(registry.log_and_register, name="log-and-register")
 champion_version = io_task(registry.alias_version, name="read-champion-version")
+load_current_champion = io_task(promotion.current_champion, name="load-current-champion")
 apply_gate = io_task(promotion.apply_gate, name="promotion-gate")
 compare_on_holdout = io_task(comparison.compare_on_holdout, name="evidently-holdout-comparison")
 
