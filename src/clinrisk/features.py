@@ -55,6 +55,5 @@ def build_estimator(candidate: CandidateSpec, seed: int, **members: ClassifierMi
 def build_pipeline(spec: ModelSpec, candidate: CandidateSpec, seed: int) -> Pipeline:
     """The full model: named preprocessing step then the classifier (an ensemble gets its members)."""
     members = {name: build_estimator(spec.candidate(name), seed) for name in candidate.members}
-    return Pipeline(
-        [("preprocess", build_preprocessor(spec)), ("classifier", build_estimator(candidate, seed, **members))]
-    )
+    classifier = build_estimator(candidate, seed, **members)
+    return Pipeline([("preprocess", build_preprocessor(spec)), ("classifier", classifier)])

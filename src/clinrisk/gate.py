@@ -1,7 +1,7 @@
 """The promotion gate's rules, as pure functions of per-row outcomes and 0/1 decisions.
 
 Every rule decides on a confidence interval or a test, never on a point estimate that noise can
-flip: holdout precision at a 0.15 operating point moves by ±0.02–0.03 between splits of ~50
+flip: holdout precision at a 0.15 operating point moves by ±0.02-0.03 between splits of ~50
 positives. The rules, in the order they are applied (README, "The promotion gate"):
 
 1. The challenger is refused only when its precision is *significantly* below the floor: the
@@ -220,7 +220,8 @@ def _against_champion(
     precision = precision_estimate(outcomes, champion_decisions, confidence)
     recall = recall_estimate(outcomes, champion_decisions, confidence)
     decision.champion = {"precision": precision.value, "recall": recall.value}
-    decision.intervals.update({"champion.precision": precision.to_dict(), "champion.recall": recall.to_dict()})
+    decision.intervals["champion.precision"] = precision.to_dict()
+    decision.intervals["champion.recall"] = recall.to_dict()
     decision.reasons += [_floor_reason("champion", precision, floor), f"champion recall {recall.text()}"]
     if decision.positives < rules.min_positives:
         decision.reasons.append(

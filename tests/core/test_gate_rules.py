@@ -15,6 +15,7 @@ from clinrisk.gate import (
     wilson,
 )
 
+
 def wilson_by_hand(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """Wilson's closed form (Brown, Cai & DasGupta 2001, eq. 4), written out independently."""
     p = successes / trials
@@ -52,11 +53,9 @@ def test_wilson_of_nothing_is_the_whole_unit_interval():
 def test_precision_and_recall_count_the_right_rows():
     """Precision counts flagged rows, recall counts positive rows."""
     outcomes, decisions = rows(tp=8, fp=40, fn=2, tn=950)
-    assert (precision_estimate(outcomes, decisions).successes, precision_estimate(outcomes, decisions).trials) == (
-        8,
-        48,
-    )
-    assert (recall_estimate(outcomes, decisions).successes, recall_estimate(outcomes, decisions).trials) == (8, 10)
+    precision, recall = precision_estimate(outcomes, decisions), recall_estimate(outcomes, decisions)
+    assert (precision.successes, precision.trials) == (8, 48)
+    assert (recall.successes, recall.trials) == (8, 10)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +144,8 @@ def test_first_model_on_few_positives_is_promoted_with_a_warning():
 )
 def test_challenger_is_refused_only_when_significantly_worse(challenger_only, champion_only, promote, reason):
     """McNemar's test on 50 positives decides; a tie promotes the challenger (newer data)."""
-    outcomes, challenger, champion = paired(30, challenger_only, champion_only, 20 - challenger_only - champion_only, 150)
+    neither = 20 - challenger_only - champion_only
+    outcomes, challenger, champion = paired(30, challenger_only, champion_only, neither, 150)
     decision = decide(outcomes, challenger, champion, RULES)
     assert decision.promote is promote
     assert reason in decision.reasons[-1] and "McNemar exact p =" in decision.reasons[-1]
@@ -154,7 +154,7 @@ def test_challenger_is_refused_only_when_significantly_worse(challenger_only, ch
 
 def test_too_few_positives_never_replace_a_champion():
     """A perfect challenger on 5 positives does not replace the champion, and the reasons say why."""
-    outcomes, challenger, champion = paired(both=1, challenger_only=4, champion_only=0, neither=0, fp=2, negatives=55)
+    outcomes, challenger, champion = paired(1, 4, 0, 0, fp=2, negatives=55)
     decision = decide(outcomes, challenger, champion, RULES)
     assert not decision.promote
     assert "5 positives, fewer than the 30 needed" in decision.reasons[-1]
