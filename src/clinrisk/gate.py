@@ -142,6 +142,20 @@ def significantly_below(estimate: Estimate, floor: float) -> bool:
     return estimate.trials > 0 and estimate.high < floor
 
 
+def lowest_not_below(trials: int, floor: float, confidence: float = 0.95) -> float:
+    """The smallest observable rate k/trials that is not significantly below `floor`.
+
+    The point value a report's "≥" test must use to agree with the interval rule above:
+    with 200 flagged rows and a 0.15 floor it is 0.105. With no trials, 0 (nothing is judged).
+    """
+    if trials == 0:
+        return 0.0
+    for successes in range(trials + 1):
+        if wilson(successes, trials, confidence).high >= floor:
+            return successes / trials
+    return 1.0
+
+
 def mcnemar_on_positives(
     outcomes: np.ndarray, challenger_decisions: np.ndarray, champion_decisions: np.ndarray
 ) -> PairedTest:

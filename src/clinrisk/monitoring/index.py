@@ -100,6 +100,27 @@ def monitor_header(summary: dict[str, Any]) -> str:
     )
 
 
+def interval_text(found: dict[str, Any]) -> str:
+    """A stored Wilson estimate as `0.165 [0.121, 0.220] (33/200)`."""
+    value = "n/a" if found.get("value") is None else f"{found['value']:.3f}"
+    return f"{value} [{found['low']:.3f}, {found['high']:.3f}] ({found['successes']}/{found['trials']})"
+
+
+def _gate_table(gate: dict[str, Any]) -> str:
+    """The gate's estimates with their Wilson intervals, and the paired test's p-value."""
+    intervals = gate.get("intervals") or {}
+
+    def cell(key: str) -> str:
+        return escape(interval_text(intervals[key])) if key in intervals else "-"
+
+    rows = [_row([m, cell(f"challenger.{m}"), cell(f"champion.{m}")]) for m in ("precision", "recall")]
+    p_value = gate.get("p_value")
+    test = "not run" if p_value is None else f"{p_value:.3g}"
+    rows.append(_row(["McNemar exact p (same positives)", test, ""]))
+    confidence = next(iter(intervals.values()), {}).get("confidence", 0.95)
+    return _table([f"gate: estimate [{confidence:.0%} Wilson interval]", "challenger", "champion"], rows)
+
+
 def retrain_header(summary: dict[str, Any]) -> str:
     """The block on top of a retrain comparison: challenger vs champion on the same holdout."""
     metrics = ["recall", "precision", "pr_auc", "roc_auc"]
@@ -117,6 +138,7 @@ def retrain_header(summary: dict[str, Any]) -> str:
         f"<div>Data: holdout of {escape(summary['window']['source'])}, {summary['rows']} rows; "
         f"retrain reason: {escape(summary.get('reason', ''))}</div>"
         f"{_table(['metric', 'challenger', 'champion'], rows)}"
+        f"{_gate_table(summary['gate']) if summary.get('gate') else ''}"
         f"<div><b>Gate:</b> {verdict}: {escape('; '.join(summary['reasons']))}</div>"
         "</div>"
     )
