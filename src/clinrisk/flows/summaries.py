@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clinrisk.monitoring.index import window_text
+from clinrisk.monitoring.index import interval_text, window_text
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -52,7 +52,9 @@ def monitor_markdown(summary: dict[str, Any]) -> str:
     quality = summary["quality_note"]
     if summary["recall"] is not None:
         quality = f"recall {summary['recall']:.3f}, precision {summary['precision']:.3f}"
-        quality += f" on {summary['labelled_rows']} rows"
+        if summary.get("quality"):
+            quality = ", ".join(f"{k} {interval_text(v)}" for k, v in summary["quality"].items())
+        quality += f" on {summary['labelled_rows']} outcomes, at the served decisions"
     failed = ", ".join(summary["failed_tests"]) or "none"
     return (
         f"# Monitoring `{summary['model']}` version {summary['model_version']}: {drift}\n\n"

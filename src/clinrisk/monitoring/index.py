@@ -72,7 +72,13 @@ def _decision_text(retrain: dict[str, Any]) -> str:
 def _quality_text(summary: dict[str, Any]) -> str:
     if summary.get("recall") is None:
         return escape(summary.get("quality_note") or "no outcomes in the window")
-    floors = summary["floors"]
+    floors, quality = summary["floors"], summary.get("quality")
+    if quality:
+        return (
+            f"on the {summary['labelled_rows']} outcomes that arrived, at the served decisions: "
+            f"recall {escape(interval_text(quality['recall']))} (floor {floors['recall']:g}), "
+            f"precision {escape(interval_text(quality['precision']))} (floor {floors['precision']:g})"
+        )
     return (
         f"recall {summary['recall']:.3f} (floor {floors['recall']:g}), precision {summary['precision']:.3f} "
         f"(floor {floors['precision']:g}) on {summary['labelled_rows']} labelled rows"
