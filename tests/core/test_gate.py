@@ -8,8 +8,8 @@ import pytest
 from clinrisk import promotion, registry
 from clinrisk.errors import RegistryError
 from clinrisk.retraining import load_and_validate, retrain
-from clinrisk.settings import PROJECT_ROOT
 from clinrisk.train import train_model
+from support import RAW_STROKE
 
 
 def register_challenger(settings, threshold_shift: float = 0.0):
@@ -44,7 +44,8 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_not(fast_settings):
 def test_rollback_restores_the_previous_champion(fast_settings):
     """After a promotion, rollback points champion back at the version before and records why."""
     first = retrain(fast_settings, "stroke")
-    second = retrain(fast_settings, "stroke")  # identical data and seed: at least as good, so promoted
+    # The same rows as one file (a store would skip them): at least as good, so promoted.
+    second = retrain(fast_settings, "stroke", data_path=RAW_STROKE)
     assert second["promoted"]
     assert registry.alias_version(fast_settings, "stroke", "champion") == second["version"]
     old, new = promotion.rollback(fast_settings, "stroke", reason="test")
@@ -60,7 +61,7 @@ def test_rollback_restores_the_previous_champion(fast_settings):
 
 def tiny_file(tmp_path, rows: int = 60, strokes: int = 5):
     """A valid file of `rows` real patients, `strokes` of them old with a stroke: easy to score perfectly."""
-    frame = pd.read_csv(PROJECT_ROOT / "data/raw/healthcare-dataset-stroke-data.csv")
+    frame = pd.read_csv(RAW_STROKE)
     sample = pd.concat(
         [
             frame[(frame["stroke"] == 1) & (frame["age"] > 70)].sample(strokes, random_state=3),
@@ -83,12 +84,14 @@ def test_a_tiny_file_does_not_replace_the_champion(fast_settings, tmp_path):
     assert tags["gate.decision"] == "rejected" and tags["gate.p_value"] == "none"
 
 
-def test_replacing_a_hand_promoted_champion_says_so(fast_settings):
+def test_replacing_a_hand_promoted_champion_says_so(fast_settings, tmp_path):
     """When the gate replaces a champion promoted by hand, the reasons name it and its reason."""
     first = retrain(fast_settings, "stroke")
-    second = retrain(fast_settings, "stroke")
+    second = retrain(fast_settings, "stroke", data_path=RAW_STROKE)
     promotion.promote(fast_settings, "stroke", first["version"], reason="clinician's choice")
-    third = retrain(fast_settings, "stroke")
+    newer = tmp_path / "newer.csv"  # different rows, so no store skips it as already seen
+    pd.read_csv(RAW_STROKE).iloc[:-10].to_csv(newer, index=False)
+    third = retrain(fast_settings, "stroke", data_path=newer)
     assert second["promoted"] and third["promoted"]
     assert f"champion v{first['version']} was promoted by hand (clinician's choice)" in third["reasons"][-1]
     assert registry.version_tags(fast_settings, "stroke", third["version"])["champion.promoted_by"] == "gate"
