@@ -109,3 +109,8 @@ def models(model_name: str | None, as_json: bool) -> None:
             f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['gate']:<9} {fmt(r['recall']):>6} "
             f"{fmt(r['precision']):>6} {fmt(r['roc_auc']):>7} {fmt(r['pr_auc']):>6}"
         )
+        if r.get("gate_precision"):
+            click.echo(
+                f"{'':>9}gate: precision {r['gate_precision']}, recall {r['gate_recall']}, "
+                f"McNemar p {r['gate_p_value']}"
+            )

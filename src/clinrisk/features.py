@@ -32,14 +32,19 @@ def build_preprocessor(spec: ModelSpec) -> ColumnTransformer:
     )
 
 
-def build_estimator(candidate: CandidateSpec, seed: int) -> ClassifierMixin:
-    """Import the candidate's estimator class from its dotted path and configure it."""
+def build_estimator(candidate: CandidateSpec, seed: int, **members: ClassifierMixin) -> ClassifierMixin:
+    """Import the candidate's estimator class from its dotted path and configure it.
+
+    An ensemble candidate gets its built members as `estimators=[(name, estimator), ...]`,
+    the argument scikit-learn's VotingClassifier and StackingClassifier take.
+    """
     module_name, _, class_name = candidate.estimator.rpartition(".")
     if not candidate.estimator.startswith(ALLOWED_ESTIMATOR_PACKAGES):
         raise SpecError(f"candidate '{candidate.name}': estimator must come from scikit-learn")
+    params = {**candidate.params, **({"estimators": list(members.items())} if members else {})}
     try:
         estimator_class = getattr(importlib.import_module(module_name), class_name)
-        estimator = estimator_class(**candidate.params)
+        estimator = estimator_class(**params)
     except (ImportError, AttributeError, TypeError) as exc:
         raise SpecError(f"candidate '{candidate.name}': cannot build {candidate.estimator}: {exc}") from None
     if "random_state" in estimator.get_params():
@@ -48,7 +53,7 @@ def build_estimator(candidate: CandidateSpec, seed: int) -> ClassifierMixin:
 
 
 def build_pipeline(spec: ModelSpec, candidate: CandidateSpec, seed: int) -> Pipeline:
-    """The full model: named preprocessing step then the classifier."""
-    return Pipeline(
-        [("preprocess", build_preprocessor(spec)), ("classifier", build_estimator(candidate, seed))]
-    )
+    """The full model: named preprocessing step then the classifier (an ensemble gets its members)."""
+    members = {name: build_estimator(spec.candidate(name), seed) for name in candidate.members}
+    classifier = build_estimator(candidate, seed, **members)
+    return Pipeline([("preprocess", build_preprocessor(spec)), ("classifier", classifier)])

@@ -1,75 +1,44 @@
-"""The promotion gate, manual promotion and rollback.
+"""The promotion gate applied to a registered version, manual promotion and rollback.
 
-A challenger becomes champion only when its holdout precision meets the floor and it is at
-least as good as the champion on the very same holdout rows: recall at each model's own
-threshold first, PR-AUC to break ties. Every decision is written as tags on the version.
+The rules themselves are pure functions in `clinrisk.gate`; this module scores the challenger
+and the champion on the same evaluation rows, records the decision with every estimate, its
+interval and the test's p-value as tags on the version, and moves the `champion` alias.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from clinrisk import registry
 from clinrisk.errors import NoChampionError, RegistryError
 from clinrisk.evaluate import classification_metrics
+from clinrisk.gate import Estimate, GateDecision, GateRules, decide
 from clinrisk.model import RiskModel
 from clinrisk.settings import Settings
+from clinrisk.spec import ModelSpec
 
-EPSILON = 1e-9
+__all__ = ["GateDecision", "apply_gate", "current_champion", "promote", "rollback", "score_on"]
 
-
-@dataclass
-class GateDecision:
-    promote: bool
-    reasons: list[str]
-    challenger: dict[str, float]
-    champion: dict[str, float] | None = None
-    champion_version: str | None = None
-    extra: dict = field(default_factory=dict)
+# Who moved the champion alias last: the gate, or a person with `clinrisk promote`.
+BY_GATE, BY_HAND = "gate", "hand"
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def decide(challenger: dict[str, float], champion: dict[str, float] | None, floor: float) -> GateDecision:
-    """Compare two models' metrics on identical rows; pure, so every rule is tested directly."""
-    if challenger["precision"] + EPSILON < floor:
-        reason = f"challenger precision {challenger['precision']:.3f} is below the floor {floor:g}"
-        return GateDecision(False, [reason], challenger, champion)
-    meets = f"challenger precision {challenger['precision']:.3f} meets the floor {floor:g}"
-    if champion is None:
-        return GateDecision(True, [meets, "there is no champion yet"], challenger, None)
-    if champion["precision"] + EPSILON < floor:
-        return GateDecision(
-            True,
-            [meets, f"champion precision {champion['precision']:.3f} breaches the floor"],
-            challenger,
-            champion,
-        )
-    recall_gap = challenger["recall"] - champion["recall"]
-    comparison = f"recall {challenger['recall']:.3f} vs champion {champion['recall']:.3f}"
-    if recall_gap > EPSILON:
-        return GateDecision(True, [meets, f"higher {comparison}"], challenger, champion)
-    if recall_gap < -EPSILON:
-        return GateDecision(False, [meets, f"lower {comparison}"], challenger, champion)
-    pr = f"PR-AUC {challenger['pr_auc']:.3f} vs champion {champion['pr_auc']:.3f}"
-    promote = challenger["pr_auc"] + EPSILON >= champion["pr_auc"]
-    return GateDecision(
-        promote,
-        [meets, f"equal {comparison}", ("not lower " if promote else "lower ") + pr],
-        challenger,
-        champion,
-    )
+def rules_for(spec: ModelSpec) -> GateRules:
+    return GateRules(spec.objective.precision_floor, spec.gate.alpha, spec.gate.min_positives)
 
 
-def score_on(model: RiskModel, holdout: pd.DataFrame) -> dict[str, float]:
-    """A model's metrics at its own threshold on the given labelled rows."""
-    target = model.spec.target.column
-    return classification_metrics(holdout[target], model.predict_proba(holdout), model.threshold)
+def score_on(model: RiskModel, rows: pd.DataFrame) -> tuple[np.ndarray, dict[str, float]]:
+    """A model's 0/1 decisions at its own threshold on labelled rows, and its metrics there."""
+    proba = model.predict_proba(rows)
+    metrics = classification_metrics(rows[model.spec.target.column], proba, model.threshold)
+    return model.decide(proba), metrics
 
 
 def current_champion(settings: Settings, name: str) -> RiskModel | None:
@@ -79,6 +48,32 @@ def current_champion(settings: Settings, name: str) -> RiskModel | None:
         return None
 
 
+def gate_tags(decision: GateDecision) -> dict[str, str]:
+    """The decision as version tags: verdict, reasons, every estimate with its interval, p-value."""
+    tags = {
+        "gate.decision": "promoted" if decision.promote else "rejected",
+        "gate.reasons": decision.reasons,
+        "gate.decided_at": _now(),
+        "gate.compared_with": decision.champion_version or "none",
+        "gate.evaluation_rows": str(decision.rows),
+        "gate.evaluation_positives": str(decision.positives),
+        "gate.p_value": "none" if decision.p_value is None else f"{decision.p_value:.4g}",
+    }
+    for key, found in decision.intervals.items():
+        tags[f"gate.{key}"] = Estimate(**{k: found[k] for k in Estimate.__dataclass_fields__}).text()
+    return tags
+
+
+def _hand_promoted_note(settings: Settings, name: str, version: str | None) -> str | None:
+    """A reason line when the champion the gate replaces was put there by hand."""
+    if version is None:
+        return None
+    tags = registry.version_tags(settings, name, version)
+    if tags.get("champion.promoted_by") != BY_HAND:
+        return None
+    return f"champion v{version} was promoted by hand ({tags.get('champion.reason', 'no reason given')})"
+
+
 def apply_gate(
     settings: Settings,
     version: str,
@@ -86,34 +81,31 @@ def apply_gate(
     evaluation: pd.DataFrame,
     champion: RiskModel | None,
 ) -> GateDecision:
-    """Score challenger and champion on the same rows, decide, record why, move the alias.
+    """Score challenger and champion on the same `evaluation` rows, decide, record why, move the alias.
 
-    `evaluation` holds labelled rows (features and target) that neither model trained on;
+    `evaluation` holds labelled rows neither model trained on (features and the spec's target);
     `champion` is the current champion, loaded once by the caller (None when there is none).
     """
     name = challenger.spec.name
-    holdout = evaluation
-    decision = decide(
-        score_on(challenger, holdout),
-        score_on(champion, holdout) if champion else None,
-        challenger.spec.objective.precision_floor,
-    )
-    decision.champion_version = champion.info.get("version") if champion else None
-    tags = {
-        "gate.decision": "promoted" if decision.promote else "rejected",
-        "gate.reasons": decision.reasons,
-        "gate.decided_at": _now(),
-        "gate.compared_with": decision.champion_version or "none",
-        "gate.holdout_rows": str(len(holdout)),
-    }
-    registry.set_version_tags(settings, name, version, tags)
+    outcomes = evaluation[challenger.spec.target.column].to_numpy()
+    challenger_decisions, challenger_metrics = score_on(challenger, evaluation)
+    champion_decisions, champion_metrics = score_on(champion, evaluation) if champion else (None, None)
+    decision = decide(outcomes, challenger_decisions, champion_decisions, rules_for(challenger.spec))
+    decision.challenger = {**challenger_metrics, **decision.challenger}
+    decision.champion = {**champion_metrics, **decision.champion} if champion else None
+    decision.champion_version = str(champion.info.get("version")) if champion else None
+    if decision.promote and (note := _hand_promoted_note(settings, name, decision.champion_version)):
+        decision.reasons.append(f"{note}; replaced because the gate's rules above allow it")
+    registry.set_version_tags(settings, name, version, gate_tags(decision))
     if decision.promote:
-        promote(settings, name, version, reason="; ".join(decision.reasons))
+        promote(settings, name, version, reason="; ".join(decision.reasons), by=BY_GATE)
     return decision
 
 
-def promote(settings: Settings, name: str, version: str, reason: str = "manual promotion") -> None:
-    """Point `champion` at `version`, remembering the previous champion for rollback."""
+def promote(
+    settings: Settings, name: str, version: str, reason: str = "manual promotion", by: str = BY_HAND
+) -> None:
+    """Point `champion` at `version`, remembering the previous champion and who moved it."""
     previous = registry.alias_version(settings, name, registry.CHAMPION)
     if previous == str(version):
         return
@@ -121,7 +113,12 @@ def promote(settings: Settings, name: str, version: str, reason: str = "manual p
         settings,
         name,
         version,
-        {"champion.previous": previous or "none", "champion.promoted_at": _now(), "champion.reason": reason},
+        {
+            "champion.previous": previous or "none",
+            "champion.promoted_at": _now(),
+            "champion.reason": reason,
+            "champion.promoted_by": by,
+        },
     )
     registry.set_alias(settings, name, registry.CHAMPION, version)
 

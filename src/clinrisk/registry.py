@@ -368,6 +368,10 @@ def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
                     "aliases": sorted(mv.aliases),
                     "created": pd.Timestamp(mv.creation_timestamp, unit="ms").isoformat(timespec="seconds"),
                     "gate": mv.tags.get("gate.decision", ""),
+                    # The gate's Wilson estimates and McNemar p-value, as it tagged them.
+                    "gate_precision": mv.tags.get("gate.challenger.precision"),
+                    "gate_recall": mv.tags.get("gate.challenger.recall"),
+                    "gate_p_value": mv.tags.get("gate.p_value"),
                     **{k: metrics.get(f"holdout_{k}") for k in ("recall", "precision", "roc_auc", "pr_auc")},
                 }
             )

@@ -80,6 +80,17 @@ class ObjectiveSpec(BaseModel):
     selection_tolerance: float = Field(default=0.0, ge=0, lt=1)
 
 
+class GateSpec(BaseModel):
+    """How sure the promotion gate must be (see clinrisk.gate and the README's gate rules)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Significance level of the floor check and of the paired comparison; intervals are at 1 - alpha.
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    # Fewer positives than this in the evaluation never replace a champion.
+    min_positives: int = Field(default=30, ge=1)
+
+
 class TrainingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -98,6 +109,8 @@ class CandidateSpec(BaseModel):
     name: str
     estimator: str
     params: dict[str, Any] = Field(default_factory=dict)
+    # An ensemble (e.g. sklearn VotingClassifier) names the other candidates it combines.
+    members: list[str] = Field(default_factory=list)
 
 
 class ModelSpec(BaseModel):
@@ -113,7 +126,22 @@ class ModelSpec(BaseModel):
     features: dict[str, FeatureSpec]
     objective: ObjectiveSpec
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    gate: GateSpec = Field(default_factory=GateSpec)
     candidates: list[CandidateSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _members_are_plain_candidates(self) -> ModelSpec:
+        plain = {c.name for c in self.candidates if not c.members}
+        for candidate in self.candidates:
+            unknown = [m for m in candidate.members if m not in plain]
+            if unknown:
+                raise ValueError(
+                    f"candidate '{candidate.name}': members {unknown} are not candidates without members"
+                )
+        return self
+
+    def candidate(self, name: str) -> CandidateSpec:
+        return next(c for c in self.candidates if c.name == name)
 
     @property
     def feature_names(self) -> list[str]:

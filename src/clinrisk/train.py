@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+from threadpoolctl import threadpool_limits
 
 from clinrisk.errors import NoThresholdError
 from clinrisk.evaluate import classification_metrics
@@ -108,6 +109,9 @@ def reference_sample(train: pd.DataFrame, spec: ModelSpec, seed: int) -> pd.Data
     return train[columns].sample(n=rows, random_state=seed).reset_index(drop=True)
 
 
+# HistGradientBoosting's OpenMP threads fight for the few cores of a shared host (25x slower on
+# 2 busy cores); one thread per training keeps it predictable.
+@threadpool_limits.wrap(limits=1, user_api="openmp")
 def train_model(
     spec: ModelSpec,
     frame: pd.DataFrame,

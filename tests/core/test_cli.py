@@ -118,6 +118,11 @@ def test_models_promote_and_rollback(run):
     run("train", "--data", str(RAW_STROKE), "--seed", "5")
     code, _, listing = run("models", "--json")
     assert [v["version"] for v in listing["versions"]] == ["1", "2"]
+    assert all("[" in v["gate_precision"] and "[" in v["gate_recall"] for v in listing["versions"])
+    assert listing["versions"][0]["gate_p_value"] == "none"  # the first model had nobody to compare with
+    assert float(listing["versions"][1]["gate_p_value"]) <= 1
+    code, table, _ = run("models")
+    assert code == 0 and "gate: precision" in table and "McNemar p" in table
     champion = next(v["version"] for v in listing["versions"] if "champion" in v["aliases"])
     other = "1" if champion == "2" else "2"
     assert run("promote", other)[2]["champion"] == other

@@ -12,6 +12,7 @@ import pytest
 from clinrisk import predlog
 from clinrisk.errors import DataValidationError
 from clinrisk.monitoring import monitor
+from clinrisk.monitoring.schema import Floors
 from clinrisk.settings import load_settings
 
 
@@ -113,3 +114,48 @@ def test_too_few_rows_are_reported_not_judged():
     """It declines to judge a window smaller than min_rows, saying how many rows there were."""
     assert "only 3 rows" in monitor.too_few_rows(pd.DataFrame({"a": [1, 2, 3]}), 30)
     assert monitor.too_few_rows(pd.DataFrame({"a": range(30)}), 30) is None
+
+
+class ThresholdModel:
+    """A stand-in champion scoring by age with a 0.59 threshold; used only for unlogged rows."""
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        proba = (frame["age"] / 100).clip(0, 1)
+        return pd.DataFrame(
+            {"probability": proba, "prediction": (proba >= 0.59).astype(int)}, index=frame.index
+        )
+
+
+def test_logged_decisions_are_kept_and_only_unlogged_rows_are_scored(stroke_spec, undrifted_sample):
+    """Quality is judged on the decisions that were served, not on a fresh scoring."""
+    frame = undrifted_sample.head(6).reset_index(drop=True)
+    frame["probability"] = [0.9, 0.1, 0.7, np.nan, np.nan, 0.2]
+    frame["prediction"] = [1, 0, 0, np.nan, np.nan, 1]  # row 2 served 0 despite 0.7: its version's threshold
+    out = monitor.prepare(frame, stroke_spec, ThresholdModel())
+    assert out.loc[[0, 1, 2, 5], "prediction"].tolist() == [1, 0, 0, 1]
+    expected = (frame.loc[[3, 4], "age"] / 100 >= 0.59).astype(float).tolist()
+    assert out.loc[[3, 4], "prediction"].tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("tp", "fp", "fn", "cause"),
+    [
+        (8, 52, 2, None),  # precision 0.133 on 60 flagged: consistent with 0.15, no alarm
+        (5, 95, 5, "precision"),  # 0.05 on 100 flagged: significantly below
+        (3, 10, 17, "recall"),  # recall 0.15 on 20 positives: significantly below 0.5
+        (20, 80, 5, None),
+    ],
+)
+def test_quality_alarms_only_when_significantly_below_a_floor(tp, fp, fn, cause):
+    """A rate raises a retrain cause only when its Wilson interval lies under the floor."""
+    labelled = pd.DataFrame(
+        {
+            "outcome": [1] * tp + [0] * fp + [1] * fn + [0] * 200,
+            "prediction": [1] * (tp + fp) + [0] * (fn + 200),
+        }
+    )
+    quality = monitor.quality_estimates(labelled, 0.95)
+    assert quality["precision"].trials == tp + fp and quality["recall"].trials == tp + fn
+    causes = monitor.quality_causes(quality, Floors(drift_share=0.2, recall=0.5, precision=0.15))
+    assert [c.split()[0] for c in causes] == ([cause] if cause else [])
+    assert all("[" in c and "significantly below" in c for c in causes)

@@ -14,11 +14,11 @@ REMOTE_RESOURCE = re.compile(r"<(script|link|img|iframe)[^>]+(src|href)=[\"']?(h
 
 
 def with_predictions(frame, outcome_column=None):
-    """Rows with a stand-in model's outputs: older patients get higher probabilities."""
+    """Rows with a stand-in model's outputs: older patients score higher; its threshold is 0.45, not 0.5."""
     scored = frame.copy()
     scored["outcome"] = frame[outcome_column] if outcome_column else float("nan")
     scored["probability"] = (frame["age"] / 130).clip(0, 1)
-    scored["prediction"] = (scored["probability"] >= 0.5).astype(int)
+    scored["prediction"] = (scored["probability"] >= 0.45).astype(int)
     return scored
 
 
@@ -72,15 +72,25 @@ def test_each_column_has_a_score_method_and_threshold(drift_snapshot, stroke_spe
     assert facts.column_drift["gender"]["method"] == "jensenshannon"
 
 
-def test_quality_is_tested_against_the_floors(drift_snapshot):
-    """It computes recall and precision on labelled rows, with tests at the floors."""
+def test_quality_uses_the_models_decisions_not_a_half_cut(drift_snapshot, drifted_sample):
+    """Evidently's recall and precision are those of the logged decisions at the model's threshold."""
+    current = with_predictions(drifted_sample, "stroke")
+    flagged, positive = current["prediction"] == 1, current["outcome"] == 1
     facts = reports.facts(drift_snapshot)
-    assert 0 <= facts.recall <= 1 and 0 <= facts.precision <= 1
+    assert facts.precision == pytest.approx((flagged & positive).sum() / flagged.sum())
+    assert facts.recall == pytest.approx((flagged & positive).sum() / positive.sum())
+    at_half = current["probability"] >= 0.5
+    assert facts.recall != pytest.approx((at_half & positive).sum() / positive.sum())
+
+
+def test_quality_tests_fail_only_significantly_below_the_floors(drift_snapshot, drifted_sample, stroke_spec):
+    """The tests' values are the lowest rates whose Wilson interval still reaches each floor."""
+    current = with_predictions(drifted_sample, "stroke")
+    recall, precision = reports.quality_test_values(current, FLOORS, stroke_spec)
+    assert 0 < recall < FLOORS.recall and 0 < precision < FLOORS.precision
     names = " ".join(t["name"] for t in drift_snapshot.dict()["tests"])
-    assert (
-        "Recall metric: Greater or Equal 0.500" in names
-        and "Precision metric: Greater or Equal 0.150" in names
-    )
+    assert f"Recall metric: Greater or Equal {recall:.3f}" in names
+    assert f"Precision metric: Greater or Equal {precision:.3f}" in names
 
 
 def test_a_sample_of_the_same_population_is_not_drift(still_snapshot):

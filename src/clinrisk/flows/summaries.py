@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clinrisk.monitoring.index import drift_share_text, health_lines, window_text
+from clinrisk.monitoring.index import drift_share_text, health_lines, interval_text, window_text
 from clinrisk.wording import count_of
 
 
@@ -70,7 +70,9 @@ def monitor_markdown(summary: dict[str, Any]) -> str:
     quality = summary["quality_note"]
     if summary["recall"] is not None:
         quality = f"recall {summary['recall']:.3f}, precision {summary['precision']:.3f}"
-        quality += f" on {count_of(summary['labelled_rows'], 'row')}"
+        if summary.get("quality"):
+            quality = ", ".join(f"{k} {interval_text(v)}" for k, v in summary["quality"].items())
+        quality += f" on {count_of(summary['labelled_rows'], 'outcome')}, at the served decisions"
     failed = ", ".join(summary["failed_tests"]) or "none"
     health = "".join(
         f"- {'**' if flagged else ''}{text}{'**' if flagged else ''}\n"

@@ -1,4 +1,8 @@
-"""The retrain report: the challenger against the champion it was gated with, on the same holdout."""
+"""The retrain report: the challenger against the champion it was gated with, on the same holdout.
+
+Every quality figure, ours and Evidently's, comes from each model's 0/1 decisions at its own
+threshold; the header adds the gate's intervals and p-value.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +72,14 @@ def compare_on_holdout(
         "champion_metrics": _metrics(reference, champion) if champion else None,
         "promoted": decision.promote,
         "reasons": decision.reasons,
+        # The figures the gate decided on: Wilson estimates (challenger./champion. precision and
+        # recall) and McNemar's p-value, so the header shows what the Evidently panels cannot.
+        "gate": {
+            "intervals": decision.intervals,
+            "p_value": decision.p_value,
+            "positives": decision.positives,
+            "rows": decision.rows,
+        },
         "reason": reason,
         "failed_tests": reports.facts(snapshot).failed_tests,
     }

@@ -101,7 +101,13 @@ def _decision_text(retrain: dict[str, Any]) -> str:
 def _quality_text(summary: dict[str, Any]) -> str:
     if summary.get("recall") is None:
         return escape(summary.get("quality_note") or "no outcomes in the window")
-    floors = summary["floors"]
+    floors, quality = summary["floors"], summary.get("quality")
+    if quality:
+        return (
+            f"on the {summary['labelled_rows']} outcomes that arrived, at the served decisions: "
+            f"recall {escape(interval_text(quality['recall']))} (floor {floors['recall']:g}), "
+            f"precision {escape(interval_text(quality['precision']))} (floor {floors['precision']:g})"
+        )
     return (
         f"recall {summary['recall']:.3f} (floor {floors['recall']:g}), precision {summary['precision']:.3f} "
         f"(floor {floors['precision']:g}) on {summary['labelled_rows']} labelled rows"
@@ -130,6 +136,27 @@ def monitor_header(summary: dict[str, Any]) -> str:
     )
 
 
+def interval_text(found: dict[str, Any]) -> str:
+    """A stored Wilson estimate as `0.165 [0.121, 0.220] (33/200)`."""
+    value = "n/a" if found.get("value") is None else f"{found['value']:.3f}"
+    return f"{value} [{found['low']:.3f}, {found['high']:.3f}] ({found['successes']}/{found['trials']})"
+
+
+def _gate_table(gate: dict[str, Any]) -> str:
+    """The gate's estimates with their Wilson intervals, and the paired test's p-value."""
+    intervals = gate.get("intervals") or {}
+
+    def cell(key: str) -> str:
+        return escape(interval_text(intervals[key])) if key in intervals else "-"
+
+    rows = [_row([m, cell(f"challenger.{m}"), cell(f"champion.{m}")]) for m in ("precision", "recall")]
+    p_value = gate.get("p_value")
+    test = "not run" if p_value is None else f"{p_value:.3g}"
+    rows.append(_row(["McNemar exact p (same positives)", test, ""]))
+    confidence = next(iter(intervals.values()), {}).get("confidence", 0.95)
+    return _table([f"gate: estimate [{confidence:.0%} Wilson interval]", "challenger", "champion"], rows)
+
+
 def retrain_header(summary: dict[str, Any]) -> str:
     """The block on top of a retrain comparison: challenger vs champion on the same holdout."""
     metrics = ["recall", "precision", "pr_auc", "roc_auc"]
@@ -147,6 +174,7 @@ def retrain_header(summary: dict[str, Any]) -> str:
         f"<div>Data: holdout of {escape(summary['window']['source'])}, {count_of(summary['rows'], 'row')}; "
         f"retrain reason: {escape(summary.get('reason', ''))}</div>"
         f"{_table(['metric', 'challenger', 'champion'], rows)}"
+        f"{_gate_table(summary['gate']) if summary.get('gate') else ''}"
         f"<div><b>Gate:</b> {verdict}: {escape('; '.join(summary['reasons']))}</div>"
         "</div>"
     )

@@ -19,6 +19,7 @@ import pandas as pd
 from clinrisk import predlog, registry
 from clinrisk.data import read_table, validate_frame
 from clinrisk.errors import DataValidationError, NoChampionError
+from clinrisk.gate import Estimate, precision_estimate, recall_estimate, significantly_below
 from clinrisk.model import RiskModel
 from clinrisk.monitoring import store
 from clinrisk.monitoring.decision import recommend_retrain
@@ -94,18 +95,26 @@ def _outcomes(frame: pd.DataFrame, spec: ModelSpec) -> pd.Series:
 
 
 def prepare(frame: pd.DataFrame, spec: ModelSpec, model: RiskModel | None) -> pd.DataFrame:
-    """Validate rows against the spec (errors name the column) and score them with `model`.
+    """Validate rows against the spec (errors name the column) and attach each row's decision.
 
-    Without a model, logged `probability` and `prediction` columns are kept when present.
+    A row logged with its `probability` and `prediction` keeps them: quality is judged on the
+    decisions that were served, at the threshold of the version that served them. Rows without
+    them (a reference sample, a plain file) are scored with `model`, at its own threshold.
     """
     clean = validate_frame(frame, spec, require_target=False)
     out = clean[spec.feature_names].copy()
     out[OUTCOME] = _outcomes(frame, spec)
-    if model is not None:
-        scored = model.predict(out)
-        out[PROBABILITY], out[PREDICTION] = scored["probability"], scored["prediction"]
-    elif {PROBABILITY, PREDICTION} <= set(frame.columns):
-        out[PROBABILITY], out[PREDICTION] = frame[PROBABILITY].astype(float), frame[PREDICTION].astype(float)
+    out[PROBABILITY], out[PREDICTION] = np.nan, np.nan
+    if {PROBABILITY, PREDICTION} <= set(frame.columns):
+        out[PROBABILITY] = pd.to_numeric(frame[PROBABILITY], errors="coerce").astype(float)
+        out[PREDICTION] = pd.to_numeric(frame[PREDICTION], errors="coerce").astype(float)
+    unscored = out[PREDICTION].isna()
+    if model is not None and unscored.any():
+        scored = model.predict(out.loc[unscored])
+        out.loc[unscored, PROBABILITY] = scored["probability"]
+        out.loc[unscored, PREDICTION] = scored["prediction"].astype(float)
+    if out[PREDICTION].isna().all():
+        out = out.drop(columns=[PROBABILITY, PREDICTION])
     if "model_version" in frame.columns:
         out["model_version"] = frame["model_version"].astype(str)
     return out
@@ -117,7 +126,9 @@ def labelled_rows(
     """The rows whose outcome has arrived, or None with the reason quality cannot be judged."""
     if PREDICTION not in current.columns or PREDICTION not in reference.columns:
         return None, "no model to score the rows with and no logged predictions: quality not judged"
-    labelled = current[current[OUTCOME].notna() & current[PREDICTION].notna()]
+    labelled = current[current[OUTCOME].notna() & current[PREDICTION].notna()].astype(
+        {OUTCOME: int, PREDICTION: int}
+    )
     if len(labelled) < min_rows:
         found = count_of(len(labelled), "row")
         return None, f"{found} with outcomes (at least {min_rows} needed): quality not judged"
@@ -129,6 +140,33 @@ def labelled_rows(
     if reference[OUTCOME].nunique() < 2:
         return None, "the reference has no outcomes of both classes: quality not judged"
     return labelled, None
+
+
+def quality_estimates(labelled: pd.DataFrame | None, confidence: float) -> dict[str, Estimate] | None:
+    """Recall and precision of the decisions on the rows whose outcome arrived, with intervals."""
+    if labelled is None:
+        return None
+    outcomes, decisions = labelled[OUTCOME].to_numpy(), labelled[PREDICTION].to_numpy()
+    return {
+        "recall": recall_estimate(outcomes, decisions, confidence),
+        "precision": precision_estimate(outcomes, decisions, confidence),
+    }
+
+
+def quality_causes(quality: dict[str, Estimate] | None, floors: Floors) -> list[str]:
+    """A cause for each rate significantly below its floor (its whole interval under it).
+
+    A point estimate under the floor is not enough: on 50 outcomes precision moves by several
+    points from week to week, and a false "below the floor" alarm would start a needless retrain.
+    """
+    if quality is None:
+        return []
+    limits = {"recall": floors.recall, "precision": floors.precision}
+    return [
+        f"{name} {found.text()} is significantly below the floor {limits[name]:g}"
+        for name, found in quality.items()
+        if significantly_below(found, limits[name])
+    ]
 
 
 def evaluate(
@@ -156,15 +194,10 @@ def evaluate(
     snapshot = reports.monitoring_snapshot(spec, current, reference, labelled, floors, metadata)
     facts = reports.facts(snapshot)
     health = reports.column_health(spec, current, reference)
-    decision = recommend_retrain(
-        facts.drift_share,
-        facts.drifted_columns,
-        floors.drift_share,
-        facts.recall,
-        facts.precision,
-        floors.recall,
-        floors.precision,
-    )
+    quality = quality_estimates(labelled, 1 - spec.gate.alpha)
+    decision = recommend_retrain(facts.drift_share, facts.drifted_columns, floors.drift_share)
+    decision.causes += quality_causes(quality, floors)
+    decision.recommended = bool(decision.causes)
     summary = {
         "kind": "monitor",
         "model": spec.name,
@@ -183,8 +216,10 @@ def evaluate(
         "column_health": health,
         "flagged_columns": [c for c, h in health.items() if h["flagged"]],
         "failed_tests": facts.failed_tests,
-        "recall": facts.recall,
-        "precision": facts.precision,
+        "recall": quality["recall"].value if quality else None,
+        "precision": quality["precision"].value if quality else None,
+        # Wilson estimates of the outcomes in the window, on the decisions that were served.
+        "quality": {k: e.to_dict() for k, e in quality.items()} if quality else None,
         "quality_note": note,
         "retrain": decision.to_dict(),
     }
@@ -215,6 +250,7 @@ def cli_result(summary: dict[str, Any]) -> dict[str, Any]:
     }
     if summary["recall"] is not None:
         result.update(recall=round(summary["recall"], 4), precision=round(summary["precision"], 4))
+        result["quality"] = summary.get("quality")
     return result
 
 

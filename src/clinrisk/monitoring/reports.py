@@ -20,6 +20,7 @@ from evidently.tests import gte, lt
 from evidently.ui.workspace import Workspace
 
 from clinrisk import outputs
+from clinrisk.gate import lowest_not_below
 from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
 from clinrisk.spec import ModelSpec
 
@@ -89,12 +90,14 @@ def column_health(
 
 
 def data_definition(spec: ModelSpec, with_quality: bool) -> DataDefinition:
-    """Evidently's column mapping, from the spec: 0/1 flags are compared as categories."""
+    """Evidently's column mapping, from the spec: 0/1 flags are compared as categories.
+
+    Quality is judged on the model's own 0/1 decisions (`prediction`, made at its threshold),
+    never on probabilities: given probabilities, Evidently would cut them at 0.5.
+    """
     numeric = [n for n, f in spec.features.items() if f.type == "numeric"]
     categorical = [n for n, f in spec.features.items() if f.type != "numeric"]
-    quality = [
-        BinaryClassification(target=OUTCOME, prediction_labels=PREDICTION, prediction_probas=PROBABILITY)
-    ]
+    quality = [BinaryClassification(target=OUTCOME, prediction_labels=PREDICTION)]
     return DataDefinition(
         numerical_columns=numeric,
         categorical_columns=categorical,
@@ -103,15 +106,31 @@ def data_definition(spec: ModelSpec, with_quality: bool) -> DataDefinition:
 
 
 def _dataset(frame: pd.DataFrame, spec: ModelSpec, with_quality: bool) -> Dataset:
-    columns = spec.feature_names + ([OUTCOME, PREDICTION, PROBABILITY] if with_quality else [])
+    columns = spec.feature_names + ([OUTCOME, PREDICTION] if with_quality else [])
     frame = frame[columns].reset_index(drop=True)
     if with_quality:
-        frame = frame.astype({OUTCOME: int, PREDICTION: int, PROBABILITY: float})
+        frame = frame.astype({OUTCOME: int, PREDICTION: int})
     return Dataset.from_pandas(frame, data_definition=data_definition(spec, with_quality))
 
 
-def _quality_preset(floors: Floors) -> ClassificationPreset:
-    return ClassificationPreset(recall_tests=[gte(floors.recall)], precision_tests=[gte(floors.precision)])
+def quality_test_values(frame: pd.DataFrame, floors: Floors, spec: ModelSpec) -> tuple[float, float]:
+    """The (recall, precision) values Evidently's "≥" tests use, so that they agree with the gate.
+
+    A rate fails only when it is significantly below its floor (the Wilson interval lies under
+    it), so each test's value is the lowest rate on these rows whose interval still reaches the
+    floor; see `clinrisk.gate.lowest_not_below`.
+    """
+    confidence = 1 - spec.gate.alpha
+    positives, flagged = int(frame[OUTCOME].astype(int).sum()), int(frame[PREDICTION].astype(int).sum())
+    return (
+        lowest_not_below(positives, floors.recall, confidence),
+        lowest_not_below(flagged, floors.precision, confidence),
+    )
+
+
+def _quality_preset(frame: pd.DataFrame, floors: Floors, spec: ModelSpec) -> ClassificationPreset:
+    recall, precision = quality_test_values(frame, floors, spec)
+    return ClassificationPreset(recall_tests=[gte(recall)], precision_tests=[gte(precision)])
 
 
 def _merge(first: Snapshot, second: Snapshot) -> Snapshot:
@@ -150,7 +169,7 @@ def monitoring_snapshot(
     )
     if labelled is None:
         return snapshot
-    quality = Report([_quality_preset(floors)]).run(
+    quality = Report([_quality_preset(labelled, floors, spec)]).run(
         _dataset(labelled, spec, True), _dataset(reference, spec, True)
     )
     return _merge(snapshot, quality)
@@ -180,7 +199,7 @@ def comparison_snapshot(
     metadata: dict[str, str],
 ) -> Snapshot:
     """Classification quality of the challenger (current) against the champion (reference) on one holdout."""
-    report = Report([_quality_preset(floors)])
+    report = Report([_quality_preset(challenger, floors, spec)])
     reference = _dataset(champion, spec, True) if champion is not None else None
     return report.run(
         _dataset(challenger, spec, True),
