@@ -21,7 +21,7 @@ from evidently.ui.workspace import Workspace
 
 from clinrisk import outputs
 from clinrisk.gate import lowest_not_below
-from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
+from clinrisk.monitoring.schema import OUTCOME, PREDICTION, Floors
 from clinrisk.spec import ModelSpec
 
 # Distance-based methods for every sample size, so a column's verdict does not flip between a
