@@ -14,6 +14,7 @@ from clinrisk.spec import ModelSpec, load_spec
 from support import RAW_STROKE, REPO, mlflow_server, write_fast_spec
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Fail fast instead of MLflow's default minutes of retries when a server is down on purpose.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     fast_path: bool = True
+    access_log: bool = False  # one line per request; off so the stack's banner stays readable
 
     # Monitoring and reports.
     reports_dir: Path | None = None

@@ -26,6 +26,7 @@ def service_env(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) 
         CLINRISK_TRACKING_URI=tracking_uri,
         CLINRISK_REGISTRY_URI=tracking_uri,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
     )
     env.update({f"CLINRISK_{k.upper()}": v for k, v in settings.items()})
     return env

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from clinrisk.flows import summaries, tasks
+from clinrisk.flows import origin, summaries, tasks
 from clinrisk.retraining import data_path_for, summary
 from clinrisk.settings import load_settings
 
@@ -14,13 +14,15 @@ def retrain(
     model_name: str | None = None,
     data_path: str | None = None,
     seed: int | None = None,
-    reason: str = "scheduled",
+    reason: str | None = None,
 ) -> dict:
     """Retrain a model on its spec's data (or `data_path`) and promote it only if the gate agrees.
 
     Connection settings come from the environment (CLINRISK_*, MLFLOW_TRACKING_URI), so the same
-    deployment runs in the local stack and under compose.
+    deployment runs in the local stack and under compose. `reason` defaults to who started the
+    run (schedule, Prefect UI or API, CLI, monitoring).
     """
+    reason = origin.started_by(reason)
     settings = load_settings()
     name = model_name or settings.model_name
     spec, frame, sha = tasks.load_training_data(settings, name, data_path)

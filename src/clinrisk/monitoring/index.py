@@ -1,36 +1,34 @@
 """Our own HTML: the header placed on top of each Evidently report, and `reports/index.html`.
 
 Both are static pages with inline styles only, so they open offline from the file system. The
-index is rebuilt from every report's `summary.json`, so it never drifts from the reports.
+index is rebuilt from every report's `summary.json` (skipped runs included), so it never drifts
+from the reports. The pages are Jinja templates in `templates/`, autoescaped.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from html import escape
+from functools import cache
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from jinja2 import Environment, PackageLoader, select_autoescape
+
 SUMMARY = "summary.json"
-STYLE = (
-    "font-family:system-ui,sans-serif;font-size:14px;margin:16px 24px;padding:12px 16px;"
-    "border:1px solid #ccc;border-radius:6px;background:#fafafa"
-)
-TABLE = "border-collapse:collapse;margin:6px 0"
-CELL = "border:1px solid #ddd;padding:3px 8px;text-align:left"
-ALERT = "color:#b00020;font-weight:600"
+SKIPPED = "skipped"
 
 
-def _row(cells: list[str], style: str = "") -> str:
-    tds = "".join(f'<td style="{CELL}">{c}</td>' for c in cells)
-    return f'<tr style="{style}">{tds}</tr>'
+@cache
+def _templates() -> Environment:
+    return Environment(
+        loader=PackageLoader("clinrisk.monitoring", "templates"), autoescape=select_autoescape(["html"])
+    )
 
 
-def _table(headers: list[str], rows: list[str]) -> str:
-    head = "".join(f'<th style="{CELL}">{escape(h)}</th>' for h in headers)
-    return f'<table style="{TABLE}"><tr>{head}</tr>{"".join(rows)}</table>'
+def _render(name: str, **values: Any) -> str:
+    return _templates().get_template(name).render(**values)
 
 
 def window_text(window: dict[str, Any]) -> str:
@@ -41,37 +39,20 @@ def window_text(window: dict[str, Any]) -> str:
     return f"{window.get('start') or '…'} to {window.get('end') or '…'} (UTC), from {source}"
 
 
-def _drift_table(column_drift: dict[str, dict[str, Any]]) -> str:
-    ordered = sorted(column_drift.items(), key=lambda item: -item[1]["score"])
-    rows = [
-        _row(
-            [
-                escape(c),
-                f"{d['score']:.3f}",
-                escape(str(d["method"])),
-                f"{d['threshold']:g}",
-                "drifted" if d["drifted"] else "no",
-            ],
-            ALERT if d["drifted"] else "",
-        )
-        for c, d in ordered
-    ]
-    return _table(["column", "drift score", "method", "threshold", "verdict"], rows)
-
-
-def _decision_text(retrain: dict[str, Any]) -> str:
+def decision_text(retrain: dict[str, Any]) -> str:
+    """The retrain decision in one line of plain text."""
     if not retrain.get("recommended"):
         return "no retrain needed"
     causes = "; ".join(retrain.get("causes", []))
     if retrain.get("triggered"):
-        return f"retrain triggered ({escape(str(retrain['flow_run'].get('name', '')))}): {escape(causes)}"
+        return f"retrain triggered ({retrain['flow_run'].get('name', '')}): {causes}"
     blocked = retrain.get("blocked_by") or "not triggered"
-    return f"retrain recommended, {escape(blocked)}: {escape(causes)}"
+    return f"retrain recommended, {blocked}: {causes}"
 
 
 def _quality_text(summary: dict[str, Any]) -> str:
     if summary.get("recall") is None:
-        return escape(summary.get("quality_note") or "no outcomes in the window")
+        return summary.get("quality_note") or "no outcomes in the window"
     floors = summary["floors"]
     return (
         f"recall {summary['recall']:.3f} (floor {floors['recall']:g}), precision {summary['precision']:.3f} "
@@ -81,45 +62,19 @@ def _quality_text(summary: dict[str, Any]) -> str:
 
 def monitor_header(summary: dict[str, Any]) -> str:
     """The block on top of a monitoring report: model version, window, drifted columns, decision."""
-    drift = "DRIFT DETECTED" if summary["drift_detected"] else "no drift"
-    failed = ", ".join(summary["failed_tests"]) or "none"
-    return (
-        f'<div style="{STYLE}">'
-        f'<h2 style="margin:0 0 6px">{escape(summary["model"])} model version '
-        f"{escape(str(summary['model_version']))}: monitoring report</h2>"
-        f"<div>Data window: {escape(window_text(summary['window']))}; {summary['rows']} rows; reference: "
-        f"{escape(summary['reference'])}</div>"
-        f'<div style="{ALERT if summary["drift_detected"] else ""}">Data drift: {drift}: '
-        f"{summary['drift_share']:.0%} of features drifted "
-        f"(limit {summary['floors']['drift_share']:.0%})</div>"
-        f"{_drift_table(summary['column_drift'])}"
-        f"<div>Quality: {_quality_text(summary)}</div>"
-        f"<div>Failed tests: {escape(failed)}</div>"
-        f"<div><b>Decision:</b> {_decision_text(summary['retrain'])}</div>"
-        "</div>"
+    return _render(
+        "monitor_header.html",
+        s=summary,
+        window=window_text(summary["window"]),
+        drift_rows=sorted(summary["column_drift"].items(), key=lambda item: -item[1]["score"]),
+        quality=_quality_text(summary),
+        decision=decision_text(summary["retrain"]),
     )
 
 
 def retrain_header(summary: dict[str, Any]) -> str:
     """The block on top of a retrain comparison: challenger vs champion on the same holdout."""
-    metrics = ["recall", "precision", "pr_auc", "roc_auc"]
-    champion = summary.get("champion_metrics") or {}
-    rows = [
-        _row([m, f"{summary['challenger_metrics'][m]:.3f}", f"{champion[m]:.3f}" if m in champion else "-"])
-        for m in metrics
-    ]
-    verdict = "promoted to champion" if summary["promoted"] else "not promoted"
-    return (
-        f'<div style="{STYLE}">'
-        f'<h2 style="margin:0 0 6px">{escape(summary["model"])} model version '
-        f"{escape(str(summary['model_version']))} (challenger) vs champion version "
-        f"{escape(str(summary.get('champion_version') or 'none'))}</h2>"
-        f"<div>Data: holdout of {escape(summary['window']['source'])}, {summary['rows']} rows; "
-        f"retrain reason: {escape(summary.get('reason', ''))}</div>"
-        f"{_table(['metric', 'challenger', 'champion'], rows)}"
-        f"<div><b>Gate:</b> {verdict}: {escape('; '.join(summary['reasons']))}</div>"
-        "</div>"
-    )
+    return _render("retrain_header.html", s=summary, champion=summary.get("champion_metrics") or {})
 
 
 def header_for(summary: dict[str, Any]) -> str:
@@ -146,62 +101,37 @@ def read_summaries(reports_dir: Path) -> list[dict[str, Any]]:
     return sorted(found, key=lambda s: s.get("created_at", ""), reverse=True)
 
 
-def _index_row(summary: dict[str, Any]) -> str:
-    link = f'<a href="{escape(summary["path"])}/report.html">report</a>'
-    if summary.get("kind") == "retrain":
-        verdict = "promoted" if summary.get("promoted") else "not promoted"
-        return _row(
-            [
-                escape(summary.get("created_at", "")),
-                escape(summary["model"]),
-                "retrain",
-                escape(str(summary["model_version"])),
-                escape(summary["window"]["source"]),
-                str(summary["rows"]),
-                "-",
-                "-",
-                verdict,
-                link,
-            ]
-        )
-    drifted = ", ".join(f"{c} ({s:.2f})" for c, s in summary.get("drifted_columns", {}).items()) or "-"
-    return _row(
-        [
-            escape(summary.get("created_at", "")),
-            escape(summary["model"]),
-            "monitor",
-            escape(str(summary["model_version"])),
-            escape(window_text(summary["window"])),
-            str(summary["rows"]),
-            "yes" if summary["drift_detected"] else "no",
-            escape(drifted),
-            _decision_text(summary["retrain"]),
-            link,
-        ],
-        ALERT if summary["drift_detected"] else "",
-    )
+def _index_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """One row of the index: plain values, escaped by the template."""
+    kind = summary.get("kind")
+    row = {
+        "created": summary.get("created_at", ""),
+        "model": summary.get("model", ""),
+        "kind": kind,
+        "version": str(summary.get("model_version") or "-"),
+        "window": window_text(summary.get("window") or {}),
+        "rows": summary.get("rows", "-"),
+        "drift": "-",
+        "drifted": "-",
+        "alert": False,
+        "link": f"{summary['path']}/report.html" if kind != SKIPPED else None,
+    }
+    if kind == "retrain":
+        row["window"] = summary["window"]["source"]
+        row["decision"] = "promoted" if summary.get("promoted") else "not promoted"
+    elif kind == SKIPPED:
+        row["kind"], row["decision"] = "monitor (skipped)", summary.get("reason", "")
+    else:
+        drifted = summary.get("drifted_columns", {})
+        row["drift"] = "yes" if summary["drift_detected"] else "no"
+        row["drifted"] = ", ".join(f"{c} ({s:.2f})" for c, s in drifted.items()) or "-"
+        row["decision"], row["alert"] = decision_text(summary["retrain"]), summary["drift_detected"]
+    return row
 
 
 def write_index(reports_dir: Path) -> Path:
-    """Rebuild `reports/index.html`, listing every report newest first (written atomically)."""
-    headers = [
-        "created (UTC)",
-        "model",
-        "kind",
-        "version",
-        "data window",
-        "rows",
-        "drift",
-        "drifted columns",
-        "decision",
-        "link",
-    ]
-    table = _table(headers, [_index_row(s) for s in read_summaries(reports_dir)])
-    html = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>clinrisk reports</title></head>'
-        '<body style="font-family:system-ui,sans-serif;margin:24px">'
-        f"<h1>clinrisk reports</h1>{table}</body></html>"
-    )
+    """Rebuild `reports/index.html`, listing every report and skipped run newest first (atomically)."""
+    html = _render("index.html", rows=[_index_row(s) for s in read_summaries(reports_dir)])
     reports_dir.mkdir(parents=True, exist_ok=True)
     path, partial = reports_dir / "index.html", reports_dir / f".index.{os.getpid()}.{uuid4().hex}.partial"
     partial.write_text(html, encoding="utf-8")
