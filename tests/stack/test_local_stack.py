@@ -18,6 +18,7 @@ import psutil
 import pytest
 import requests
 from proctable import alive, command_line, descendants, with_environment
+from test_readme import readme_curls_for
 
 from support import PATIENT, RAW_STROKE, REPO, VENV_BIN, free_port, prefect_api_call, stop_process
 
@@ -131,16 +132,24 @@ def new_shell_env(stack: Stack) -> dict[str, str]:
     return env | {"CLINRISK_HOME": str(stack.home)}
 
 
-def check_banner_curl_works_as_written(stack: Stack) -> None:
-    """The banner's curl command, pasted into a new shell in the project root, gets a prediction."""
-    lines = banner(stack).splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("curl "))
-    command = "\n".join(line.strip() for line in lines[start : start + 2])
+def run_in_new_shell(stack: Stack, command: str) -> None:
+    """Run a pasted command in a new shell in the project root; it must print a prediction."""
     result = subprocess.run(
         ["bash", "-c", command], cwd=REPO, env=new_shell_env(stack), capture_output=True, text=True
     )
-    assert result.returncode == 0, result.stderr
-    assert 0.0 <= json.loads(result.stdout)["probability"] <= 1.0
+    assert result.returncode == 0, f"{command}\n{result.stderr}"
+    assert 0.0 <= json.loads(result.stdout)["probability"] <= 1.0, command
+
+
+def check_banner_and_readme_curls_work_as_written(stack: Stack) -> None:
+    """The banner's curl command, and the README's (on this stack's port and home), get a prediction."""
+    lines = banner(stack).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("curl "))
+    run_in_new_shell(stack, "\n".join(line.strip() for line in lines[start : start + 2]))
+    curls = readme_curls_for(stack.service, stack.home)
+    assert len(curls) == 2
+    for command in curls:
+        run_in_new_shell(stack, command)
 
 
 def check_recorded_pids_hold_the_ports(stack: Stack) -> None:
@@ -233,7 +242,7 @@ def test_up_serves_restarts_monitors_retrains_and_stops_without_leftovers(tmp_pa
         wait_until_up(stack)
         check_banner(stack)
         check_prediction(stack)
-        check_banner_curl_works_as_written(stack)
+        check_banner_and_readme_curls_work_as_written(stack)
         check_recorded_pids_hold_the_ports(stack)
         check_a_killed_mlflow_is_restarted_while_the_service_answers(stack)
         check_monitor_from_the_cli_shows_in_evidently(stack, tmp_path)
