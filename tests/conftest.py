@@ -39,6 +39,8 @@ TIER_OF_MODULE = {
     "monitoring/test_reports.py": "integration",
     "stack/test_stack_parts.py": "code",
     "stack/test_local_stack.py": "e2e",
+    "stack/test_supervisor.py": "integration",
+    "stack/test_readme.py": "code",
     "web/test_web_e2e.py": "e2e",
     "web/test_web_fuzz.py": "integration",
 }
