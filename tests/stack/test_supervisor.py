@@ -123,3 +123,13 @@ def test_a_stop_signal_makes_run_stop_all_and_return_zero(tmp_path, signum):
     assert supervisor.run() == 0
     assert not alive(service.process.pid)
     assert f"{signal.Signals(signum).name} received: stopping every process" in out.getvalue()
+
+
+def test_giving_up_on_a_service_the_stack_needs_to_start_stops_everything(tmp_path):
+    """It stops the stack, exit code 1, when initialisation keeps failing before the stack is ready."""
+    init = sup.Service("worker", python("raise SystemExit(1)"), required_until=tmp_path / "ready")
+    other = sup.Service("other", python("import time; time.sleep(600)"))
+    supervisor, out = make(tmp_path, init, other, max_restarts=1)
+    assert supervisor.run() == 1
+    assert "the stack cannot become ready without worker: stopping it" in out.getvalue()
+    assert not alive(other.process.pid)

@@ -89,6 +89,7 @@ def supervisor(config: StackConfig, env: dict[str, str], train: bool = True, red
     port_of = ports(config)
     planned = commands(config, train, redeploy)
     services = [Service(name, command, port_of.get(name)) for name, command in planned.items()]
+    next(s for s in services if s.name == "worker").required_until = config.ready_file
     return Supervisor(services, env, config.project_dir, config.run_dir)
 
 

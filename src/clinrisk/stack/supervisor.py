@@ -4,7 +4,8 @@ Each service runs in its own session (process group), so that stopping it reache
 (MLflow's uvicorn, gunicorn's workers). Its output is copied line by line with its name in front.
 A service that exits, or whose port-holding process dies, while the stack is running is restarted
 after a growing pause, at most `max_restarts` times; then it is left stopped with a line saying so
-and the others keep running (the prediction service keeps answering from its loaded model).
+and the others keep running (the prediction service keeps answering from its loaded model),
+unless the stack cannot become ready without it; then everything stops and `run` returns 1.
 Ctrl-C or SIGTERM stops every group: SIGTERM, then SIGKILL after `grace_seconds`.
 
 Pid files in the run directory: `<name>.pid` holds the pid of the process listening on the
@@ -41,6 +42,9 @@ class Service:
     holder: int | None = None  # pid listening on `port`, once it listens
     restarts: int = 0
     given_up: bool = False
+    # While this file is missing (the stack is not ready yet), giving up on the service stops the
+    # stack: nothing can come up without it (the worker's initialisation).
+    required_until: Path | None = None
     started_at: float = field(default=0.0)
 
 
@@ -62,6 +66,7 @@ class Supervisor:
         self.width = max(len(s.name) for s in services)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.failed = False
 
     def say(self, name: str, line: str) -> None:
         """Print one line with the time and the name of the process it is about."""
@@ -112,7 +117,7 @@ class Supervisor:
             self.stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+        return 1 if self.failed else 0
 
     def _request_stop(self, signum: int, _frame) -> None:
         if not self.stopping.is_set():
@@ -152,6 +157,10 @@ class Supervisor:
         if service.restarts >= self.max_restarts:
             service.given_up = True
             self.say("stack", f"{service.name} {why}; not restarting it again after {service.restarts} tries")
+            if service.required_until is not None and not service.required_until.exists():
+                self.say("stack", f"the stack cannot become ready without {service.name}: stopping it")
+                self.failed = True
+                self.stopping.set()
             return
         service.restarts += 1
         pause = min(2 ** (service.restarts - 1), 30)
