@@ -37,7 +37,8 @@ def shown(path: Path, config: StackConfig) -> str:
 
 def clinrisk_command(config: StackConfig) -> str:
     """How to run this environment's `clinrisk` from a new shell in the project root."""
-    return shown(Path(executable("clinrisk")), config)
+    in_project = config.project_dir / ".venv" / "bin" / "clinrisk"
+    return shown(in_project if in_project.exists() else Path(executable("clinrisk")), config)
 
 
 def describe(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> str:
