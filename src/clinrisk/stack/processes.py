@@ -30,7 +30,7 @@ def commands(config: StackConfig, train: bool = True, redeploy: bool = False) ->
         "prefect": [executable("prefect"), "server", "start", *listen(config.host, config.prefect_port)],
         "evidently": evidently_command(config),
         # Initialisation runs first in the worker's process, which then becomes the worker:
-        # a one-shot process would make honcho stop the whole stack when it finished.
+        # a one-shot process would look to the supervisor like a service that exited.
         "worker": [*bootstrap_command(config, train, redeploy), "--", *worker_command(config)],
         # The web service starts once initialisation is done, so it loads the champion at once.
         "web": [*after_init, *web_command(config)],
