@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat Pipfile.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 PIPENV := PIPENV_VENV_IN_PROJECT=1 PIPENV_YES=1 PIPENV_NOSPIN=1 PIPENV_IGNORE_VIRTUALENVS=1 python3 -m pipenv
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): Pipfile.lock pyproject.toml
 	@python3 -m pipenv --version >/dev/null 2>&1 || python3 -m pip install --quiet "pipenv==2026.10.3"
@@ -27,12 +28,21 @@ lock: ## Re-resolve Pipfile into Pipfile.lock
 	$(PIPENV) lock
 
 .PHONY: test
-test: install ## Run the test suite (installs first when needed)
+test: system-packages install ## Run the whole test suite (installs system packages and the environment first when needed)
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not compose" $(PYTEST_ARGS)
 
 .PHONY: test-fast
-test-fast: install ## Run the tests not marked slow
+test-fast: install ## The inner loop: every test not marked slow (a few minutes)
 	$(PY) -m pytest -n 2 -m "not slow and not compose" $(PYTEST_ARGS)
+
+TIER ?= code
+.PHONY: test-tier
+test-tier: install ## Run one tier: make test-tier TIER=code|data|model|integration|e2e|browser
+	$(PY) -m pytest -n 2 --dist loadgroup -m "$(TIER) and not compose" $(PYTEST_ARGS)
+
+.PHONY: system-packages
+system-packages: ## Install the Debian packages the tests need when missing (postgresql, chromium, chromium-driver, wrk)
+	tools/system-packages.sh
 
 .PHONY: lint
 lint: install ## Check style with ruff (what pre-commit runs)
@@ -61,8 +71,13 @@ clean: ## Remove local state (.clinrisk) but keep the environment
 	rm -rf .clinrisk
 
 .PHONY: up
-up: install ## Start the whole stack locally (MLflow, Prefect, worker, web service); Ctrl-C stops it
-	$(VENV)/bin/clinrisk up
+up: install ## Start the whole stack locally (MLflow, Prefect, Evidently UI, worker, web service); Ctrl-C stops it
+	$(VENV)/bin/clinrisk up $(UP_ARGS)
+
+FLOW ?= monitor
+.PHONY: flow-run
+flow-run: install ## Run a flow on the running stack: make flow-run FLOW=retrain (PARAMS="-p key=value")
+	$(VENV)/bin/clinrisk flows run $(FLOW) --wait $(PARAMS)
 
 .PHONY: test-compose
 test-compose: install ## Build and start the docker compose stack, test it end to end, remove it
@@ -89,8 +104,8 @@ flows-worker: install ## Start a Prefect worker on clinrisk-pool (runs retrain, 
 	$(VENV)/bin/prefect worker start --pool clinrisk-pool --type process
 
 .PHONY: reports-ui
-reports-ui: install ## Browse monitoring and retrain reports in Evidently's UI (http://127.0.0.1:8000)
-	$(VENV)/bin/evidently ui --workspace $${CLINRISK_HOME:-.clinrisk}/evidently-workspace
+reports-ui: install ## Browse the reports in Evidently's UI without the stack (http://127.0.0.1:8001)
+	$(VENV)/bin/evidently ui --port $${CLINRISK_EVIDENTLY_PORT:-8001} --workspace $${CLINRISK_EVIDENTLY_WORKSPACE:-$${CLINRISK_HOME:-.clinrisk}/evidently-workspace}
 
 .PHONY: serve
 serve: install ## Serve the champion with gunicorn on http://127.0.0.1:8000 (docs at /docs; add users with clinrisk user add)

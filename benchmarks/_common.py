@@ -234,6 +234,7 @@ def bench_env(home: Path, **extra: str) -> dict[str, str]:
         CLINRISK_AUTH_ENABLED="false",
         MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
         PYTHONUNBUFFERED="1",
         PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",

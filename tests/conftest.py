@@ -4,6 +4,7 @@ a fast spec for tests that train repeatedly, a trained registry and a real MLflo
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,9 +15,53 @@ from clinrisk.spec import ModelSpec, load_spec
 from support import RAW_STROKE, REPO, mlflow_server, write_fast_spec
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Fail fast instead of MLflow's default minutes of retries when a server is down on purpose.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+TIERS = ("code", "data", "model", "integration", "e2e", "browser")
+# The tier of each test module that does not mark its tests itself (`make test-tier TIER=...`).
+TIER_OF_MODULE = {
+    "core/test_cli.py": "code",
+    "core/test_spec.py": "code",
+    "core/test_data.py": "data",
+    "core/test_gate.py": "model",
+    "core/test_model.py": "model",
+    "core/test_second_model.py": "model",
+    "core/test_threshold.py": "model",
+    "core/test_registry.py": "integration",
+    "monitoring/test_decision.py": "code",
+    "monitoring/test_report_pages.py": "code",
+    "monitoring/test_monitor_data.py": "data",
+    "monitoring/test_monitor_cli.py": "integration",
+    "monitoring/test_reports.py": "integration",
+    "stack/test_stack_parts.py": "code",
+    "stack/test_local_stack.py": "e2e",
+    "stack/test_supervisor.py": "integration",
+    "stack/test_readme.py": "code",
+    "web/test_web_e2e.py": "e2e",
+    "web/test_web_fuzz.py": "integration",
+}
+TIER_OF_DIRECTORY = {"flows": "integration", "compose": "e2e", "web": "code"}
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The tier a test belongs to: its own marker, else its module's or its directory's, else by speed."""
+    own = [m.name for m in item.iter_markers() if m.name in TIERS]
+    if own:
+        return own[0]
+    relative = Path(str(item.path)).relative_to(REPO / "tests").as_posix()
+    tier = TIER_OF_MODULE.get(relative) or TIER_OF_DIRECTORY.get(relative.split("/")[0])
+    return tier or ("integration" if item.get_closest_marker("slow") else "code")
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Give every test exactly one tier marker, before `-m` selects on markers."""
+    tier = tier_of(item)
+    if not item.get_closest_marker(tier):
+        item.add_marker(tier)
 
 
 @pytest.hookimpl(trylast=True)

@@ -29,6 +29,7 @@ COMMANDS = {
     "user": "clinrisk.web.commands:user",
     "monitor": "clinrisk.monitoring.commands:monitor",
     "up": "clinrisk.stack:up",
+    "flows": "clinrisk.flows.commands:flows",
 }
 
 EXIT_INVALID_DATA = 2

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     fast_path: bool = True
     # Answered predictions not yet in the log, per worker, replayed after a crash (local disk only).
     journal_dir: Path | None = None
+    access_log: bool = False  # one line per request; off so the stack's banner stays readable
 
     # Monitoring and reports.
     reports_dir: Path | None = None

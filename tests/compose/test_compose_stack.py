@@ -26,6 +26,7 @@ PATIENT = {
     "smoking_status": "never smoked",
 }
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+REPORTS_DIR = "/data/clinrisk/reports"
 
 
 def wait_for_ready(url: str, timeout: float = 120) -> None:
@@ -43,6 +44,16 @@ def wait_for_ready(url: str, timeout: float = 120) -> None:
 
 def psql(stack, database: str, query: str) -> str:
     return stack.exec("postgres", "psql", "-U", "postgres", "-d", database, "-At", "-c", query).strip()
+
+
+def wait_for_row(stack, query: str, timeout: float = 60) -> str:
+    """Poll the predictions database until `query` returns a row; that row as psql prints it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if row := psql(stack, "predictions", query):
+            return row
+        time.sleep(1)
+    raise AssertionError(f"no row for {query!r} within {timeout} s")
 
 
 def run_deployment(prefect_api: str, name: str, timeout: float = 600) -> dict:
@@ -109,15 +120,21 @@ def test_postgres_holds_the_three_databases(compose_stack):
 
 
 def test_a_posted_patient_gets_an_answer_from_the_champion(compose_stack, auth):
-    """It answers a POSTed patient with the champion's probability and logs it in PostgreSQL."""
+    """It answers a POSTed patient with the champion's probability and logs that answer in PostgreSQL."""
     wait_for_ready(f"{compose_stack.url('web')}/ready")
     response = requests.post(f"{compose_stack.url('web')}/predict", json=PATIENT, auth=auth, timeout=30)
     assert response.status_code == 200, response.text
     body = response.json()
     assert 0.0 <= body["probability"] <= 1.0
     assert body["model"] == {"name": "stroke", "version": "1"}
-    tables = psql(compose_stack, "predictions", "SELECT tablename FROM pg_tables WHERE schemaname='public'")
-    assert "predictions" in tables.split()
+    query = (
+        "SELECT model_name, model_version, probability, prediction FROM predictions "
+        f"WHERE prediction_id = '{body['prediction_id']}'"
+    )
+    row = wait_for_row(compose_stack, query)  # the log is written in batches, off the request path
+    name, version, probability, prediction = row.split("|")
+    assert (name, version, int(prediction)) == ("stroke", "1", body["prediction"])
+    assert float(probability) == pytest.approx(body["probability"])
 
 
 def test_requests_without_credentials_are_refused(compose_stack):
@@ -126,12 +143,18 @@ def test_requests_without_credentials_are_refused(compose_stack):
     assert response.status_code == 401
 
 
-def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compose_stack, prefect_api):
-    """It runs the retrain deployment on the worker: a new MLflow run and version, and a report file."""
+@pytest.fixture(scope="session")
+def retrain_run(compose_stack, prefect_api) -> tuple[dict, dict, dict]:
+    """One run of the retrain deployment: (flow run, versions before, versions after)."""
     before = model_versions(compose_stack)
     flow_run = run_deployment(prefect_api, "retrain")
+    return flow_run, before, model_versions(compose_stack)
+
+
+def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compose_stack, retrain_run):
+    """It runs the retrain deployment on the worker: a new MLflow run and version, and a report file."""
+    flow_run, before, after = retrain_run
     assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
-    after = model_versions(compose_stack)
     new = [v for k, v in after.items() if k not in before]
     assert len(new) == 1
     run = requests.get(
@@ -145,15 +168,17 @@ def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compos
     assert len(reports.split()) >= 2
 
 
-def test_the_evidently_ui_lists_the_reports_the_flows_saved(compose_stack):
-    """It shows, in the Evidently UI, the workspace project the retrain flow saved its report to."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        projects = requests.get(f"{compose_stack.url('evidently-ui')}/api/projects", timeout=30).json()
-        if projects:
-            return
-        time.sleep(2)
-    raise AssertionError("the Evidently UI lists no project after a retrain")
+def test_the_evidently_ui_lists_the_reports_the_flows_saved(compose_stack, retrain_run):
+    """It shows every comparison report the flows saved under the model's project, `clinrisk-stroke`."""
+    assert retrain_run[0]["state"]["type"] == "COMPLETED", retrain_run[0]["state"]
+    saved = compose_stack.exec(
+        "prefect-worker", "find", "/data/clinrisk/reports/stroke", "-name", "report.html"
+    )
+    ui = compose_stack.url("evidently-ui")
+    projects = {p["name"]: p["id"] for p in requests.get(f"{ui}/api/projects", timeout=30).json()}
+    assert "clinrisk-stroke" in projects, projects
+    listed = requests.get(f"{ui}/api/projects/{projects['clinrisk-stroke']}/reports", timeout=30).json()
+    assert len(listed) == len(saved.split()) >= 1
 
 
 def test_the_ui_of_each_server_answers(compose_stack):

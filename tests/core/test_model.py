@@ -42,9 +42,15 @@ def test_both_candidates_were_compared_out_of_fold(trained, stroke_spec):
 
 def test_the_holdout_is_stratified_and_untouched(trained, clean_stroke, stroke_spec):
     """The holdout keeps the positive rate and shares no row with the reference sample."""
-    rate = trained.holdout[stroke_spec.target.column].mean()
-    assert abs(rate - clean_stroke[stroke_spec.target.column].mean()) < 0.01
+    target = stroke_spec.target.column
+    rate = trained.holdout[target].mean()
+    assert abs(rate - clean_stroke[target].mean()) < 0.01
     assert trained.rows == {"total": 5110, "train": 4088, "holdout": 1022}
+    holdout_ids = set(trained.holdout[stroke_spec.id_column])
+    assert len(holdout_ids) == 1022 and holdout_ids <= set(clean_stroke[stroke_spec.id_column])
+    columns = [*stroke_spec.feature_names, target]
+    shared = trained.reference_sample[columns].merge(trained.holdout[columns], how="inner", on=columns)
+    assert len(trained.reference_sample) > 0 and shared.empty
 
 
 def test_training_is_reproducible(fast_settings, clean_stroke):

@@ -56,15 +56,34 @@ def test_record_model_requires_every_non_nullable_field(stroke_spec):
         stroke_spec.record_model.model_validate(patient)
 
 
-def test_a_broken_spec_fails_naming_the_file_and_field(tmp_path):
-    """It raises SpecError naming the file and the invalid field."""
+ONE_CANDIDATE = "[{name: lr, estimator: sklearn.linear_model.LogisticRegression}]"
+
+
+@pytest.mark.parametrize(
+    ("objective", "candidates", "field"),
+    [
+        (
+            "{precision_floor: 2}",
+            "[{name: lr, estimator: sklearn.linear_model.LogisticRegression}]",
+            "objective.precision_floor",
+        ),
+        ("{precision_floor: 0.15}", "[]", "candidates"),
+    ],
+)
+def test_a_broken_spec_fails_naming_the_file_and_field(tmp_path, objective, candidates, field):
+    """It raises SpecError naming the file and the invalid field, and no field that is valid."""
     path = tmp_path / "broken.yaml"
     path.write_text(
         "name: broken\ndata: {path: x.csv}\ntarget: {column: y}\nfeatures: {}\n"
-        "objective: {precision_floor: 2}\ncandidates: []\n"
+        f"objective: {objective}\ncandidates: {candidates}\n"
     )
-    with pytest.raises(SpecError, match=r"broken\.yaml.*\n.*precision_floor|precision_floor"):
+    with pytest.raises(SpecError) as raised:
         load_spec(path)
+    message = str(raised.value)
+    assert str(path) in message.splitlines()[0]
+    assert f"\n{field}\n" in message
+    for valid in {"objective.precision_floor", "candidates"} - {field}:
+        assert f"\n{valid}\n" not in message
 
 
 def test_a_missing_spec_is_a_clear_error(tmp_path):

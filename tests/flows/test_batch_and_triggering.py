@@ -42,10 +42,36 @@ def test_only_outside_failures_are_retried(error, retried):
     assert tasks.retry_outside_failures(None, None, Failed(data=error)) is retried
 
 
-def test_a_missing_retrain_deployment_is_recorded_not_fatal(prefect_harness):
-    """It records that the retrain deployment is not registered instead of failing the monitor."""
-    outcome = triggering.trigger_with_cooldown("retrain/not-deployed", "stroke", ["data drift"], 24)
-    assert outcome == {
-        "triggered": False,
-        "blocked_by": "deployment 'retrain/not-deployed' is not registered",
-    }
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("retrain", "is not '<flow>/<deployment>'"),
+        ("/retrain", "is not '<flow>/<deployment>'"),
+        ("retrain/retrain/x", "is not '<flow>/<deployment>'"),
+        ("retrain/not-deployed", "is not a registered deployment"),
+    ],
+)
+def test_a_bad_retrain_deployment_is_a_bad_parameter_never_retried(prefect_harness, name, why):
+    """It raises an error naming the parameter and its value, of a kind the tasks never retry."""
+    with pytest.raises(triggering.BadDeploymentError) as raised:
+        triggering.trigger_with_cooldown(name, "stroke", ["data drift"], 24)
+    assert f"retrain_deployment '{name}' {why}" in str(raised.value)
+    assert tasks.retry_outside_failures(None, None, Failed(data=raised.value)) is False
+
+
+@pytest.mark.parametrize("flow_tags", [["auto-retrain"], ["started-by:cli"], []])
+def test_the_reason_records_who_started_the_run(prefect_harness, flow_tags):
+    """It reads the run's origin from its tags, and keeps an explicit reason as given."""
+    from prefect import flow, tags
+
+    from clinrisk.flows import origin
+
+    @flow
+    def probe(explicit: str | None = None) -> str:
+        return origin.started_by(explicit)
+
+    expected = {"auto-retrain": "monitoring", "started-by:cli": "CLI (clinrisk flows run)"}
+    with tags(*flow_tags):
+        assert probe() == expected.get(next(iter(flow_tags), ""), "direct call of the flow")
+        assert probe("monitor: data drift") == "monitor: data drift"
+        assert probe("scheduled") != "scheduled"  # what old deployments passed for every run

@@ -11,6 +11,7 @@ import pytest
 from clinrisk import predlog, registry
 from clinrisk.flows import tasks
 from clinrisk.flows.monitor import monitor
+from clinrisk.monitoring.index import read_summaries
 from flows.prefect_api import deployment_runs, markdown_artifacts, task_runs
 from support import free_port
 
@@ -93,3 +94,63 @@ def test_an_unreachable_mlflow_is_retried_then_fails_clearly(flow_env, tmp_path,
     assert "Connection refused" in state.message
     attempts = [t for t in task_runs(state.state_details.flow_run_id) if t.name.startswith("load-champion")]
     assert attempts[0].run_count == tasks.load_champion.retries + 1
+
+
+@pytest.mark.parametrize("bad_name", ["retrain", "retrain/not-deployed"])
+def test_a_bad_retrain_deployment_keeps_the_report_and_fails_at_once_naming_it(
+    flow_env, drifted_sample, tmp_path, bad_name
+):
+    """It saves and records the report, then fails naming the parameter, with one trigger attempt."""
+    path = tmp_path / "drifted.csv"
+    drifted_sample.to_csv(path, index=False)
+    state = monitor(current_path=str(path), retrain_deployment=bad_name, return_state=True)
+    assert state.is_failed() and f"retrain_deployment '{bad_name}'" in state.message
+    (report,) = read_summaries(flow_env.reports_dir)
+    assert report["retrain"]["blocked_by"].startswith(f"retrain not started: retrain_deployment '{bad_name}'")
+    assert "retrain not started" in (flow_env.reports_dir / report["path"] / "report.html").read_text()
+    version = registry.alias_version(flow_env, "stroke", "champion")
+    tags = registry.version_tags(flow_env, "stroke", version)
+    assert tags["monitor.last_report"] == Path(report["path"]).name
+    attempts = [t for t in task_runs(state.state_details.flow_run_id) if t.name.startswith("trigger-retrain")]
+    assert [t.run_count for t in attempts] == [1]
+
+
+def test_a_prefect_outage_at_trigger_time_keeps_the_report_and_says_why(
+    flow_env, drifted_sample, tmp_path, retrain_deployment, monkeypatch
+):
+    """It retries the trigger, then completes with the report saying the retrain was not started and why."""
+    import httpx
+
+    from clinrisk.flows import triggering
+
+    def prefect_down(*_args, **_kwargs):
+        raise httpx.ConnectError("All connection attempts failed")
+
+    monkeypatch.setattr(triggering, "last_auto_retrain", prefect_down)
+    monkeypatch.setattr(tasks.trigger_retrain, "retry_delay_seconds", [0])
+    path = tmp_path / "drifted.csv"
+    drifted_sample.to_csv(path, index=False)
+    state = monitor(current_path=str(path), retrain_deployment=retrain_deployment, return_state=True)
+    assert state.is_completed()
+    summary = state.result()
+    why = "retrain not started: All connection attempts failed"
+    assert summary["retrain"]["blocked_by"] == why and not summary["retrain"]["triggered"]
+    assert why in Path(summary["report"]).read_text(encoding="utf-8")
+    assert why in (flow_env.reports_dir / "index.html").read_text(encoding="utf-8")
+    assert deployment_runs(retrain_deployment) == []
+    attempts = [t for t in task_runs(state.state_details.flow_run_id) if t.name.startswith("trigger-retrain")]
+    assert attempts[0].run_count == tasks.trigger_retrain.retries + 1
+
+
+def test_a_skipped_run_is_listed_in_the_index(flow_env, undrifted_sample, tmp_path):
+    """It lists a window too small to judge in the index, with the reason, and logs the outcome."""
+    path = tmp_path / "few.csv"
+    undrifted_sample.head(5).to_csv(path, index=False)
+    state = monitor(current_path=str(path), return_state=True)
+    assert state.result()["skipped"].startswith("only 5 rows")
+    (listed,) = read_summaries(flow_env.reports_dir)
+    assert listed["kind"] == "skipped" and listed["rows"] == 5
+    index_html = (flow_env.reports_dir / "index.html").read_text(encoding="utf-8")
+    assert "monitor (skipped)" in index_html and "only 5 rows" in index_html
+    artifact = markdown_artifacts(state.state_details.flow_run_id)["stroke-monitor"]
+    assert artifact.startswith("# Monitoring stroke: skipped, only 5 rows")

@@ -20,7 +20,8 @@ def test_retrain_trains_registers_gates_compares_and_summarises(prefect_harness)
     state = retrain(return_state=True)
     summary = state.result()
     settings = load_settings()
-    assert summary["promoted"] and summary["version"] == "1" and summary["reason"] == "scheduled"
+    assert summary["promoted"] and summary["version"] == "1"
+    assert summary["reason"] == "direct call of the flow"
     assert registry.alias_version(settings, "stroke", "champion") == "1"
     assert summary["metrics"]["precision"] >= 0.15
     (report,) = read_summaries(settings.reports_dir)
@@ -29,6 +30,7 @@ def test_retrain_trains_registers_gates_compares_and_summarises(prefect_harness)
         encoding="utf-8"
     )
     artifact = markdown_artifacts(state.state_details.flow_run_id)["stroke-retrain"]
+    assert artifact.startswith("# Retrain of stroke: version 1 promoted to champion (started by: direct call")
     assert (
         "promoted to champion" in artifact
         and "there is no champion yet" in artifact

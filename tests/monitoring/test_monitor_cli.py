@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from clinrisk import registry
@@ -58,10 +59,16 @@ def test_a_file_with_a_missing_column_fails_naming_it(monitor_env, drifted_sampl
     assert not (tmp_path / "reports" / "stroke").exists()
 
 
-def test_a_reference_file_works_without_a_champion(undrifted_sample, raw_stroke, tmp_path, monkeypatch):
-    """It compares two files when no model is registered, reporting no drift for one population."""
-    monkeypatch.setenv("CLINRISK_HOME", str(tmp_path / "empty-home"))
-    undrifted_sample.to_csv(tmp_path / "current.csv", index=False)
+@pytest.mark.parametrize(
+    ("sample", "drifted"), [("undrifted_sample", set()), ("drifted_sample", {"age", "avg_glucose_level"})]
+)
+def test_a_reference_file_works_without_a_champion(
+    request, raw_stroke, tmp_path, monkeypatch, sample, drifted
+):
+    """With no registry at all, it compares the file with the reference file: drift only when there is."""
+    home = tmp_path / "empty-home"
+    monkeypatch.setenv("CLINRISK_HOME", str(home))
+    request.getfixturevalue(sample).to_csv(tmp_path / "current.csv", index=False)
     raw_stroke.sample(2000, random_state=3).to_csv(tmp_path / "reference.csv", index=False)
     result = run_monitor(
         "--current",
@@ -73,10 +80,15 @@ def test_a_reference_file_works_without_a_champion(undrifted_sample, raw_stroke,
     )
     assert result.exit_code == 0, result.output
     payload = last_json(result)
-    assert payload["drift_detected"] is False and payload["failed_tests"] == []
+    assert payload["drift_detected"] is bool(drifted)
+    assert set(payload["drifted_columns"]) == drifted
     assert payload["model_version"] == "unknown" and "recall" not in payload
-    assert payload["report"].startswith(str(tmp_path / "out"))
-    assert load_settings().home == tmp_path / "empty-home"
+    report = Path(payload["report"])
+    assert report.is_relative_to(tmp_path / "out") and report.is_file()
+    summary = json.loads((report.parent / "summary.json").read_text())
+    assert "reference.csv" in summary["reference"] and summary["rows"] == len(request.getfixturevalue(sample))
+    settings = load_settings()
+    assert settings.home == home and registry.alias_version(settings, "stroke", "champion") is None
 
 
 def test_a_window_without_any_bmi_is_reported_and_flagged(monitor_env, undrifted_sample, tmp_path):

@@ -1,8 +1,10 @@
-"""`clinrisk up` end to end: the real servers on free ports, a prediction, a retrain run by
-Prefect, then Ctrl-C, and nothing left running. The first champion trains on the fast spec."""
+"""`clinrisk up` end to end: the real servers on free ports, a prediction, a restart after MLflow
+is killed, a monitor run from the CLI shown in Evidently's UI, a retrain run by Prefect, then
+Ctrl-C, and nothing left running. The first champion trains on the fast spec."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,13 +13,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import psutil
 import pytest
 import requests
 from proctable import alive, command_line, descendants, with_environment
+from test_readme import readme_curls_for
 
-from support import PATIENT, REPO, VENV_BIN, free_port, prefect_api_call, stop_process
+from support import PATIENT, RAW_STROKE, REPO, VENV_BIN, free_port, prefect_api_call, stop_process
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -30,6 +35,8 @@ class Stack:
     service: str
     mlflow: str
     prefect_api: str
+    evidently: str
+    ports: dict[str, int]
 
     @property
     def auth(self) -> tuple[str, str]:
@@ -42,21 +49,22 @@ class Stack:
 def start_stack(tmp_path: Path, spec_dir: Path) -> Stack:
     """Run `clinrisk up` on free ports and a fresh state directory."""
     home = tmp_path / "stack-home"
-    ports = {"service": free_port(), "mlflow": free_port(), "prefect": free_port()}
+    ports = {"web": free_port(), "mlflow": free_port(), "prefect": free_port(), "evidently": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "CLINRISK_"))}
     env |= {"CLINRISK_HOME": str(home), "CLINRISK_SPEC_DIR": str(spec_dir)}
     env |= {"PREFECT_WORKER_QUERY_SECONDS": "2"}  # pick the triggered run up sooner than every 10 s
     command = [str(VENV_BIN / "clinrisk"), "up", "--web-workers", "1"]
-    command += ["--service-port", str(ports["service"]), "--mlflow-port", str(ports["mlflow"])]
-    command += ["--prefect-port", str(ports["prefect"])]
+    command += ["--service-port", str(ports["web"]), "--mlflow-port", str(ports["mlflow"])]
+    command += ["--prefect-port", str(ports["prefect"]), "--evidently-port", str(ports["evidently"])]
     log = tmp_path / "up.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     return Stack(
-        process, home, log, f"http://127.0.0.1:{ports['service']}",
+        process, home, log, f"http://127.0.0.1:{ports['web']}",
         f"http://127.0.0.1:{ports['mlflow']}", f"http://127.0.0.1:{ports['prefect']}/api",
+        f"http://127.0.0.1:{ports['evidently']}", ports,
     )  # fmt: skip
 
 
@@ -102,13 +110,92 @@ def registered_versions(stack: Stack) -> list[str]:
     return sorted(v["version"] for v in response.json().get("model_versions", []))
 
 
+def banner(stack: Stack) -> str:
+    output = stack.output()
+    return output[output.index("clinrisk stack is up") :]
+
+
 def check_banner(stack: Stack) -> None:
-    """The banner names the service, docs, MLflow, Prefect and reports URLs and the new password."""
-    banner = stack.output()[stack.output().index("clinrisk stack is up") :]
-    for url in (stack.service, f"{stack.service}/docs", stack.mlflow, stack.prefect_api.removesuffix("/api")):
-        assert url in banner
-    assert (stack.home / "reports" / "index.html").as_uri() in banner
-    assert re.search(rf"password {re.escape(stack.auth[1])} \(shown once\)", banner)
+    """The banner names every URL and the new password; the reports index it links to exists."""
+    text = banner(stack)
+    urls = (stack.service, f"{stack.service}/docs", stack.mlflow, stack.prefect_api.removesuffix("/api"))
+    for url in (*urls, stack.evidently):
+        assert url in text
+    assert (stack.home / "reports" / "index.html").as_uri() in text
+    assert (stack.home / "reports" / "index.html").is_file()
+    assert re.search(rf"password {re.escape(stack.auth[1])} \(shown once\)", text)
+
+
+def new_shell_env(stack: Stack) -> dict[str, str]:
+    """A new terminal in the project root: none of the stack's variables but its state directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "CLINRISK_"))}
+    return env | {"CLINRISK_HOME": str(stack.home)}
+
+
+def run_in_new_shell(stack: Stack, command: str) -> None:
+    """Run a pasted command in a new shell in the project root; it must print a prediction."""
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=REPO, env=new_shell_env(stack), capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"{command}\n{result.stderr}"
+    assert 0.0 <= json.loads(result.stdout)["probability"] <= 1.0, command
+
+
+def check_banner_and_readme_curls_work_as_written(stack: Stack) -> None:
+    """The banner's curl command, and the README's (on this stack's port and home), get a prediction."""
+    lines = banner(stack).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("curl "))
+    run_in_new_shell(stack, "\n".join(line.strip() for line in lines[start : start + 2]))
+    curls = readme_curls_for(stack.service, stack.home)
+    assert len(curls) == 2
+    for command in curls:
+        run_in_new_shell(stack, command)
+
+
+def check_recorded_pids_hold_the_ports(stack: Stack) -> None:
+    """Each recorded pid is the process listening on its service's port."""
+    for name, port in stack.ports.items():
+        pid = int((stack.home / "run" / f"{name}.pid").read_text())
+        listening = {c.laddr.port for c in psutil.Process(pid).net_connections() if c.status == "LISTEN"}
+        assert port in listening, (name, pid, command_line(pid))
+
+
+def check_a_killed_mlflow_is_restarted_while_the_service_answers(stack: Stack) -> None:
+    """kill -9 of MLflow's recorded pid: a line says it is restarted, predictions keep coming, it is back."""
+    pid = int((stack.home / "run" / "mlflow.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while "mlflow the process holding port" not in stack.output() and "mlflow exited" not in stack.output():
+        assert time.monotonic() < deadline, stack.output()[-3000:]
+        time.sleep(0.5)
+    assert "restarting it in" in stack.output()
+    assert predict(stack, PATIENT).status_code == 200
+    while True:
+        try:
+            if requests.get(f"{stack.mlflow}/health", timeout=5).ok:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, stack.output()[-3000:]
+        time.sleep(1)
+    assert predict(stack, PATIENT).status_code == 200
+    assert stack.process.poll() is None
+
+
+def check_monitor_from_the_cli_shows_in_evidently(stack: Stack, tmp_path: Path) -> None:
+    """`clinrisk flows run monitor` from a new shell runs on the stack; its report is in Evidently's UI."""
+    recent = tmp_path / "recent.csv"
+    pd.read_csv(RAW_STROKE, dtype=str).sample(400, random_state=0).to_csv(recent, index=False)
+    command = [str(VENV_BIN / "clinrisk"), "flows", "run", "monitor", "--wait"]
+    command += ["--param", f"current_path={recent}", "--param", "trigger_retrain=false"]
+    result = subprocess.run(command, cwd=REPO, env=new_shell_env(stack), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr + stack.output()[-3000:]
+    assert "ended COMPLETED" in result.stdout
+    projects = requests.get(f"{stack.evidently}/api/projects", timeout=30).json()
+    (project,) = [p for p in projects if p["name"] == "clinrisk-stroke"]
+    reports = requests.get(f"{stack.evidently}/api/projects/{project['id']}/reports", timeout=30).json()
+    assert len(reports) >= 1
+    assert "Monitoring stroke version 1:" in stack.output()  # the flow's one-line outcome
 
 
 def check_prediction(stack: Stack) -> None:
@@ -121,28 +208,31 @@ def check_prediction(stack: Stack) -> None:
 
 
 def check_retrain(stack: Stack) -> None:
-    """The retrain deployment runs on the stack's worker and registers version 2."""
+    """The retrain deployment runs on the stack's worker, registers version 2 and says who started it."""
     state = run_deployment(stack, "retrain")
     assert state["type"] == "COMPLETED", f"{state}\n{stack.output()[-4000:]}"
     assert registered_versions(stack) == ["1", "2"]
+    assert "Retrain of stroke: version 2" in stack.output()
+    assert "(started by: Prefect UI or API (manual run))" in stack.output()
 
 
 def check_ctrl_c_stops_everything(stack: Stack) -> None:
     """SIGINT (Ctrl-C) stops every process of the stack, `up` exits 0, the ports are free."""
     started = descendants(stack.process.pid) | with_environment("CLINRISK_HOME", str(stack.home))
-    assert len(started) >= 4, [command_line(pid) for pid in started]
+    assert len(started) >= 5, [command_line(pid) for pid in started]
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(60) == 0, stack.output()[-3000:]
     time.sleep(0.5)
     left = {pid for pid in started if alive(pid)} | with_environment("CLINRISK_HOME", str(stack.home))
     assert not left, "\n".join(command_line(pid) for pid in left)
-    for url in (stack.service, stack.mlflow, stack.prefect_api):
+    for url in (stack.service, stack.mlflow, stack.prefect_api, stack.evidently):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=5)
 
 
-def test_up_serves_retrains_and_stops_without_leftovers(tmp_path, fast_settings):
-    """It comes up with a champion, answers a patient, retrains through Prefect, and Ctrl-C stops all.
+def test_up_serves_restarts_monitors_retrains_and_stops_without_leftovers(tmp_path, fast_settings):
+    """It comes up with a champion, answers a patient, restarts a killed MLflow, monitors from the CLI
+    into Evidently's UI, retrains through Prefect, and Ctrl-C stops all.
 
     One scenario rather than one test per step: the steps share one stack (a minute and a half
     to start) and must run in this order.
@@ -152,6 +242,10 @@ def test_up_serves_retrains_and_stops_without_leftovers(tmp_path, fast_settings)
         wait_until_up(stack)
         check_banner(stack)
         check_prediction(stack)
+        check_banner_and_readme_curls_work_as_written(stack)
+        check_recorded_pids_hold_the_ports(stack)
+        check_a_killed_mlflow_is_restarted_while_the_service_answers(stack)
+        check_monitor_from_the_cli_shows_in_evidently(stack, tmp_path)
         check_retrain(stack)
         check_ctrl_c_stops_everything(stack)
     finally:

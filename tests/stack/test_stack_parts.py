@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -25,15 +26,20 @@ from support import REPO, free_port
 @pytest.fixture
 def config(tmp_path) -> StackConfig:
     return StackConfig(
-        home=tmp_path / "home", project_dir=REPO, service_port=18000, mlflow_port=15000, prefect_port=14200
+        home=tmp_path / "home",
+        project_dir=REPO,
+        service_port=18000,
+        mlflow_port=15000,
+        prefect_port=14200,
+        evidently_port=18001,
     )
 
 
 def test_each_process_listens_on_its_configured_port(config):
-    """It starts MLflow, Prefect and the web service on the ports given."""
+    """It starts MLflow, Prefect, Evidently's UI and the web service on the ports given."""
     commands = processes.commands(config)
-    assert list(commands) == ["mlflow", "prefect", "worker", "web"]
-    for name, port in (("mlflow", "15000"), ("prefect", "14200"), ("web", "18000")):
+    assert list(commands) == ["mlflow", "prefect", "evidently", "worker", "web"]
+    for name, port in (("mlflow", "15000"), ("prefect", "14200"), ("evidently", "18001"), ("web", "18000")):
         assert commands[name][commands[name].index("--port") + 1] == port
 
 
@@ -44,6 +50,27 @@ def test_mlflow_serves_the_store_the_cli_uses_by_default(config, monkeypatch):
     command = processes.commands(config)["mlflow"]
     assert command[command.index("--backend-store-uri") + 1] == defaults.tracking_uri
     assert command[command.index("--default-artifact-root") + 1] == defaults.artifact_root
+
+
+def test_evidently_ui_reads_the_workspace_the_flows_write(config, monkeypatch):
+    """It points Evidently's UI at the settings' workspace, where every report is added."""
+    monkeypatch.setenv("CLINRISK_HOME", str(config.home))
+    command = processes.commands(config)["evidently"]
+    assert command[command.index("--workspace") + 1] == str(load_settings().evidently_workspace)
+
+
+def test_usage_data_collection_is_off_for_mlflow_as_for_prefect(config):
+    """It turns MLflow's telemetry off wherever Prefect's analytics are off."""
+    env = environment(config)
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true" and env["DO_NOT_TRACK"] == "true"
+
+
+def test_the_reports_index_exists_from_the_start(config):
+    """It writes an empty reports index before any flow has run, so the banner's link works."""
+    prepare_home(config)
+    assert "No report yet" in config.reports_index.read_text()
+    assert json.loads(config.urls_file.read_text())["prefect_api_url"] == config.prefect_api_url
 
 
 def test_every_process_shares_one_state_directory(config):
@@ -92,6 +119,7 @@ def test_a_new_start_forgets_the_previous_readiness(config):
     prepare_home(config)
     config.ready_file.touch()
     (config.run_dir / "web.pid").write_text("1")
+    (config.run_dir / "web.pgid").write_text("1")
     prepare_home(config)
     assert not list(config.run_dir.iterdir())
 

@@ -26,6 +26,7 @@ def service_env(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) 
         CLINRISK_TRACKING_URI=tracking_uri,
         CLINRISK_REGISTRY_URI=tracking_uri,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
     )
     env.update({f"CLINRISK_{k.upper()}": v for k, v in settings.items()})
     return env
@@ -73,36 +74,76 @@ def gunicorn_service(env: dict[str, str], *, workers: int = 2) -> Iterator[Servi
             service.stop()
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+def postgres_bindir() -> Path | None:
+    """Where PostgreSQL's server programs are: `pg_config --bindir`, else PATH, else Debian's layout."""
+    import glob
+    import shutil
+
+    candidates = []
+    if pg_config := shutil.which("pg_config"):
+        result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(Path(result.stdout.strip()))
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).resolve().parent)
+    candidates += [Path(d) for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    return next((d for d in candidates if (d / "initdb").is_file() and (d / "pg_ctl").is_file()), None)
+
+
+def _server_user() -> str | None:
+    """The account to run PostgreSQL as: None (ourselves) unless we are root, which initdb refuses."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise RuntimeError("running as root and neither a `postgres` nor a `nobody` account exists")
 
 
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """A throw-away PostgreSQL 15 cluster (run as the `postgres` user) and its SQLAlchemy URL."""
+    """A throw-away PostgreSQL cluster in a temporary directory, and its SQLAlchemy URL.
+
+    Skips (naming what was searched) only when PostgreSQL is not installed at all;
+    `tools/system-packages.sh` installs it, and `make test` runs that first.
+    """
     import pwd
     import shutil
     import tempfile
 
-    owner = pwd.getpwnam("postgres")
+    import pytest
+
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL is not installed: no initdb/pg_ctl from `pg_config --bindir`, on PATH or in "
+            "/usr/lib/postgresql/*/bin (run `make system-packages`)"
+        )
+    user = _server_user()
     root = Path(tempfile.mkdtemp(prefix="clinrisk-web-pg-"))
-    os.chown(root, owner.pw_uid, owner.pw_gid)
+    if user is not None:
+        owner = pwd.getpwnam(user)
+        os.chown(root, owner.pw_uid, owner.pw_gid)
     data, port = root / "data", free_port()
 
-    def as_postgres(*command: str) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120
-        )
+    def run(program: str, *args: str) -> None:
+        command = [str(bindir / program), *args]
+        if user is not None:
+            command = ["runuser", "-u", user, "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
 
     try:
-        as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "clinrisk", "--no-sync")
+        run("initdb", "-D", str(data), "-A", "trust", "-U", "clinrisk", "--no-sync")
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"
-        )
+        run("pg_ctl", "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
         try:
             yield f"postgresql+psycopg2://clinrisk@127.0.0.1:{port}/postgres"
         finally:
-            as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+            run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from clinrisk.flows import summaries, tasks
+from clinrisk.flows import origin, summaries, tasks
 from clinrisk.retraining import skip_reason, skipped_summary, summary
 from clinrisk.settings import load_settings
 
@@ -14,14 +14,16 @@ def retrain(
     model_name: str | None = None,
     data_path: str | None = None,
     seed: int | None = None,
-    reason: str = "scheduled",
+    reason: str | None = None,
 ) -> dict:
     """Ingest the inbox, train on the labelled store (or `data_path`), promote only if the gate agrees.
 
     Nothing is trained when the store holds no row the champion did not see. Connection settings
     come from the environment (CLINRISK_*, MLFLOW_TRACKING_URI), so the same deployment runs in the
-    local stack and under compose.
+    local stack and under compose. `reason` defaults to who started the run (schedule, Prefect UI
+    or API, CLI, monitoring).
     """
+    reason = origin.started_by(reason)
     settings = load_settings()
     name = model_name or settings.model_name
     tasks.ingest_inbox(settings, name, data_path)

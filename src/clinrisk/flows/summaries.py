@@ -1,4 +1,8 @@
-"""Markdown for the flows' Prefect artifacts: metrics, decisions and their causes at a glance."""
+"""Markdown for the flows' Prefect artifacts: metrics, decisions and their causes at a glance.
+
+Each artifact's title (its first line, `# ...`) is the flow's one-line outcome, also printed
+in its log: plain text, no markup.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,18 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def retrain_title(summary: dict[str, Any], reason: str) -> str:
+    verdict = "promoted to champion" if summary["promoted"] else "not promoted"
+    return f"Retrain of {summary['model']}: version {summary['version']} {verdict} (started by: {reason})"
+
+
 def retrain_markdown(summary: dict[str, Any], reason: str, report: str) -> str:
     """Challenger metrics, the gate's decision with its reasons, and where the comparison is."""
-    verdict = "**promoted to champion**" if summary["promoted"] else "**not promoted**"
     metrics = _table(["metric", "holdout"], [[k, f"{v:.4f}"] for k, v in summary["metrics"].items()])
     reasons = "\n".join(f"- {r}" for r in summary["reasons"])
     return (
-        f"# Retrain of `{summary['model']}`: version {summary['version']} {verdict}\n\n"
-        f"Triggered by: {reason}\n\n"
+        f"# {retrain_title(summary, reason)}\n\n"
+        f"Started by: {reason}\n\n"
         f"Candidate `{summary['candidate']}`, threshold {summary['threshold']:.4f}, compared with champion "
         f"version {summary['compared_with'] or 'none'}.\n\n{metrics}\n\n## Gate\n{reasons}\n\n"
         f"Evidently comparison on the holdout: `{report}`\n"
@@ -56,9 +64,20 @@ def _decision(retrain: dict[str, Any]) -> str:
     return f"**Retrain recommended but not started** ({blocked}), because:\n{causes}"
 
 
+def monitor_title(summary: dict[str, Any]) -> str:
+    drift = "drift detected" if summary["drift_detected"] else "no drift"
+    retrain = summary["retrain"]
+    if not retrain["recommended"]:
+        decision = "no retrain needed"
+    elif retrain.get("triggered"):
+        decision = f"retrain started (flow run {retrain['flow_run']['name']})"
+    else:
+        decision = f"retrain recommended, {retrain.get('blocked_by') or 'triggering off'}"
+    return f"Monitoring {summary['model']} version {summary['model_version']}: {drift}; {decision}"
+
+
 def monitor_markdown(summary: dict[str, Any]) -> str:
     """Drift verdict with per-column scores, quality, failed tests and the retrain decision."""
-    drift = "**drift detected**" if summary["drift_detected"] else "no drift"
     columns = sorted(summary["column_drift"].items(), key=lambda item: -item[1]["score"])
     table = _table(
         ["column", "score", "method", "threshold", "drifted"],
@@ -80,7 +99,7 @@ def monitor_markdown(summary: dict[str, Any]) -> str:
     )
     health = f"Columns to note:\n{health}\n" if health else ""
     return (
-        f"# Monitoring `{summary['model']}` version {summary['model_version']}: {drift}\n\n"
+        f"# {monitor_title(summary)}\n\n"
         f"Window: {window_text(summary['window'])}; {count_of(summary['rows'], 'row')}.\n\n"
         f"Reference: {summary['reference']}.\n\n"
         f"Drift: {drift_share_text(summary)}.\n\n{table}\n\n{health}"
@@ -90,14 +109,14 @@ def monitor_markdown(summary: dict[str, Any]) -> str:
 
 
 def skipped_markdown(model_name: str, window: dict[str, Any], reason: str) -> str:
-    return f"# Monitoring `{model_name}`: skipped\n\nWindow: {window_text(window)}.\n\n{reason}\n"
+    title = f"Monitoring {model_name}: skipped, {reason}"
+    return f"# {title}\n\nWindow: {window_text(window)}.\n\n{reason}\n"
 
 
 def batch_markdown(report: dict[str, Any], input_path: str) -> str:
     rejects = (
         f", {report['rows_rejected']} rejected into `{report['rejects']}`" if report["rows_rejected"] else ""
     )
-    return (
-        f"# Batch scoring with version {report['model_version']}\n\n"
-        f"`{input_path}` → `{report['output']}`: {count_of(report['rows_scored'], 'row')} scored{rejects}.\n"
-    )
+    scored = f"{count_of(report['rows_scored'], 'row')} scored"
+    title = f"Batch scoring with version {report['model_version']}: {scored}"
+    return f"# {title}\n\n`{input_path}` → `{report['output']}`: {scored}{rejects}.\n"

@@ -16,10 +16,11 @@ from prefect.cache_policies import NO_CACHE
 from clinrisk import inbox, predict, promotion, registry, retraining, train
 from clinrisk.errors import DataValidationError, NoChampionError, NoThresholdError, SpecError
 from clinrisk.flows import triggering
+from clinrisk.flows.triggering import BadDeploymentError
 from clinrisk.monitoring import monitor, store
 
 RETRY_DELAYS_SECONDS = [2, 10, 30]
-NOT_RETRIED = (DataValidationError, SpecError, NoChampionError, NoThresholdError)
+NOT_RETRIED = (DataValidationError, SpecError, NoChampionError, NoThresholdError, BadDeploymentError)
 
 
 def retry_outside_failures(_task, _task_run, state) -> bool:
@@ -58,6 +59,8 @@ evaluate = compute_task(monitor.evaluate, name="evidently-checks")
 trigger_retrain = io_task(triggering.trigger_with_cooldown, name="trigger-retrain")
 publish_report = io_task(store.publish, name="save-report")
 record_in_registry = io_task(store.record_in_registry, name="log-report-to-mlflow")
+record_decision = io_task(store.record_decision, name="record-retrain-decision")
+record_skipped = io_task(store.record_skipped, name="list-skipped-run")
 
 # Batch scoring.
 score_file = io_task(predict.score_file, name="score-file")
@@ -65,6 +68,10 @@ score_file = io_task(predict.score_file, name="score-file")
 
 @compute_task(name="publish-artifact")
 def publish_artifact(kind: str, model_name: str, markdown: str) -> None:
-    """Show a markdown summary on the flow run's Artifacts tab (keyed per model and flow)."""
+    """Show a markdown summary on the flow run's Artifacts tab (keyed per model and flow).
+
+    Its title (the first line) is also printed: it is the one-line outcome in the flow's log.
+    """
     key = f"{model_name}-{kind}".lower().replace("_", "-")
+    print(markdown.splitlines()[0].removeprefix("# "))
     create_markdown_artifact(markdown=markdown, key=key, description=f"{kind} of {model_name}")

@@ -1,37 +1,35 @@
 """Our own HTML: the header placed on top of each Evidently report, and `reports/index.html`.
 
 Both are static pages with inline styles only, so they open offline from the file system. The
-index is rebuilt from every report's `summary.json`, so it never drifts from the reports.
+index is rebuilt from every report's `summary.json` (skipped runs included), so it never drifts
+from the reports. The pages are Jinja templates in `templates/`, autoescaped.
 """
 
 from __future__ import annotations
 
 import json
-from html import escape
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 from clinrisk import outputs
 from clinrisk.wording import count_of
 
 SUMMARY = "summary.json"
-STYLE = (
-    "font-family:system-ui,sans-serif;font-size:14px;margin:16px 24px;padding:12px 16px;"
-    "border:1px solid #ccc;border-radius:6px;background:#fafafa"
-)
-TABLE = "border-collapse:collapse;margin:6px 0"
-CELL = "border:1px solid #ddd;padding:3px 8px;text-align:left"
-ALERT = "color:#b00020;font-weight:600"
+SKIPPED = "skipped"
 
 
-def _row(cells: list[str], style: str = "") -> str:
-    tds = "".join(f'<td style="{CELL}">{c}</td>' for c in cells)
-    return f'<tr style="{style}">{tds}</tr>'
+@cache
+def _templates() -> Environment:
+    return Environment(
+        loader=PackageLoader("clinrisk.monitoring", "templates"), autoescape=select_autoescape(["html"])
+    )
 
 
-def _table(headers: list[str], rows: list[str]) -> str:
-    head = "".join(f'<th style="{CELL}">{escape(h)}</th>' for h in headers)
-    return f'<table style="{TABLE}"><tr>{head}</tr>{"".join(rows)}</table>'
+def _render(name: str, **values: Any) -> str:
+    return _templates().get_template(name).render(**values)
 
 
 def window_text(window: dict[str, Any]) -> str:
@@ -40,24 +38,6 @@ def window_text(window: dict[str, Any]) -> str:
     if not window.get("start") and not window.get("end"):
         return f"all rows of {source}"
     return f"{window.get('start') or '…'} to {window.get('end') or '…'} (UTC), from {source}"
-
-
-def _drift_table(column_drift: dict[str, dict[str, Any]]) -> str:
-    ordered = sorted(column_drift.items(), key=lambda item: -item[1]["score"])
-    rows = [
-        _row(
-            [
-                escape(c),
-                f"{d['score']:.3f}",
-                escape(str(d["method"])),
-                f"{d['threshold']:g}",
-                "drifted" if d["drifted"] else "no",
-            ],
-            ALERT if d["drifted"] else "",
-        )
-        for c, d in ordered
-    ]
-    return _table(["column", "drift score", "method", "threshold", "verdict"], rows)
 
 
 def drift_share_text(summary: dict[str, Any]) -> str:
@@ -81,32 +61,26 @@ def health_lines(summary: dict[str, Any]) -> list[tuple[str, bool]]:
     return lines
 
 
-def _health_rows(summary: dict[str, Any]) -> str:
-    return "".join(
-        f'<div style="{ALERT if flagged else ""}">{escape(text)}</div>'
-        for text, flagged in health_lines(summary)
-    )
-
-
-def _decision_text(retrain: dict[str, Any]) -> str:
+def decision_text(retrain: dict[str, Any]) -> str:
+    """The retrain decision in one line of plain text."""
     if not retrain.get("recommended"):
         return "no retrain needed"
     causes = "; ".join(retrain.get("causes", []))
     if retrain.get("triggered"):
-        return f"retrain triggered ({escape(str(retrain['flow_run'].get('name', '')))}): {escape(causes)}"
+        return f"retrain triggered ({retrain['flow_run'].get('name', '')}): {causes}"
     blocked = retrain.get("blocked_by") or "not triggered"
-    return f"retrain recommended, {escape(blocked)}: {escape(causes)}"
+    return f"retrain recommended, {blocked}: {causes}"
 
 
 def _quality_text(summary: dict[str, Any]) -> str:
     if summary.get("recall") is None:
-        return escape(summary.get("quality_note") or "no outcomes in the window")
+        return summary.get("quality_note") or "no outcomes in the window"
     floors, quality = summary["floors"], summary.get("quality")
     if quality:
         return (
-            f"on the {summary['labelled_rows']} outcomes that arrived, at the served decisions: "
-            f"recall {escape(interval_text(quality['recall']))} (floor {floors['recall']:g}), "
-            f"precision {escape(interval_text(quality['precision']))} (floor {floors['precision']:g})"
+            f"on the {count_of(summary['labelled_rows'], 'outcome')} that arrived, at the served decisions: "
+            f"recall {interval_text(quality['recall'])} (floor {floors['recall']:g}), "
+            f"precision {interval_text(quality['precision'])} (floor {floors['precision']:g})"
         )
     return (
         f"recall {summary['recall']:.3f} (floor {floors['recall']:g}), precision {summary['precision']:.3f} "
@@ -116,23 +90,15 @@ def _quality_text(summary: dict[str, Any]) -> str:
 
 def monitor_header(summary: dict[str, Any]) -> str:
     """The block on top of a monitoring report: model version, window, drifted columns, decision."""
-    drift = "DRIFT DETECTED" if summary["drift_detected"] else "no drift"
-    failed = ", ".join(summary["failed_tests"]) or "none"
-    return (
-        f'<div style="{STYLE}">'
-        f'<h2 style="margin:0 0 6px">{escape(summary["model"])} model version '
-        f"{escape(str(summary['model_version']))}: monitoring report</h2>"
-        f"<div>Data window: {escape(window_text(summary['window']))}; "
-        f"{count_of(summary['rows'], 'row')}; reference: "
-        f"{escape(summary['reference'])}</div>"
-        f'<div style="{ALERT if summary["drift_detected"] else ""}">Data drift: {drift}: '
-        f"{drift_share_text(summary)}</div>"
-        f"{_drift_table(summary['column_drift'])}"
-        f"{_health_rows(summary)}"
-        f"<div>Quality: {_quality_text(summary)}</div>"
-        f"<div>Failed tests: {escape(failed)}</div>"
-        f"<div><b>Decision:</b> {_decision_text(summary['retrain'])}</div>"
-        "</div>"
+    return _render(
+        "monitor_header.html",
+        s=summary,
+        window=window_text(summary["window"]),
+        drift=drift_share_text(summary),
+        drift_rows=sorted(summary["column_drift"].items(), key=lambda item: -item[1]["score"]),
+        health=health_lines(summary),
+        quality=_quality_text(summary),
+        decision=decision_text(summary["retrain"]),
     )
 
 
@@ -142,41 +108,27 @@ def interval_text(found: dict[str, Any]) -> str:
     return f"{value} [{found['low']:.3f}, {found['high']:.3f}] ({found['successes']}/{found['trials']})"
 
 
-def _gate_table(gate: dict[str, Any]) -> str:
-    """The gate's estimates with their Wilson intervals, and the paired test's p-value."""
+def _gate_rows(gate: dict[str, Any]) -> dict[str, Any]:
+    """The gate's estimates with their Wilson intervals, and the paired test's p-value, as table rows."""
     intervals = gate.get("intervals") or {}
 
     def cell(key: str) -> str:
-        return escape(interval_text(intervals[key])) if key in intervals else "-"
+        return interval_text(intervals[key]) if key in intervals else "-"
 
-    rows = [_row([m, cell(f"challenger.{m}"), cell(f"champion.{m}")]) for m in ("precision", "recall")]
+    rows = [[m, cell(f"challenger.{m}"), cell(f"champion.{m}")] for m in ("precision", "recall")]
     p_value = gate.get("p_value")
-    test = "not run" if p_value is None else f"{p_value:.3g}"
-    rows.append(_row(["McNemar exact p (same positives)", test, ""]))
+    rows.append(["McNemar exact p (same positives)", "not run" if p_value is None else f"{p_value:.3g}", ""])
     confidence = next(iter(intervals.values()), {}).get("confidence", 0.95)
-    return _table([f"gate: estimate [{confidence:.0%} Wilson interval]", "challenger", "champion"], rows)
+    return {"title": f"gate: estimate [{confidence:.0%} Wilson interval]", "rows": rows}
 
 
 def retrain_header(summary: dict[str, Any]) -> str:
     """The block on top of a retrain comparison: challenger vs champion on the same holdout."""
-    metrics = ["recall", "precision", "pr_auc", "roc_auc"]
-    champion = summary.get("champion_metrics") or {}
-    rows = [
-        _row([m, f"{summary['challenger_metrics'][m]:.3f}", f"{champion[m]:.3f}" if m in champion else "-"])
-        for m in metrics
-    ]
-    verdict = "promoted to champion" if summary["promoted"] else "not promoted"
-    return (
-        f'<div style="{STYLE}">'
-        f'<h2 style="margin:0 0 6px">{escape(summary["model"])} model version '
-        f"{escape(str(summary['model_version']))} (challenger) vs champion version "
-        f"{escape(str(summary.get('champion_version') or 'none'))}</h2>"
-        f"<div>Data: holdout of {escape(summary['window']['source'])}, {count_of(summary['rows'], 'row')}; "
-        f"retrain reason: {escape(summary.get('reason', ''))}</div>"
-        f"{_table(['metric', 'challenger', 'champion'], rows)}"
-        f"{_gate_table(summary['gate']) if summary.get('gate') else ''}"
-        f"<div><b>Gate:</b> {verdict}: {escape('; '.join(summary['reasons']))}</div>"
-        "</div>"
+    return _render(
+        "retrain_header.html",
+        s=summary,
+        champion=summary.get("champion_metrics") or {},
+        gate=_gate_rows(summary["gate"]) if summary.get("gate") else None,
     )
 
 
@@ -203,61 +155,36 @@ def read_summaries(reports_dir: Path) -> list[dict[str, Any]]:
     return sorted(found, key=lambda s: s.get("created_at", ""), reverse=True)
 
 
-def _index_row(summary: dict[str, Any]) -> str:
-    link = f'<a href="{escape(summary["path"])}/report.html">report</a>'
-    if summary.get("kind") == "retrain":
-        verdict = "promoted" if summary.get("promoted") else "not promoted"
-        return _row(
-            [
-                escape(summary.get("created_at", "")),
-                escape(summary["model"]),
-                "retrain",
-                escape(str(summary["model_version"])),
-                escape(summary["window"]["source"]),
-                str(summary["rows"]),
-                "-",
-                "-",
-                verdict,
-                link,
-            ]
-        )
-    drifted = ", ".join(f"{c} ({s:.2f})" for c, s in summary.get("drifted_columns", {}).items()) or "-"
-    return _row(
-        [
-            escape(summary.get("created_at", "")),
-            escape(summary["model"]),
-            "monitor",
-            escape(str(summary["model_version"])),
-            escape(window_text(summary["window"])),
-            str(summary["rows"]),
-            "yes" if summary["drift_detected"] else "no",
-            escape(drifted),
-            _decision_text(summary["retrain"]),
-            link,
-        ],
-        ALERT if summary["drift_detected"] else "",
-    )
+def _index_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """One row of the index: plain values, escaped by the template."""
+    kind = summary.get("kind")
+    row = {
+        "created": summary.get("created_at", ""),
+        "model": summary.get("model", ""),
+        "kind": kind,
+        "version": str(summary.get("model_version") or "-"),
+        "window": window_text(summary.get("window") or {}),
+        "rows": summary.get("rows", "-"),
+        "drift": "-",
+        "drifted": "-",
+        "alert": False,
+        "link": f"{summary['path']}/report.html" if kind != SKIPPED else None,
+    }
+    if kind == "retrain":
+        row["window"] = summary["window"]["source"]
+        row["decision"] = "promoted" if summary.get("promoted") else "not promoted"
+    elif kind == SKIPPED:
+        row["kind"], row["decision"] = "monitor (skipped)", summary.get("reason", "")
+    else:
+        drifted = summary.get("drifted_columns", {})
+        row["drift"] = "yes" if summary["drift_detected"] else "no"
+        row["drifted"] = ", ".join(f"{c} ({s:.2f})" for c, s in drifted.items()) or "-"
+        row["decision"], row["alert"] = decision_text(summary["retrain"]), summary["drift_detected"]
+    return row
 
 
 def write_index(reports_dir: Path) -> Path:
-    """Rebuild `reports/index.html`, listing every report newest first (written atomically)."""
-    headers = [
-        "created (UTC)",
-        "model",
-        "kind",
-        "version",
-        "data window",
-        "rows",
-        "drift",
-        "drifted columns",
-        "decision",
-        "link",
-    ]
-    table = _table(headers, [_index_row(s) for s in read_summaries(reports_dir)])
-    html = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>clinrisk reports</title></head>'
-        '<body style="font-family:system-ui,sans-serif;margin:24px">'
-        f"<h1>clinrisk reports</h1>{table}</body></html>"
-    )
+    """Rebuild `reports/index.html`, listing every report and skipped run newest first (atomically)."""
+    html = _render("index.html", rows=[_index_row(s) for s in read_summaries(reports_dir)])
     outputs.make_folder(reports_dir)
     return outputs.write_text(reports_dir / "index.html", html)

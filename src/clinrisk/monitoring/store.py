@@ -53,6 +53,41 @@ def publish(
     return html
 
 
+def record_decision(report_html: Path, summary: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """Add what happened to the retrain the report recommends: header, summary.json and index.
+
+    The report is saved before the retrain is started (that call can fail), so its decision is
+    completed afterwards, in place. Returns the updated summary.
+    """
+    html_path = Path(report_html)
+    old_header = index.header_for(summary)
+    summary["retrain"] = {**summary["retrain"], **outcome}
+    html = html_path.read_text(encoding="utf-8").replace(old_header, index.header_for(summary), 1)
+    _replace_text(html_path, html)
+    index.write_summary(html_path.parent, summary)
+    index.write_index(html_path.parent.parent.parent)
+    return summary
+
+
+def record_skipped(reports_dir: Path, skipped: dict[str, Any], now: datetime) -> Path:
+    """List a skipped monitoring run in the index (a summary.json with no report beside it).
+
+    `skipped` holds `model`, `model_version`, `window`, `rows` and `reason`.
+    """
+    directory = new_report_dir(reports_dir, skipped["model"], now)
+    summary = {"kind": index.SKIPPED, "created_at": now.isoformat(timespec="seconds"), **skipped}
+    path = index.write_summary(directory, summary)
+    index.write_index(Path(reports_dir))
+    return path
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write a file whole: readers see the old or the new text, never half of it."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
 def record_in_registry(
     settings: Settings, model_name: str, version: str, report_html: Path, summary: dict
 ) -> None:

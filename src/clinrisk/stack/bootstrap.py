@@ -124,8 +124,19 @@ def ensure_champion(train: bool) -> str | None:
     return summary["version"]
 
 
+def ensure_reports_index() -> None:
+    """Write the (empty) reports index if there is none, so links to it work before any flow ran."""
+    from clinrisk.monitoring.index import write_index
+    from clinrisk.settings import load_settings
+
+    reports_dir = load_settings().reports_dir
+    if not (reports_dir / "index.html").exists():
+        write_index(reports_dir)
+
+
 def initialise(pool: str, project_dir: Path, train: bool, redeploy: bool, timeout: float) -> str | None:
     """Every first-start step (deployments register while the first model trains); the champion."""
+    ensure_reports_index()
     api_url = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     wait_for(f"{api_url}/health", "the Prefect API", timeout)

@@ -16,8 +16,7 @@ from clinrisk.settings import PROJECT_ROOT, load_settings
 from clinrisk.stack import processes
 from clinrisk.stack.accounts import Admin, ensure_admin
 from clinrisk.stack.config import StackConfig, check_ports_free, environment, prepare_home
-
-SIGNAL_EXIT_CODES = (130, 143)  # honcho's code after Ctrl-C / SIGTERM: a requested stop
+from clinrisk.stack.processes import executable
 
 
 def project_dir() -> Path:
@@ -25,18 +24,39 @@ def project_dir() -> Path:
     return Path.cwd() if (Path.cwd() / "prefect.yaml").is_file() else PROJECT_ROOT
 
 
+EXAMPLE_PATIENT = Path("examples") / "patient.json"
+
+
+def shown(path: Path, config: StackConfig) -> str:
+    """A path as a user types it in the project root: relative when inside it."""
+    try:
+        return str(path.relative_to(config.project_dir))
+    except ValueError:
+        return str(path)
+
+
+def clinrisk_command(config: StackConfig) -> str:
+    """How to run this environment's `clinrisk` from a new shell in the project root."""
+    in_project = config.project_dir / ".venv" / "bin" / "clinrisk"
+    return shown(in_project if in_project.exists() else Path(executable("clinrisk")), config)
+
+
 def describe(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> str:
-    """The banner printed once everything answers: URLs and how to authenticate."""
+    """The banner printed once everything answers: URLs, how to authenticate and run a flow."""
     rows = [
         ("Prediction service", f"{config.service_url}  (POST /predict)"),
         ("API docs", f"{config.service_url}/docs"),
         ("MLflow UI", config.mlflow_url),
         ("Prefect UI", config.prefect_url),
+        ("Evidently UI", f"{config.evidently_url}  (project clinrisk-<model>)"),
         ("Reports", f"{config.reports_index.as_uri()}  (written by the flows)"),
     ]
+    clinrisk = clinrisk_command(config)
     lines = ["", f"clinrisk stack is up; state in {config.home}", ""]
     lines += [f"  {name:<20}{url}" for name, url in rows]
-    lines += ["", *auth_lines(config, admin, auth_enabled), "", "Ctrl-C stops every process of the stack."]
+    lines += ["", *auth_lines(config, admin, auth_enabled)]
+    lines += ["", f"Run a flow now: {clinrisk} flows run monitor   (or retrain; --param key=value)"]
+    lines += ["", "Ctrl-C stops every process of the stack."]
     return "\n".join(lines) + "\n"
 
 
@@ -51,15 +71,17 @@ def auth_lines(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> 
         lines += [
             f"Log in as '{admin.name}' (HTTP basic auth); the password is in {admin.password_file}:",
             f"  curl -u {admin.name}:$(cat {admin.password_file}) -H 'Content-Type: application/json' \\",
-            f"       -d @patient.json {config.service_url}/predict",
+            f"       -d @{shown(config.project_dir / EXAMPLE_PATIENT, config)} {config.service_url}/predict",
         ]
     else:
         lines.append("Log in with a user you added (HTTP basic auth).")
-    lines.append("Add a user: clinrisk user add NAME [--api-key]   (reads the password from stdin)")
+    lines.append(
+        f"Add a user: {clinrisk_command(config)} user add NAME [--api-key]   (reads the password from stdin)"
+    )
     return lines
 
 
-def announce_when_ready(config: StackConfig, banner: str) -> None:
+def announce_when_ready(config: StackConfig, banner: str, echo=click.echo) -> None:
     """Print the banner once initialisation is done and the service answers (serves the champion)."""
     while not config.ready_file.exists():
         time.sleep(1)
@@ -68,7 +90,7 @@ def announce_when_ready(config: StackConfig, banner: str) -> None:
     while True:
         try:
             if requests.get(probe, timeout=2).ok:
-                click.echo(banner)
+                echo(banner)
                 return
         except requests.RequestException:
             pass
@@ -80,11 +102,17 @@ def announce_when_ready(config: StackConfig, banner: str) -> None:
 @click.option("--service-port", type=int, default=8000, show_default=True, envvar="CLINRISK_SERVICE_PORT")
 @click.option("--mlflow-port", type=int, default=5000, show_default=True, envvar="CLINRISK_MLFLOW_PORT")
 @click.option("--prefect-port", type=int, default=4200, show_default=True, envvar="CLINRISK_PREFECT_PORT")
+@click.option("--evidently-port", type=int, default=8001, show_default=True, envvar="CLINRISK_EVIDENTLY_PORT")
 @click.option("--web-workers", type=click.IntRange(min=1), default=None, help="Gunicorn workers.")
 @click.option("--no-train", is_flag=True, help="Do not train a first champion when there is none.")
 @click.option("--redeploy", is_flag=True, help="Re-register all deployments (resets UI schedule edits).")
-def up(host, service_port, mlflow_port, prefect_port, web_workers, no_train, redeploy) -> None:
-    """Start MLflow, Prefect, a worker with the deployments and the web service; Ctrl-C stops all."""
+def up(
+    host, service_port, mlflow_port, prefect_port, evidently_port, web_workers, no_train, redeploy
+) -> None:
+    """Start MLflow, Prefect, Evidently's UI, a worker with the deployments and the web service.
+
+    A process that exits unexpectedly is restarted (a few times); Ctrl-C stops them all.
+    """
     settings = load_settings()
     config = StackConfig(
         home=settings.home,
@@ -93,15 +121,17 @@ def up(host, service_port, mlflow_port, prefect_port, web_workers, no_train, red
         service_port=service_port,
         mlflow_port=mlflow_port,
         prefect_port=prefect_port,
+        evidently_port=evidently_port,
         web_workers=web_workers or settings.workers,
         artifacts_destination=settings.artifacts_destination,
         s3_endpoint_url=settings.s3_endpoint_url,
+        evidently_workspace=settings.evidently_workspace,
     )
     check_ports_free(config)
     prepare_home(config)
     env = {**os.environ, **environment(config)}
     admin = ensure_admin(settings, env)
     banner = describe(config, admin, settings.auth_enabled)
-    threading.Thread(target=announce_when_ready, args=(config, banner), daemon=True).start()
-    code = processes.run(config, env, train=not no_train, redeploy=redeploy)
-    sys.exit(0 if code in SIGNAL_EXIT_CODES else code)
+    supervisor = processes.supervisor(config, env, train=not no_train, redeploy=redeploy)
+    threading.Thread(target=announce_when_ready, args=(config, banner, supervisor.echo), daemon=True).start()
+    sys.exit(processes.run(supervisor))

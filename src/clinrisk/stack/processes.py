@@ -1,15 +1,13 @@
-"""The processes of the local stack, run together by honcho: one stops, all stop.
+"""The processes of the local stack and their command lines; `supervisor` runs them.
 
-Each process runs in its own process group (honcho starts it in a new session); honcho sends
-SIGTERM to every group on Ctrl-C or SIGTERM and SIGKILL five seconds later. Each group writes
-its id to `<home>/run/<name>.pid` so that, once honcho is done, any straggler is killed too.
+Each runs in its own process group. Its pid files (`<home>/run/<name>.pid` and `.pgid`) let
+`kill_leftovers` kill any straggler once the stack has stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -30,8 +28,9 @@ def commands(config: StackConfig, train: bool = True, redeploy: bool = False) ->
     return {
         "mlflow": mlflow_command(config),
         "prefect": [executable("prefect"), "server", "start", *listen(config.host, config.prefect_port)],
+        "evidently": evidently_command(config),
         # Initialisation runs first in the worker's process, which then becomes the worker:
-        # a one-shot process would make honcho stop the whole stack when it finished.
+        # a one-shot process would look to the supervisor like a service that exited.
         "worker": [*bootstrap_command(config, train, redeploy), "--", *worker_command(config)],
         # The web service starts once initialisation is done, so it loads the champion at once.
         "web": [*after_init, *web_command(config)],
@@ -59,6 +58,22 @@ def artifact_options(config: StackConfig) -> list[str]:
     return ["--default-artifact-root", (config.home / "mlartifacts").as_uri(), "--no-serve-artifacts"]
 
 
+def evidently_command(config: StackConfig) -> list[str]:
+    """Evidently's UI on the workspace every report of the flows is added to."""
+    command = [executable("evidently"), "ui", "--workspace", str(config.workspace)]
+    return command + listen(config.host, config.evidently_port)
+
+
+def ports(config: StackConfig) -> dict[str, int]:
+    """The port each process listens on (the worker listens on none)."""
+    return {
+        "mlflow": config.mlflow_port,
+        "prefect": config.prefect_port,
+        "evidently": config.evidently_port,
+        "web": config.service_port,
+    }
+
+
 def bootstrap_command(config: StackConfig, train: bool, redeploy: bool) -> list[str]:
     command = [sys.executable, "-m", "clinrisk.stack.bootstrap", "--pool", config.pool]
     command += ["--project-dir", str(config.project_dir), "--ready-file", str(config.ready_file)]
@@ -74,30 +89,32 @@ def worker_command(config: StackConfig) -> list[str]:
     return [executable("prefect"), "worker", "start", "--pool", config.pool, "--type", "process"]
 
 
-def shell_line(config: StackConfig, name: str, command: list[str]) -> str:
-    """The line honcho runs: record the process group id, then become the command."""
-    pid_file = shlex.quote(str(config.run_dir / f"{name}.pid"))
-    return f"echo $$ > {pid_file} && exec {shlex.join(command)}"
+def supervisor(config: StackConfig, env: dict[str, str], train: bool = True, redeploy: bool = False):
+    """A supervisor for every process of the stack, not started yet."""
+    from clinrisk.stack.supervisor import Service, Supervisor
+
+    port_of = ports(config)
+    planned = commands(config, train, redeploy)
+    services = [Service(name, command, port_of.get(name)) for name, command in planned.items()]
+    next(s for s in services if s.name == "worker").required_until = config.ready_file
+    return Supervisor(services, env, config.project_dir, config.run_dir)
 
 
-def run(config: StackConfig, env: dict[str, str], train: bool = True, redeploy: bool = False) -> int:
-    """Run every process until Ctrl-C, SIGTERM or the first exit; return honcho's exit code."""
-    from honcho.manager import Manager
-    from honcho.printer import Printer
-
-    manager = Manager(Printer(sys.stdout))
-    for name, command in commands(config, train, redeploy).items():
-        manager.add_process(name, shell_line(config, name, command), env=env, cwd=str(config.project_dir))
+def run(supervisor) -> int:
+    """Supervise every process until Ctrl-C or SIGTERM, then kill any straggler; the exit code."""
     try:
-        manager.loop()
+        return supervisor.run()
     finally:
-        kill_leftovers(config.run_dir)
-    return manager.returncode or 0
+        kill_leftovers(supervisor.run_dir)
 
 
 def kill_leftovers(run_dir: Path) -> None:
-    """SIGKILL what is left of each recorded process group (a no-op when honcho stopped them all)."""
-    for pid_file in run_dir.glob("*.pid"):
+    """SIGKILL each recorded process group and process still running (a no-op after a clean stop)."""
+    for pid_file in [*run_dir.glob("*.pgid"), *run_dir.glob("*.pid")]:
         with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
-            os.killpg(int(pid_file.read_text().strip()), signal.SIGKILL)
+            pid = int(pid_file.read_text().strip())
+            if pid_file.suffix == ".pgid":
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)

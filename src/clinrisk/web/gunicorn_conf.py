@@ -21,7 +21,7 @@ workers = _settings.workers
 worker_class = "sync"
 timeout = 60  # a worker silent this long is restarted; loading a champion takes a few seconds
 graceful_timeout = 30  # time for requests in flight and the prediction-log flush on shutdown
-accesslog = "-"
+accesslog = "-" if _settings.access_log else None  # CLINRISK_ACCESS_LOG=true: a line per request
 errorlog = "-"
 loglevel = "info"
 preload_app = False  # each worker loads its own champion and starts its own threads

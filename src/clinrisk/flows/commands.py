@@ -1,0 +1,106 @@
+"""`clinrisk flows run NAME [--param key=value]`: run a deployment on the stack's Prefect server.
+
+The server is PREFECT_API_URL when set, else the one `clinrisk up` recorded in
+`<CLINRISK_HOME>/stack.json`, so the command works in a new shell in the project root. It never
+starts Prefect's temporary server (which is what `prefect deployment run` does without the URL).
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+import yaml
+
+from clinrisk.errors import ClinriskError
+from clinrisk.settings import load_settings
+
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def prefect_api_url() -> str:
+    """The Prefect API to talk to: the environment's, else the running stack's."""
+    from clinrisk.stack.config import read_urls
+
+    if url := os.environ.get("PREFECT_API_URL"):
+        return url
+    home = load_settings().home
+    if url := read_urls(home).get("prefect_api_url"):
+        return url
+    raise ClinriskError(
+        f"no Prefect server: start the stack (make up) with CLINRISK_HOME={home}, or set PREFECT_API_URL"
+    )
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
+    """`key=value` pairs; values read as YAML scalars (numbers, true/false), else as text."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"'{pair}' is not key=value", param_hint="--param")
+        try:
+            params[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            params[key] = value
+    return params
+
+
+def deployment_name(name: str) -> str:
+    """`retrain` means the deployment `retrain/retrain`; `flow/deployment` is taken as given."""
+    return name if "/" in name else f"{name}/{name}"
+
+
+def create_run(api_url: str, deployment: str, params: dict[str, object]):
+    """Create a flow run of `deployment`, tagged as started from the CLI; the run."""
+    os.environ["PREFECT_API_URL"] = api_url  # before Prefect reads its settings
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from clinrisk.flows.origin import CLI_TAG
+
+    try:
+        with get_client(sync_client=True) as client:
+            found = client.read_deployment_by_name(deployment)
+            return client.create_flow_run_from_deployment(found.id, parameters=params, tags=[CLI_TAG])
+    except ObjectNotFound:
+        raise ClinriskError(f"deployment '{deployment}' is not registered on {api_url}") from None
+    except Exception as exc:  # httpx errors and Prefect's own: one line naming the server
+        raise ClinriskError(f"the Prefect API at {api_url} failed: {exc}") from exc
+
+
+def wait_for(run_id, poll_seconds: float = 2.0):
+    """Poll a flow run until it ends; its final state."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(run_id)
+            if run.state is not None and run.state.type.value in TERMINAL:
+                return run.state
+            time.sleep(poll_seconds)
+
+
+@click.group()
+def flows() -> None:
+    """Run the stack's flows (retrain, monitor, batch-score) on its Prefect server."""
+
+
+@flows.command("run")
+@click.argument("name")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A flow parameter.")
+@click.option("--wait/--no-wait", default=False, help="Wait for the end; exit non-zero unless it completed.")
+def run(name: str, params: tuple[str, ...], wait: bool) -> None:
+    """Start a run of deployment NAME (retrain, monitor, batch-score or flow/deployment)."""
+    api_url = prefect_api_url()
+    deployment = deployment_name(name)
+    flow_run = create_run(api_url, deployment, parse_params(params))
+    ui = api_url.removesuffix("/api").rstrip("/")
+    click.echo(f"started {deployment}: flow run {flow_run.name} ({ui}/runs/flow-run/{flow_run.id})")
+    if wait:
+        state = wait_for(flow_run.id)
+        click.echo(f"{flow_run.name} ended {state.type.value}: {state.message or ''}".rstrip(": "))
+        if state.type.value != "COMPLETED":
+            raise ClinriskError(f"flow run {flow_run.name} of {deployment} ended {state.type.value}")

@@ -1,0 +1,66 @@
+"""`clinrisk flows run`: a deployment run on the stack's Prefect server, from any shell."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from clinrisk.cli import main
+from clinrisk.flows.commands import parse_params
+from clinrisk.flows.origin import CLI_TAG
+from flows.prefect_api import deployment_runs
+
+pytestmark = pytest.mark.xdist_group("prefect-harness")
+
+
+def flows_run(*args: str):
+    return CliRunner().invoke(main, ["flows", "run", *args])
+
+
+def test_without_a_stack_it_says_how_to_start_one(tmp_path, monkeypatch):
+    """It exits 1 naming `make up` and PREFECT_API_URL, and starts no temporary server."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("CLINRISK_HOME", str(tmp_path / "no-stack"))
+    result = flows_run("retrain")
+    assert result.exit_code == 1
+    assert "no Prefect server" in result.stderr and "make up" in result.stderr
+    assert "PREFECT_API_URL" in result.stderr and "Traceback" not in result.output
+
+
+def test_parameters_are_read_as_yaml_scalars():
+    """It turns numbers and booleans into values and keeps the rest as text."""
+    parsed = parse_params(("window_hours=24", "trigger_retrain=false", "current_path=a b.csv", "x="))
+    assert parsed == {"window_hours": 24, "trigger_retrain": False, "current_path": "a b.csv", "x": ""}
+    for bad in ("no-equals", "=value"):
+        with pytest.raises(click.BadParameter, match=bad):
+            parse_params((bad,))
+
+
+@pytest.fixture
+def harness_api(prefect_harness, monkeypatch) -> str:
+    """The test harness's API URL in the environment, as the stack's would be."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    return url
+
+
+def test_an_unregistered_deployment_is_named(harness_api):
+    """It exits 1 naming the deployment and the server."""
+    result = flows_run("nope")
+    assert result.exit_code == 1
+    assert f"deployment 'nope/nope' is not registered on {harness_api}" in result.stderr
+
+
+def test_a_run_is_created_with_its_parameters_and_tagged_as_started_from_the_cli(
+    harness_api, retrain_deployment
+):
+    """It creates a flow run of the deployment with the given parameters, tagged as started from the CLI."""
+    result = flows_run(retrain_deployment, "--param", "seed=7", "-p", "model_name=stroke")
+    assert result.exit_code == 0, result.output
+    (run,) = deployment_runs(retrain_deployment)
+    assert run.parameters == {"seed": 7, "model_name": "stroke"}
+    assert CLI_TAG in run.tags
+    assert f"started {retrain_deployment}: flow run {run.name}" in result.stdout
