@@ -46,7 +46,7 @@ def predict(input_path, output_path, model_name, skip_invalid, rejects_path, chu
     from clinrisk.predict import score_file
 
     settings, name = _settings_for(model_name)
-    model = registry.load_alias(settings, name, registry.CHAMPION)
+    model = registry.load_served_alias(settings, name, registry.CHAMPION)
     report = score_file(
         model,
         model.info["version"],

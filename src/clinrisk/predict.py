@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from clinrisk.bundle import ServedModel
 from clinrisk.data import iter_table, split_valid_rows, validate_frame
 from clinrisk.errors import DataValidationError
 from clinrisk.model import RiskModel
-from clinrisk.serving.scorer import SKLEARN, Scorer, build_scorer, score_frame
+from clinrisk.serving.scorer import ONNX, SKLEARN, Scorer, build_scorer, score_frame
 
 DEFAULT_CHUNK_ROWS = 50_000
 
@@ -31,13 +32,18 @@ class ScoringReport:
     scoring_path: str = SKLEARN
 
 
-def choose_scorer(model: RiskModel, first_chunk: pd.DataFrame, fast_path: bool) -> tuple[Scorer, str]:
-    """The lean ONNX scorer if it matches scikit-learn on every row of the first chunk, else sklearn."""
+def choose_scorer(
+    model: RiskModel | ServedModel, first_chunk: pd.DataFrame, fast_path: bool
+) -> tuple[Scorer, str]:
+    """A signed bundle's ONNX scorer (verified at registration); for an in-memory RiskModel, the
+    lean ONNX scorer if it matches scikit-learn on every row of the first chunk, else sklearn."""
+    if isinstance(model, ServedModel):
+        return model.scorer, ONNX
     scorer, path = build_scorer(model, fast_path=fast_path, verification=first_chunk)
     return scorer, path.active
 
 
-def score_chunk(model: RiskModel, scorer: Scorer, chunk: pd.DataFrame, version: str) -> pd.DataFrame:
+def score_chunk(model: RiskModel | ServedModel, scorer: Scorer, chunk: pd.DataFrame, version: str) -> pd.DataFrame:
     """Append probability, prediction (at the model's own threshold) and model_version."""
     proba = score_frame(scorer, chunk, model.spec)
     out = chunk.copy()
@@ -83,7 +89,7 @@ class _TableWriter:
 
 
 def score_file(
-    model: RiskModel,
+    model: RiskModel | ServedModel,
     version: str,
     input_path: Path,
     output_path: Path,

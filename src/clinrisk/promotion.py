@@ -7,12 +7,14 @@ threshold first, PR-AUC to break ties. Every decision is written as tags on the 
 
 from __future__ import annotations
 
+import getpass
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
 
-from clinrisk import registry
+from clinrisk import bundle, registry, signing
 from clinrisk.errors import NoChampionError, RegistryError
 from clinrisk.evaluate import classification_metrics
 from clinrisk.model import RiskModel
@@ -100,20 +102,48 @@ def apply_gate(
     }
     registry.set_version_tags(settings, name, version, tags)
     if decision.promote:
-        promote(settings, name, version, reason="; ".join(decision.reasons))
+        promote(settings, name, version, reason="; ".join(decision.reasons), how="gate")
     return decision
 
 
-def promote(settings: Settings, name: str, version: str, reason: str = "manual promotion") -> None:
-    """Point `champion` at `version`, remembering the previous champion for rollback."""
+def acting_user() -> str:
+    """Who moves the alias: the MLflow account when there is one, else the OS user."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+
+
+def sign_promotion(settings: Settings, name: str, version: str, *, how: str, reason: str) -> None:
+    """Tag `version` with a promotion record signed by the key the registry cannot write."""
+    run_id = registry.version_run_id(settings, name, version)
+    record = bundle.promotion_record(
+        signing.load_key(settings),
+        name=name,
+        version=str(version),
+        run_id=run_id,
+        by=acting_user(),
+        how=how,
+        reason=reason,
+    )
+    registry.set_version_tags(settings, name, version, record)
+
+
+def promote(
+    settings: Settings, name: str, version: str, reason: str = "manual promotion", how: str = "manual"
+) -> None:
+    """Sign a promotion record, then point `champion` at `version` (the previous one kept for rollback)."""
     previous = registry.alias_version(settings, name, registry.CHAMPION)
     if previous == str(version):
         return
+    sign_promotion(settings, name, version, how=how, reason=reason)
     registry.set_version_tags(
         settings,
         name,
         version,
-        {"champion.previous": previous or "none", "champion.promoted_at": _now(), "champion.reason": reason},
+        {
+            "champion.previous": previous or "none",
+            "champion.promoted_at": _now(),
+            "champion.reason": reason,
+            "champion.promoted_by": acting_user(),
+        },
     )
     registry.set_alias(settings, name, registry.CHAMPION, version)
 
@@ -134,5 +164,6 @@ def rollback(settings: Settings, name: str, reason: str = "manual rollback") -> 
     registry.set_version_tags(
         settings, name, previous, {"champion.restored_at": _now(), "champion.restored_reason": reason}
     )
+    sign_promotion(settings, name, previous, how="rollback", reason=reason)
     registry.set_alias(settings, name, registry.CHAMPION, previous)
     return current, previous

@@ -58,6 +58,6 @@ def retrain(
     """Validate, train, log, register and gate: the whole retraining in one call."""
     spec, frame, sha = load_and_validate(settings, model_name, data_path)
     result = train_model(spec, frame, seed=seed, data_sha256=sha)
-    version = registry.log_and_register(settings, result, data_path_for(spec, data_path))
+    version = registry.log_and_register(settings, result, data_path_for(spec, data_path), verification=frame)
     decision = apply_gate(settings, version.version, result.model, result.holdout)
     return summary(result, version, decision)

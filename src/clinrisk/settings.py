@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     )
     artifact_root: str | None = None
     experiment_name: str | None = None
+    # The HMAC key that signs model bundles (default <home>/signing.key, 0600): see clinrisk.signing.
+    signing_key_file: Path | None = None
 
     # Web service.
     auth_enabled: bool = True
@@ -84,8 +86,8 @@ class Settings(BaseSettings):
         return self.spec_dir / f"{model_name}.yaml"
 
     def ensure_home(self) -> Path:
-        """Create the state directory on first use (never at import)."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create the state directory on first use (never at import), readable by its owner only."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.home
 
 

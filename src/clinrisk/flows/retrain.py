@@ -26,7 +26,7 @@ def retrain(
     spec, frame, sha = tasks.load_training_data(settings, name, data_path)
     result = tasks.train_candidates(spec, frame, seed, sha)
     source = data_path_for(spec, data_path)
-    version = tasks.log_and_register(settings, result, source)
+    version = tasks.log_and_register(settings, result, source, verification=frame)
     previous = tasks.champion_version(settings, name, "champion")
     decision = tasks.apply_gate(settings, version.version, result.model, result.holdout)
     report = tasks.compare_on_holdout(

@@ -53,7 +53,8 @@ trigger_retrain = io_task(triggering.trigger_with_cooldown, name="trigger-retrai
 publish_report = io_task(store.publish, name="save-report")
 record_in_registry = io_task(store.record_in_registry, name="log-report-to-mlflow")
 
-# Batch scoring.
+# Batch scoring: the signed ONNX bundle of the champion, never a pickle.
+load_served_champion = io_task(registry.load_served_alias, name="load-served-champion")
 score_file = io_task(predict.score_file, name="score-file")
 
 
