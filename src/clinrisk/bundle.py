@@ -117,12 +117,12 @@ def verified_meta(files: Mapping[str, bytes], key: bytes, *, name: str, run_id: 
     if not signing.verify(key, BUNDLE_PURPOSE, files[META_FILE], files[SIGNATURE_FILE].decode("ascii", "replace")):
         raise BundleError("its scorer bundle's signature does not verify")
     meta = json.loads(files[META_FILE])
+    if meta.get("servable") and _sha256(files.get(ONNX_FILE, b"")) != meta.get("onnx_sha256"):
+        raise BundleError("its ONNX file does not match the signed hash")
     if meta.get("name") != name or (run_id is not None and meta.get("run_id") != run_id):
         raise BundleError("its scorer bundle was signed for another model or run")
     if not meta.get("servable"):
         raise BundleError(f"ONNX cannot express this model, so it is not served: {meta.get('reason')}")
-    if _sha256(files.get(ONNX_FILE, b"")) != meta.get("onnx_sha256"):
-        raise BundleError("its ONNX file does not match the signed hash")
     return meta
 
 

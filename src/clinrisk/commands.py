@@ -85,13 +85,16 @@ def rollback(model_name: str | None, reason: str) -> None:
     emit_json({"model": name, "from_version": old, "champion": new, "reason": reason})
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @model_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def models(model_name: str | None, as_json: bool) -> None:
+@click.pass_context
+def models(ctx: click.Context, model_name: str | None, as_json: bool) -> None:
     """List registered versions with aliases, gate decision and holdout metrics."""
     from clinrisk import registry
 
+    if ctx.invoked_subcommand is not None:
+        return
     settings, name = _settings_for(model_name)
     rows = registry.list_versions(settings, name)
     if as_json:
@@ -106,3 +109,23 @@ def models(model_name: str | None, as_json: bool) -> None:
             f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['gate']:<9} {fmt(r['recall']):>6} "
             f"{fmt(r['precision']):>6} {fmt(r['roc_auc']):>7} {fmt(r['pr_auc']):>6}"
         )
+
+
+@models.command("upgrade")
+@model_option
+def models_upgrade(model_name: str | None) -> None:
+    """Sign a scorer bundle for every version registered before bundles (loads their pickles once)."""
+    from clinrisk.upgrade import upgrade
+
+    settings, name = _settings_for(model_name)
+    emit_json({"model": name, "versions": upgrade(settings, name)})
+
+
+@models.command("keygen")
+def models_keygen() -> None:
+    """Create the model signing key (0600) if there is none, and print where it is."""
+    from clinrisk import signing
+
+    settings = load_settings()
+    signing.ensure_key(settings)
+    emit_json({"signing_key_file": str(signing.key_path(settings))})

@@ -275,13 +275,14 @@ def load_version(settings: Settings, name: str, version: str) -> RiskModel:
 def bundle_files(settings: Settings, run_id: str) -> dict[str, bytes]:
     """The raw files of a run's scorer bundle (empty when it has none)."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
                 run_id=run_id, artifact_path=bundle.ARTIFACT_PATH, dst_path=tmp
             )
-        except (OSError, ValueError):
+        except (MlflowException, FileNotFoundError):
             return {}
         return bundle.read_files(Path(local))
 
@@ -293,14 +294,14 @@ def load_served(settings: Settings, name: str, version: str, *, promoted: bool =
     when MLflow fails, BundleError or SigningError when the version must not be served.
     """
     key = signing.load_key(settings)
-    with translated_errors(f"loading {name} version {version}"):
-        found = client(settings).get_model_version(name, str(version))
-        files = bundle_files(settings, found.run_id)
     try:
-        promotion = {}
-        if promoted:
-            bundle.verify_promotion(found.tags, key, name=name, version=str(version), run_id=found.run_id)
-            promotion = {k: found.tags[k] for k in (bundle.PROMOTION_TAG, bundle.PROMOTION_SIGNATURE_TAG)}
+        with translated_errors(f"loading {name} version {version}"):
+            found = client(settings).get_model_version(name, str(version))
+            promotion = {}
+            if promoted:
+                bundle.verify_promotion(found.tags, key, name=name, version=str(version), run_id=found.run_id)
+                promotion = {k: found.tags[k] for k in (bundle.PROMOTION_TAG, bundle.PROMOTION_SIGNATURE_TAG)}
+            files = bundle_files(settings, found.run_id)
         served = bundle.read_bundle(files, key, name=name, version=str(version), run_id=found.run_id)
     except bundle.BundleError as exc:
         raise bundle.BundleError(f"{name} version {version} is refused: {exc}") from None
