@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     fast_path: bool = True
+    # Failed logins allowed per client address and per user name in the window, per worker.
+    auth_failure_limit: int = Field(default=10, ge=1)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
 
     # Monitoring and reports.
     reports_dir: Path | None = None

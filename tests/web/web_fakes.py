@@ -87,7 +87,14 @@ class FakeRegistry:
 
 
 def web_settings(home: Path, **overrides) -> Settings:
-    values = {"home": home, "spec_dir": REPO / "models", "poll_interval_seconds": 3600, **overrides}
+    # Many tests fail auth on purpose from one address; the limit has tests of its own.
+    values = {
+        "home": home,
+        "spec_dir": REPO / "models",
+        "poll_interval_seconds": 3600,
+        "auth_failure_limit": 10_000,
+        **overrides,
+    }
     return load_settings(**values)
 
 
