@@ -114,7 +114,9 @@ def verified_meta(files: Mapping[str, bytes], key: bytes, *, name: str, run_id: 
     """The bundle's JSON once its signature, model name and run id check out; else BundleError."""
     if META_FILE not in files or SIGNATURE_FILE not in files:
         raise BundleError("it has no signed scorer bundle (run `clinrisk models upgrade`)")
-    if not signing.verify(key, BUNDLE_PURPOSE, files[META_FILE], files[SIGNATURE_FILE].decode("ascii", "replace")):
+    if not signing.verify(
+        key, BUNDLE_PURPOSE, files[META_FILE], files[SIGNATURE_FILE].decode("ascii", "replace")
+    ):
         raise BundleError("its scorer bundle's signature does not verify")
     meta = json.loads(files[META_FILE])
     if meta.get("servable") and _sha256(files.get(ONNX_FILE, b"")) != meta.get("onnx_sha256"):
@@ -192,7 +194,10 @@ def promotion_record(
         },
         sort_keys=True,
     )
-    return {PROMOTION_TAG: record, PROMOTION_SIGNATURE_TAG: signing.sign(key, PROMOTION_PURPOSE, record.encode())}
+    return {
+        PROMOTION_TAG: record,
+        PROMOTION_SIGNATURE_TAG: signing.sign(key, PROMOTION_PURPOSE, record.encode()),
+    }
 
 
 def verify_promotion(
@@ -201,7 +206,10 @@ def verify_promotion(
     """The signed promotion record of a version; BundleError when it is missing or forged."""
     record, signature = tags.get(PROMOTION_TAG), tags.get(PROMOTION_SIGNATURE_TAG)
     if not record or not signature:
-        raise BundleError(f"version {version} has no signed promotion record (promote it with the gate or `clinrisk promote`)")
+        raise BundleError(
+            f"version {version} has no signed promotion record"
+            " (promote it with the gate or `clinrisk promote`)"
+        )
     if not signing.verify(key, PROMOTION_PURPOSE, record.encode(), signature):
         raise BundleError(f"the promotion record of version {version} does not verify")
     facts = json.loads(record)

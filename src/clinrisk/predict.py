@@ -43,7 +43,9 @@ def choose_scorer(
     return scorer, path.active
 
 
-def score_chunk(model: RiskModel | ServedModel, scorer: Scorer, chunk: pd.DataFrame, version: str) -> pd.DataFrame:
+def score_chunk(
+    model: RiskModel | ServedModel, scorer: Scorer, chunk: pd.DataFrame, version: str
+) -> pd.DataFrame:
     """Append probability, prediction (at the model's own threshold) and model_version."""
     proba = score_frame(scorer, chunk, model.spec)
     out = chunk.copy()

@@ -42,6 +42,7 @@ predictions = Table(
     Column("features", Text, nullable=False),  # JSON object of the validated input
     Column("probability", Float, nullable=False),
     Column("prediction", Integer, nullable=False),
+    Column("requested_by", String(64), nullable=True),  # the user (or API key's owner) who asked
 )
 
 feedback = Table(
@@ -51,7 +52,12 @@ feedback = Table(
     Column("prediction_id", String(36), nullable=False, index=True),
     Column("outcome", Integer, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("requested_by", String(64), nullable=True),
 )
+
+# Columns added after the first release: (table, column DDL). Kept as data so that the
+# Alembic migration that replaces `_add_missing_columns` can be written from it.
+ADDED_COLUMNS = [("predictions", "requested_by VARCHAR(64)"), ("feedback", "requested_by VARCHAR(64)")]
 
 
 class PredictionLogError(ClinriskError):
@@ -65,11 +71,32 @@ def connect(url: str) -> Engine:
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        # hide_parameters: a failing statement's error never carries a patient's features.
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
         metadata.create_all(engine)
+        _add_missing_columns(engine)
     except SQLAlchemyError as exc:
-        raise PredictionLogError(f"prediction log at {engine_url_safe(url)} is unavailable: {exc}") from exc
+        raise PredictionLogError(f"the prediction log is unavailable: {safe_reason(exc)}") from exc
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(engine)
+    for table, ddl in ADDED_COLUMNS:
+        if ddl.split()[0] not in {c["name"] for c in inspector.get_columns(table)}:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {ddl}"))
+
+
+def safe_reason(exc: BaseException) -> str:
+    """What went wrong, for logs and error bodies: the driver's first line, never SQL or parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    if "[SQL:" in first or "parameters" in first.lower():
+        first = ""
+    return f"{type(cause).__name__}{': ' + first[:200] if first else ''}"
 
 
 def engine_url_safe(url: str) -> str:

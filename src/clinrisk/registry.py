@@ -190,7 +190,10 @@ def synthetic_example(spec: ModelSpec) -> pd.DataFrame:
         elif feature.type == "binary":
             row[name] = 0
         else:
-            low, high = feature.min or 0.0, feature.max if feature.max is not None else (feature.min or 0.0) + 1
+            low, high = (
+                feature.min or 0.0,
+                feature.max if feature.max is not None else (feature.min or 0.0) + 1,
+            )
             row[name] = float(low + high) / 2
     return pd.DataFrame([row], columns=spec.feature_names)
 
@@ -227,8 +230,7 @@ def log_and_register(
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{spec.name}") as run:
             _log_run_facts(result, spec, data_path)
             _log_figures(result, spec, workdir)
-            result.reference_sample.to_parquet(workdir / "reference.parquet")
-            mlflow.log_artifact(str(workdir / "reference.parquet"), artifact_path="reference")
+            save_reference(settings, spec.name, run.info.run_id, result.reference_sample)
             result.model.info["run_id"] = run.info.run_id
             _log_bundle(settings, result, run.info.run_id, verification)
             joblib.dump(result.model, workdir / "risk_model.joblib")
@@ -319,8 +321,13 @@ def load_served_alias(settings: Settings, name: str, alias: str = CHAMPION) -> b
 
 def log_bundle(settings: Settings, run_id: str, files: dict[str, bytes]) -> None:
     """Attach a scorer bundle to an existing run (used by `clinrisk models upgrade`)."""
-    with translated_errors(f"logging the scorer bundle to run {run_id}"), tempfile.TemporaryDirectory() as tmp:
-        client(settings).log_artifacts(run_id, str(bundle.write_files(Path(tmp), files)), bundle.ARTIFACT_PATH)
+    with (
+        translated_errors(f"logging the scorer bundle to run {run_id}"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        client(settings).log_artifacts(
+            run_id, str(bundle.write_files(Path(tmp), files)), bundle.ARTIFACT_PATH
+        )
 
 
 def load_alias(settings: Settings, name: str, alias: str = CHAMPION) -> RiskModel:
@@ -330,8 +337,28 @@ def load_alias(settings: Settings, name: str, alias: str = CHAMPION) -> RiskMode
     return load_version(settings, name, version)
 
 
+def reference_path(settings: Settings, name: str, run_id: str) -> Path:
+    """Where a run's drift reference lives: the private state directory, never MLflow."""
+    return settings.home / "references" / name / f"{run_id}.parquet"
+
+
+def save_reference(settings: Settings, name: str, run_id: str, sample: pd.DataFrame) -> Path:
+    """Keep the training sample (patient rows) beside the other protected data, owner-only."""
+    path = reference_path(settings, name, run_id)
+    settings.ensure_home()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(handle, "wb") as out:
+        sample.to_parquet(out)
+    return path
+
+
 def load_reference(settings: Settings, name: str, version: str) -> pd.DataFrame:
-    """The training-data sample recorded with a version, used as the drift reference."""
+    """The training-data sample recorded with a version, used as the drift reference.
+
+    Read from the private state directory; versions logged before it moved there keep
+    theirs as an MLflow artifact.
+    """
     import mlflow
 
     with (
@@ -339,6 +366,9 @@ def load_reference(settings: Settings, name: str, version: str) -> pd.DataFrame:
         tempfile.TemporaryDirectory() as tmp,
     ):
         run_id = client(settings).get_model_version(name, version).run_id
+        local = reference_path(settings, name, run_id)
+        if local.is_file():
+            return pd.read_parquet(local)
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
         )

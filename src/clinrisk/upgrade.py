@@ -38,7 +38,9 @@ def upgrade(settings: Settings, name: str) -> list[dict[str, Any]]:
         version = row["version"]
         entry = {"version": version, "bundle": upgrade_version(settings, name, version, key)}
         if version == champion and bundle.PROMOTION_TAG not in registry.version_tags(settings, name, version):
-            promotion.sign_promotion(settings, name, version, how="upgrade", reason="signed by `models upgrade`")
+            promotion.sign_promotion(
+                settings, name, version, how="upgrade", reason="signed by `models upgrade`"
+            )
             entry["promotion"] = "signed"
         done.append(entry)
     return done

@@ -78,7 +78,9 @@ def copy_version(settings, tmp_path: Path, edit) -> str:
     edit(files)
     experiment = mlflow_client.get_run(source).info.experiment_id
     run = mlflow_client.create_run(experiment).info.run_id
-    mlflow_client.log_artifacts(run, str(bundle.write_files(tmp_path / "forged", files)), bundle.ARTIFACT_PATH)
+    mlflow_client.log_artifacts(
+        run, str(bundle.write_files(tmp_path / "forged", files)), bundle.ARTIFACT_PATH
+    )
     return str(mlflow_client.create_model_version("stroke", f"runs:/{run}/model", run_id=run).version)
 
 
@@ -179,3 +181,21 @@ def test_upgrade_signs_versions_registered_before_bundles(tmp_path):
     assert state.status == UNAVAILABLE and "no signed promotion record" in state.reason
     assert upgrade(settings, "stroke") == [{"version": "1", "bundle": "bundled", "promotion": "signed"}]
     assert ChampionHolder(settings, RegistrySource(settings, "stroke")).refresh().status == READY
+
+
+def test_no_patient_row_is_stored_in_mlflow(registry_settings, tmp_path, raw_stroke):
+    """It keeps every run artifact free of patient rows: synthetic input example, no reference data."""
+    import re
+
+    run_id = registry.version_run_id(registry_settings, "stroke", "1")
+    local = Path(registry.client(registry_settings).download_artifacts(run_id, "", str(tmp_path)))
+    files = [f for f in local.rglob("*") if f.is_file()]
+    assert not [f for f in files if f.suffix in (".parquet", ".csv")]
+    # Glucose levels with two decimals identify real rows; none may appear in any text artifact.
+    glucose = {f"{v:.2f}" for v in raw_stroke["avg_glucose_level"] if round(v * 100) % 10}
+    pattern = re.compile(r"(?<![\d.])(\d{2,3}\.\d{2})(?!\d)")
+    for path in files:
+        if path.suffix in (".json", ".yaml", ".txt", "") or path.name == "MLmodel":
+            found = set(pattern.findall(path.read_text(errors="replace"))) & glucose
+            assert not found, f"{path.relative_to(local)} holds patient values {sorted(found)[:3]}"
+    assert registry.load_reference(registry_settings, "stroke", "1").shape[0] > 0

@@ -43,7 +43,9 @@ def test_an_unchanged_alias_loads_nothing(holder_settings, logistic_model):
 
 def test_registry_down_at_start_serves_the_cached_champion_degraded(holder_settings, logistic_model):
     """It serves the last cached champion and reports degraded when the registry is unreachable."""
-    cache.save(cache.cache_dir(holder_settings, "stroke"), signed_bundle(logistic_model, holder_settings, "4"))
+    cache.save(
+        cache.cache_dir(holder_settings, "stroke"), signed_bundle(logistic_model, holder_settings, "4")
+    )
     source = FakeRegistry({}, None, holder_settings)
     source.down = True
     state = ChampionHolder(holder_settings, source).refresh()
@@ -63,7 +65,9 @@ def test_registry_down_without_cache_is_unavailable(holder_settings):
 
 def test_recovering_registry_turns_degraded_into_ready(holder_settings, logistic_model):
     """It reports ready again once the registry answers with the version already served."""
-    cache.save(cache.cache_dir(holder_settings, "stroke"), signed_bundle(logistic_model, holder_settings, "1"))
+    cache.save(
+        cache.cache_dir(holder_settings, "stroke"), signed_bundle(logistic_model, holder_settings, "1")
+    )
     source = FakeRegistry({"1": logistic_model}, "1", holder_settings)
     source.down = True
     holder = ChampionHolder(holder_settings, source)

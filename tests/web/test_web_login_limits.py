@@ -41,14 +41,19 @@ def test_a_wrong_password_flood_gets_429_while_real_users_are_served(limited_app
     alice = from_client(limited_app, "10.0.0.1")
     assert alice.post("/predict", json=PATIENT, headers=basic("alice", PASSWORD)).status_code == 200
     attacker = from_client(limited_app, "10.6.6.6")
-    codes = [attacker.post("/predict", json=PATIENT, headers=basic("alice", f"guess {i}")).status_code for i in range(8)]
+    codes = [
+        attacker.post("/predict", json=PATIENT, headers=basic("alice", f"guess {i}")).status_code
+        for i in range(8)
+    ]
     assert codes == [401] * 3 + [429] * 5
     refused = attacker.post("/predict", json=PATIENT, headers=basic("bob", "another guess"))
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     assert refused.json["error"] == "too_many_failures"
     for headers in (basic("alice", PASSWORD), {"Authorization": f"Bearer {limited_app.config['API_KEY']}"}):
         assert alice.post("/predict", json=PATIENT, headers=headers).status_code == 200
-    assert from_client(limited_app, "10.0.0.2").get("/model", headers=basic("bob", PASSWORD)).status_code == 200
+    assert (
+        from_client(limited_app, "10.0.0.2").get("/model", headers=basic("bob", PASSWORD)).status_code == 200
+    )
 
 
 def test_a_user_under_attack_from_many_addresses_is_limited_per_user(limited_app):

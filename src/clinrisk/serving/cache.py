@@ -48,7 +48,10 @@ def save(directory: Path, served: bundle.ServedModel) -> None:
     for name, data in served.files.items():
         write_atomically(directory / name, data)
     write_atomically(directory / PROMOTION_FILE, json.dumps(served.promotion).encode())
-    meta = {"version": served.info.get("version"), "cached_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    meta = {
+        "version": served.info.get("version"),
+        "cached_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     write_atomically(directory / META_FILE, json.dumps(meta, indent=2).encode())
 
 

@@ -38,7 +38,9 @@ def _claimed(scheme: str, credentials: str) -> tuple[str, str]:
 
 def _check(users: UserStore, scheme: str, credentials: str) -> str | None:
     if scheme == "basic" and request.authorization is not None:
-        return users.check_password(request.authorization.username or "", request.authorization.password or "")
+        return users.check_password(
+            request.authorization.username or "", request.authorization.password or ""
+        )
     if scheme == "bearer":
         return users.check_api_key(credentials.strip())
     return None
@@ -47,9 +49,14 @@ def _check(users: UserStore, scheme: str, credentials: str) -> str | None:
 def _refuse_if_limited(limiter: FailureLimiter | None, keys: list[str], name: str, key_id: str) -> None:
     wait = limiter.retry_after(*keys) if limiter is not None else None
     if wait is not None:
-        audit.warning("auth refused, too many failures: user=%r key=%r client=%s", name, key_id, request.remote_addr)
+        audit.warning(
+            "auth refused, too many failures: user=%r key=%r client=%s", name, key_id, request.remote_addr
+        )
         raise ApiError(
-            429, "too_many_failures", "too many failed logins; try again later", headers=[("Retry-After", str(wait))]
+            429,
+            "too_many_failures",
+            "too many failed logins; try again later",
+            headers=[("Retry-After", str(wait))],
         )
 
 

@@ -11,13 +11,13 @@ least 12 characters (OWASP ASVS 4.0, 2.1.1).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
-import contextlib
 import tempfile
 import threading
 from collections.abc import Iterator
