@@ -7,6 +7,7 @@ half-way through a file never leaves a partial output behind.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,38 +57,57 @@ def score_chunk(
 
 
 class _TableWriter:
-    """Append chunks to a CSV or Parquet file that only appears when closed successfully."""
+    """Append chunks to a CSV or Parquet file that only appears when closed successfully.
+
+    The partial file is created beside the output under a fresh random name with O_EXCL and
+    O_NOFOLLOW, and written through that one handle: a planted file or symlink is never
+    followed or overwritten.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.partial")
         self.parquet = self.path.suffix.lower() in (".parquet", ".pq")
+        self._handle = None
         self._writer = None
         self.rows = 0
 
+    def _open(self):
+        if self._handle is None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            self._handle = os.fdopen(os.open(self.tmp, flags, 0o600), "wb")
+        return self._handle
+
     def write(self, frame: pd.DataFrame) -> None:
+        handle = self._open()
         if self.parquet:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             table = pa.Table.from_pandas(frame, preserve_index=False)
-            self._writer = self._writer or pq.ParquetWriter(self.tmp, table.schema)
+            self._writer = self._writer or pq.ParquetWriter(handle, table.schema)
             self._writer.write_table(table)
         else:
-            frame.to_csv(self.tmp, mode="a" if self.rows else "w", header=not self.rows, index=False)
+            handle.write(frame.to_csv(header=not self.rows, index=False).encode())
         self.rows += len(frame)
 
-    def commit(self) -> None:
+    def _close(self) -> None:
         if self._writer:
             self._writer.close()
-        if self.rows == 0 and not self.tmp.exists():
-            pd.DataFrame().to_csv(self.tmp, index=False)
+            self._writer = None
+        if self._handle:
+            self._handle.close()
+
+    def commit(self) -> None:
+        if self.rows == 0 and self._handle is None:
+            self._open().write(pd.DataFrame().to_csv(index=False).encode())
+        self._close()
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
-        if self._writer:
-            self._writer.close()
-        self.tmp.unlink(missing_ok=True)
+        if self._handle is not None:
+            self._close()
+            self.tmp.unlink(missing_ok=True)
 
 
 def score_file(

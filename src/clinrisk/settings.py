@@ -6,14 +6,16 @@ Every path defaults to somewhere inside the state directory `CLINRISK_HOME` (def
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clinrisk.errors import ClinriskError
+from clinrisk.errors import ClinriskError, SpecError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MODEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 def _default_spec_dir() -> Path:
@@ -83,9 +85,13 @@ class Settings(BaseSettings):
 
     @property
     def spec_path(self) -> Path:
-        return self.spec_dir / f"{self.model_name}.yaml"
+        return self.spec_path_for(self.model_name)
 
     def spec_path_for(self, model_name: str) -> Path:
+        """The spec file of a model named on the CLI or in a URL: one of `spec_dir`'s, never a path."""
+        known = sorted(p.stem for p in Path(self.spec_dir).glob("*.yaml"))
+        if not MODEL_NAME.fullmatch(model_name or "") or model_name not in known:
+            raise SpecError(f"unknown model {model_name!r}: the specs in CLINRISK_SPEC_DIR are {known}")
         return self.spec_dir / f"{model_name}.yaml"
 
     def ensure_home(self) -> Path:

@@ -89,3 +89,23 @@ def test_the_prediction_log_records_who_asked(tmp_path, logistic_model):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT requested_by FROM predictions")).scalar_one() == "alice"
         assert conn.execute(text("SELECT requested_by FROM feedback")).scalar_one() == "alice"
+
+
+def test_the_metrics_directory_is_never_clinrisk_home(tmp_path, monkeypatch):
+    """It refuses CLINRISK_HOME as the metrics directory and clears only prometheus files."""
+    import importlib
+    import os
+
+    monkeypatch.setenv("CLINRISK_HOME", str(tmp_path / "home"))
+    saved = dict(os.environ)  # the config module sets defaults in the environment on import
+    try:
+        conf = importlib.reload(importlib.import_module("clinrisk.web.gunicorn_conf"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    with pytest.raises(SystemExit, match="PROMETHEUS_MULTIPROC_DIR"):
+        conf._own_metrics_dir(str(tmp_path / "home"))
+    directory = conf._own_metrics_dir(str(tmp_path / "metrics"))
+    assert oct((tmp_path / "metrics").stat().st_mode & 0o777) == "0o700"
+    assert conf.METRICS_FILE.fullmatch("counter_123.db") and not conf.METRICS_FILE.fullmatch("mlflow.db")
+    assert directory == str(tmp_path / "metrics")
