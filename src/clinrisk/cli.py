@@ -24,6 +24,7 @@ COMMANDS = {
     "promote": "clinrisk.commands:promote",
     "rollback": "clinrisk.commands:rollback",
     "models": "clinrisk.commands:models",
+    "credentials": "clinrisk.commands:credentials",
     "serve": "clinrisk.web.commands:serve",
     "user": "clinrisk.web.commands:user",
     "monitor": "clinrisk.monitoring.commands:monitor",

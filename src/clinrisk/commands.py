@@ -129,3 +129,14 @@ def models_keygen() -> None:
     settings = load_settings()
     signing.ensure_key(settings)
     emit_json({"signing_key_file": str(signing.key_path(settings))})
+
+
+@click.command()
+def credentials() -> None:
+    """Generate the stack's passwords into CLINRISK_HOME/credentials.env (0600) and print where."""
+    from clinrisk.credentials import generate
+
+    settings = load_settings()
+    path, added = generate(settings.home)
+    click.echo(f"credentials in {path} (compose: `docker compose --env-file {path} up`)", err=True)
+    emit_json({"credentials_file": str(path), "generated": added})
