@@ -27,6 +27,7 @@ SECRETS = (
     "PREDICTIONS_DB_PASSWORD",
     "CLINRISK_ADMIN_PASSWORD",
     "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
     "MLFLOW_WRITER_PASSWORD",
     "MLFLOW_READER_PASSWORD",
     "PREFECT_SERVER_API_AUTH_STRING",
@@ -93,6 +94,28 @@ def generate(home: Path) -> tuple[Path, list[str]]:
         out.write("".join(f"{k}={v}\n" for k, v in values.items()))
     os.replace(tmp, path)
     return path, added
+
+
+def mlflow_auth_config(path: Path, database_uri: str) -> Path:
+    """MLflow's basic-auth settings (for MLFLOW_AUTH_CONFIG_PATH): nobody may do anything by default.
+
+    The admin account's password comes from MLFLOW_AUTH_ADMIN_PASSWORD at the server's first
+    start; the trainer (writer) and the web service (reader) get their own accounts and only
+    the permissions granted to them.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = (
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = {database_uri}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "grant_default_workspace_access = false\n"
+    )
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    return path
 
 
 def main(argv: list[str]) -> int:
