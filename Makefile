@@ -83,6 +83,10 @@ flow-run: install ## Run a flow on the running stack: make flow-run FLOW=retrain
 test-compose: install ## Build and start the docker compose stack, test it end to end, remove it
 	.ci/test-compose.sh
 
+.PHONY: audit
+audit: install ## Check Pipfile.lock's pinned packages for known vulnerabilities (pip-audit; reports, never fails)
+	.ci/audit.sh
+
 .PHONY: bench
 bench: install ## Run every benchmark on this machine and update benchmarks/RESULTS.md (~15 min on 2 cores)
 	$(PY) benchmarks/threshold_study.py $(BENCH_ARGS)

@@ -7,6 +7,8 @@ set -euo pipefail
 for name in MLFLOW_S3_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
   [ -n "${!name:-}" ] || unset "$name"
 done
+# Refuse a default database password when the port is published beyond loopback.
+python -m clinrisk.credentials check MLFLOW_BACKEND_STORE_URI
 exec mlflow server \
   --backend-store-uri "${MLFLOW_BACKEND_STORE_URI:?MLFLOW_BACKEND_STORE_URI is not set}" \
   --serve-artifacts --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-/data/artifacts}" \

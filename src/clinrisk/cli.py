@@ -25,6 +25,7 @@ COMMANDS = {
     "rollback": "clinrisk.commands:rollback",
     "models": "clinrisk.commands:models",
     "data": "clinrisk.data_commands:data",
+    "credentials": "clinrisk.commands:credentials",
     "serve": "clinrisk.web.commands:serve",
     "user": "clinrisk.web.commands:user",
     "monitor": "clinrisk.monitoring.commands:monitor",

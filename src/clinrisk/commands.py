@@ -49,7 +49,7 @@ def predict(input_path, output_path, model_name, skip_invalid, rejects_path, chu
     from clinrisk.predict import score_file
 
     settings, name = _settings_for(model_name)
-    model = registry.load_alias(settings, name, registry.CHAMPION)
+    model = registry.load_served_alias(settings, name, registry.CHAMPION)
     report = score_file(
         model,
         model.info["version"],
@@ -88,13 +88,16 @@ def rollback(model_name: str | None, reason: str) -> None:
     emit_json({"model": name, "from_version": old, "champion": new, "reason": reason})
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @model_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def models(model_name: str | None, as_json: bool) -> None:
+@click.pass_context
+def models(ctx: click.Context, model_name: str | None, as_json: bool) -> None:
     """List registered versions with aliases, gate decision and holdout metrics."""
     from clinrisk import registry
 
+    if ctx.invoked_subcommand is not None:
+        return
     settings, name = _settings_for(model_name)
     rows = registry.list_versions(settings, name)
     if as_json:
@@ -114,3 +117,34 @@ def models(model_name: str | None, as_json: bool) -> None:
                 f"{'':>9}gate: precision {r['gate_precision']}, recall {r['gate_recall']}, "
                 f"McNemar p {r['gate_p_value']}"
             )
+
+
+@models.command("upgrade")
+@model_option
+def models_upgrade(model_name: str | None) -> None:
+    """Sign a scorer bundle for every version registered before bundles (loads their pickles once)."""
+    from clinrisk.upgrade import upgrade
+
+    settings, name = _settings_for(model_name)
+    emit_json({"model": name, "versions": upgrade(settings, name)})
+
+
+@models.command("keygen")
+def models_keygen() -> None:
+    """Create the model signing key (0600) if there is none, and print where it is."""
+    from clinrisk import signing
+
+    settings = load_settings()
+    signing.ensure_key(settings)
+    emit_json({"signing_key_file": str(signing.key_path(settings))})
+
+
+@click.command()
+def credentials() -> None:
+    """Generate the stack's passwords into CLINRISK_HOME/credentials.env (0600) and print where."""
+    from clinrisk.credentials import generate
+
+    settings = load_settings()
+    path, added = generate(settings.home)
+    click.echo(f"credentials in {path} (compose: `docker compose --env-file {path} up`)", err=True)
+    emit_json({"credentials_file": str(path), "generated": added})

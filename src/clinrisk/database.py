@@ -45,6 +45,15 @@ def safe_url(url: str) -> str:
         return "<unparsable URL>"
 
 
+def safe_reason(exc: BaseException) -> str:
+    """What went wrong, for logs and error bodies: the driver's first line, never SQL or parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    if "[SQL:" in first or "parameters" in first.lower():
+        first = ""
+    return f"{type(cause).__name__}{': ' + first[:200] if first else ''}"
+
+
 def alembic_config(engine: Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -100,12 +109,13 @@ def connect(url: str) -> Engine:
     """
     try:
         lock = _sqlite_lock(url)
-        engine = create_engine(url, pool_pre_ping=True)
+        # hide_parameters: a failing statement's error never carries a patient's features.
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
         with _lock:
             if url not in _upgraded and current_revision(engine) != head_revision():
                 with lock or _server_lock(engine):
                     upgrade(engine)
             _upgraded.add(url)
     except (SQLAlchemyError, OSError) as exc:
-        raise DatabaseError(f"database at {safe_url(url)} is unavailable: {exc}") from exc
+        raise DatabaseError(f"the database is unavailable: {safe_reason(exc)}") from exc
     return engine

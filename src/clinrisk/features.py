@@ -13,8 +13,19 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from clinrisk.errors import SpecError
 from clinrisk.spec import CandidateSpec, ModelSpec
 
-# Candidates are named in YAML; only estimators from these packages may be imported.
-ALLOWED_ESTIMATOR_PACKAGES = ("sklearn.",)
+# Candidates are named in YAML; only these exact classifier classes may be imported. A prefix
+# such as "sklearn." would let a spec call any function in scikit-learn (some run commands).
+ALLOWED_ESTIMATORS = frozenset(
+    {
+        "sklearn.linear_model.LogisticRegression",
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        "sklearn.ensemble.RandomForestClassifier",
+        "sklearn.ensemble.GradientBoostingClassifier",
+        "sklearn.ensemble.ExtraTreesClassifier",
+        "sklearn.tree.DecisionTreeClassifier",
+        "sklearn.ensemble.VotingClassifier",  # soft vote of members that are themselves allowed
+    }
+)
 
 
 def build_preprocessor(spec: ModelSpec) -> ColumnTransformer:
@@ -39,8 +50,9 @@ def build_estimator(candidate: CandidateSpec, seed: int, **members: ClassifierMi
     the argument scikit-learn's VotingClassifier and StackingClassifier take.
     """
     module_name, _, class_name = candidate.estimator.rpartition(".")
-    if not candidate.estimator.startswith(ALLOWED_ESTIMATOR_PACKAGES):
-        raise SpecError(f"candidate '{candidate.name}': estimator must come from scikit-learn")
+    if candidate.estimator not in ALLOWED_ESTIMATORS:
+        allowed = ", ".join(sorted(ALLOWED_ESTIMATORS))
+        raise SpecError(f"candidate '{candidate.name}': estimator must be one of: {allowed}")
     params = {**candidate.params, **({"estimators": list(members.items())} if members else {})}
     try:
         estimator_class = getattr(importlib.import_module(module_name), class_name)

@@ -6,6 +6,7 @@ half-way through a file never leaves a partial output behind.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from clinrisk import outputs
+from clinrisk.bundle import ServedModel
 from clinrisk.data import iter_table, split_valid_rows, validate_frame
 from clinrisk.errors import DataValidationError
 from clinrisk.model import RiskModel
-from clinrisk.serving.scorer import SKLEARN, Scorer, build_scorer, score_frame
+from clinrisk.serving.scorer import ONNX, SKLEARN, Scorer, build_scorer, score_frame
 
 DEFAULT_CHUNK_ROWS = 50_000
 
@@ -31,13 +33,20 @@ class ScoringReport:
     scoring_path: str = SKLEARN
 
 
-def choose_scorer(model: RiskModel, first_chunk: pd.DataFrame, fast_path: bool) -> tuple[Scorer, str]:
-    """The lean ONNX scorer if it matches scikit-learn on every row of the first chunk, else sklearn."""
+def choose_scorer(
+    model: RiskModel | ServedModel, first_chunk: pd.DataFrame, fast_path: bool
+) -> tuple[Scorer, str]:
+    """A signed bundle's ONNX scorer (verified at registration); for an in-memory RiskModel, the
+    lean ONNX scorer if it matches scikit-learn on every row of the first chunk, else sklearn."""
+    if isinstance(model, ServedModel):
+        return model.scorer, ONNX
     scorer, path = build_scorer(model, fast_path=fast_path, verification=first_chunk)
     return scorer, path.active
 
 
-def score_chunk(model: RiskModel, scorer: Scorer, chunk: pd.DataFrame, version: str) -> pd.DataFrame:
+def score_chunk(
+    model: RiskModel | ServedModel, scorer: Scorer, chunk: pd.DataFrame, version: str
+) -> pd.DataFrame:
     """Append probability, prediction (at the model's own threshold) and model_version."""
     proba = score_frame(scorer, chunk, model.spec)
     out = chunk.copy()
@@ -48,45 +57,61 @@ def score_chunk(model: RiskModel, scorer: Scorer, chunk: pd.DataFrame, version: 
 
 
 class _TableWriter:
-    """Append chunks to a CSV or Parquet file that only appears when closed successfully."""
+    """Append chunks to a CSV or Parquet file that only appears when committed.
+
+    The partial file is created beside the output under a fresh random name (O_EXCL, by
+    `outputs.temporary_beside`) and written through one handle opened with O_NOFOLLOW: a file or
+    symlink planted under that name is never followed or overwritten.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.tmp: Path | None = None
         self.parquet = self.path.suffix.lower() in (".parquet", ".pq")
+        self._handle = None
         self._writer = None
         self.rows = 0
 
+    def _open(self):
+        if self._handle is None:
+            self.tmp = outputs.temporary_beside(self.path)
+            self._handle = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW), "wb")
+        return self._handle
+
     def write(self, frame: pd.DataFrame) -> None:
-        self.tmp = self.tmp or outputs.temporary_beside(self.path)
         try:
-            self._append(frame)
+            self._append(self._open(), frame)
         except OSError as exc:
             raise outputs.cannot_write(self.path, exc.strerror or str(exc)) from None
         self.rows += len(frame)
 
-    def _append(self, frame: pd.DataFrame) -> None:
+    def _append(self, handle, frame: pd.DataFrame) -> None:
         if self.parquet:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             table = pa.Table.from_pandas(frame, preserve_index=False)
-            self._writer = self._writer or pq.ParquetWriter(self.tmp, table.schema)
+            self._writer = self._writer or pq.ParquetWriter(handle, table.schema)
             self._writer.write_table(table)
         else:
-            frame.to_csv(self.tmp, mode="a" if self.rows else "w", header=not self.rows, index=False)
+            handle.write(frame.to_csv(header=not self.rows, index=False).encode())
 
-    def commit(self) -> None:
+    def _close(self) -> None:
         if self._writer:
             self._writer.close()
-        if self.tmp is None:
-            self.tmp = outputs.temporary_beside(self.path)
+            self._writer = None
+        if self._handle:
+            self._handle.close()
+            self._handle = None
+
+    def commit(self) -> None:
+        self._open()  # an output with no rows is still a file
+        self._close()
         outputs.commit(self.tmp, self.path)
         self.tmp = None
 
     def discard(self) -> None:
-        if self._writer:
-            self._writer.close()
+        self._close()
         if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
 
@@ -100,7 +125,7 @@ def check_paths(input_path: Path, output_path: Path, rejects_path: Path) -> None
 
 
 def score_file(
-    model: RiskModel,
+    model: RiskModel | ServedModel,
     version: str,
     input_path: Path,
     output_path: Path,

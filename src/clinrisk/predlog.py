@@ -42,6 +42,7 @@ predictions = Table(
     Column("features", Text, nullable=False),  # JSON object of the validated input
     Column("probability", Float, nullable=False),
     Column("prediction", Integer, nullable=False),
+    Column("requested_by", String(64), nullable=True),  # the user (or API key's owner) who asked
 )
 
 feedback = Table(
@@ -51,6 +52,7 @@ feedback = Table(
     Column("prediction_id", String(36), nullable=False, index=True),
     Column("outcome", Integer, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("requested_by", String(64), nullable=True),
 )
 
 
@@ -63,7 +65,10 @@ def connect(url: str) -> Engine:
     try:
         return database.connect(url)
     except DatabaseError as exc:
-        raise PredictionLogError(f"prediction log: {exc}") from exc
+        raise PredictionLogError(f"the prediction log is unavailable: {exc}") from exc
+
+
+safe_reason = database.safe_reason
 
 
 def engine_url_safe(url: str) -> str:

@@ -7,12 +7,14 @@ interval and the test's p-value as tags on the version, and moves the `champion`
 
 from __future__ import annotations
 
+import getpass
+import os
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
-from clinrisk import registry
+from clinrisk import bundle, registry, signing
 from clinrisk.errors import NoChampionError, RegistryError
 from clinrisk.evaluate import classification_metrics
 from clinrisk.gate import Estimate, GateDecision, GateRules, decide
@@ -22,8 +24,8 @@ from clinrisk.spec import ModelSpec
 
 __all__ = ["GateDecision", "apply_gate", "current_champion", "promote", "rollback", "score_on"]
 
-# Who moved the champion alias last: the gate, or a person with `clinrisk promote`.
-BY_GATE, BY_HAND = "gate", "hand"
+# How the champion alias was moved last: by the gate, or by a person with `clinrisk promote`.
+BY_GATE, BY_HAND = "gate", "manual"
 
 
 def _now() -> str:
@@ -69,7 +71,7 @@ def _hand_promoted_note(settings: Settings, name: str, version: str | None) -> s
     if version is None:
         return None
     tags = registry.version_tags(settings, name, version)
-    if tags.get("champion.promoted_by") != BY_HAND:
+    if tags.get("champion.promoted_how") != BY_HAND:
         return None
     return f"champion v{version} was promoted by hand ({tags.get('champion.reason', 'no reason given')})"
 
@@ -98,17 +100,38 @@ def apply_gate(
         decision.reasons.append(f"{note}; replaced because the gate's rules above allow it")
     registry.set_version_tags(settings, name, version, gate_tags(decision))
     if decision.promote:
-        promote(settings, name, version, reason="; ".join(decision.reasons), by=BY_GATE)
+        promote(settings, name, version, reason="; ".join(decision.reasons), how=BY_GATE)
     return decision
 
 
+def acting_user() -> str:
+    """Who moves the alias: the MLflow account when there is one, else the OS user."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+
+
+def sign_promotion(settings: Settings, name: str, version: str, *, how: str, reason: str) -> None:
+    """Tag `version` with a promotion record signed by the key the registry cannot write."""
+    run_id = registry.version_run_id(settings, name, version)
+    record = bundle.promotion_record(
+        signing.load_key(settings),
+        name=name,
+        version=str(version),
+        run_id=run_id,
+        by=acting_user(),
+        how=how,
+        reason=reason,
+    )
+    registry.set_version_tags(settings, name, version, record)
+
+
 def promote(
-    settings: Settings, name: str, version: str, reason: str = "manual promotion", by: str = BY_HAND
+    settings: Settings, name: str, version: str, reason: str = "manual promotion", how: str = BY_HAND
 ) -> None:
-    """Point `champion` at `version`, remembering the previous champion and who moved it."""
+    """Sign a promotion record, then point `champion` at `version` (the previous one kept for rollback)."""
     previous = registry.alias_version(settings, name, registry.CHAMPION)
     if previous == str(version):
         return
+    sign_promotion(settings, name, version, how=how, reason=reason)
     registry.set_version_tags(
         settings,
         name,
@@ -117,7 +140,8 @@ def promote(
             "champion.previous": previous or "none",
             "champion.promoted_at": _now(),
             "champion.reason": reason,
-            "champion.promoted_by": by,
+            "champion.promoted_by": acting_user(),
+            "champion.promoted_how": how,
         },
     )
     registry.set_alias(settings, name, registry.CHAMPION, version)
@@ -139,5 +163,6 @@ def rollback(settings: Settings, name: str, reason: str = "manual rollback") -> 
     registry.set_version_tags(
         settings, name, previous, {"champion.restored_at": _now(), "champion.restored_reason": reason}
     )
+    sign_promotion(settings, name, previous, how="rollback", reason=reason)
     registry.set_alias(settings, name, registry.CHAMPION, previous)
     return current, previous

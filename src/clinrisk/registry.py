@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from clinrisk import bundle, signing
 from clinrisk.errors import NoChampionError, RegistryError
 from clinrisk.model import RiskModel
 from clinrisk.settings import PROJECT_ROOT, Settings
@@ -211,13 +212,49 @@ def _log_datasets(inputs: list[DatasetInput]) -> None:
         mlflow.log_input(dataset, context=item.context, tags={"snapshot": item.digest, **item.tags})
 
 
+def synthetic_example(spec: ModelSpec) -> pd.DataFrame:
+    """One made-up record for MLflow's input example: never a patient's row."""
+    row: dict[str, Any] = {}
+    for name, feature in spec.features.items():
+        if feature.type == "categorical":
+            row[name] = (feature.categories or [""])[0]
+        elif feature.type == "binary":
+            row[name] = 0
+        else:
+            low, high = (
+                feature.min or 0.0,
+                feature.max if feature.max is not None else (feature.min or 0.0) + 1,
+            )
+            row[name] = float(low + high) / 2
+    return pd.DataFrame([row], columns=spec.feature_names)
+
+
+def _log_bundle(settings: Settings, result, run_id: str, verification: pd.DataFrame | None) -> dict:
+    """Convert, verify and sign the lean scorer once; log it under `scorer/` of the run."""
+    import mlflow
+
+    spec = result.model.spec
+    if verification is None:
+        verification = pd.concat([result.holdout, result.reference_sample])
+    rows = verification[spec.feature_names]
+    files = bundle.build_bundle(result.model, rows, run_id, signing.ensure_key(settings))
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_artifacts(str(bundle.write_files(Path(tmp), files)), artifact_path=bundle.ARTIFACT_PATH)
+    return json.loads(files[bundle.META_FILE])
+
+
 def log_and_register(
     settings: Settings,
     result,
     data_path: Path | str | None = None,
     datasets: list[DatasetInput] | None = None,
+    verification: pd.DataFrame | None = None,
 ) -> RegisteredVersion:
-    """Log a training run (with its dataset inputs), register its model and make it `challenger`."""
+    """Log a training run (with its dataset inputs), register its model and make it `challenger`.
+
+    The signed scorer bundle is logged before the version is registered, verified on
+    `verification` (the training snapshot; default: holdout plus the reference sample).
+    """
     import joblib
     import mlflow
 
@@ -229,16 +266,16 @@ def log_and_register(
             _log_run_facts(result, spec, data_path)
             _log_datasets(datasets or [])
             _log_figures(result, spec, workdir)
-            result.reference_sample.to_parquet(workdir / "reference.parquet")
-            mlflow.log_artifact(str(workdir / "reference.parquet"), artifact_path="reference")
+            save_reference(settings, spec.name, run.info.run_id, result.reference_sample)
             result.model.info["run_id"] = run.info.run_id
+            _log_bundle(settings, result, run.info.run_id, verification)
             joblib.dump(result.model, workdir / "risk_model.joblib")
             info = mlflow.pyfunc.log_model(
                 python_model=_pyfunc_class()(),
                 name=MODEL_ARTIFACT,
                 artifacts={"risk_model": str(workdir / "risk_model.joblib")},
                 signature=model_signature(spec),
-                input_example=result.holdout[spec.feature_names].head(3),
+                input_example=synthetic_example(spec),
                 pip_requirements=pip_requirements(),
                 registered_model_name=spec.name,
             )
@@ -273,6 +310,62 @@ def load_version(settings: Settings, name: str, version: str) -> RiskModel:
     return model
 
 
+def bundle_files(settings: Settings, run_id: str) -> dict[str, bytes]:
+    """The raw files of a run's scorer bundle (empty when it has none)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=bundle.ARTIFACT_PATH, dst_path=tmp
+            )
+        except (MlflowException, FileNotFoundError):
+            return {}
+        return bundle.read_files(Path(local))
+
+
+def load_served(settings: Settings, name: str, version: str, *, promoted: bool = True) -> bundle.ServedModel:
+    """One version as a verified ServedModel (ONNX + signed JSON; nothing unpickled).
+
+    With `promoted`, the version must carry a signed promotion record. Raises RegistryError
+    when MLflow fails, BundleError or SigningError when the version must not be served.
+    """
+    key = signing.load_key(settings)
+    try:
+        with translated_errors(f"loading {name} version {version}"):
+            found = client(settings).get_model_version(name, str(version))
+            promotion = {}
+            if promoted:
+                bundle.verify_promotion(found.tags, key, name=name, version=str(version), run_id=found.run_id)
+                promotion = {k: found.tags[k] for k in (bundle.PROMOTION_TAG, bundle.PROMOTION_SIGNATURE_TAG)}
+            files = bundle_files(settings, found.run_id)
+        served = bundle.read_bundle(files, key, name=name, version=str(version), run_id=found.run_id)
+    except bundle.BundleError as exc:
+        raise bundle.BundleError(f"{name} version {version} is refused: {exc}") from None
+    served.promotion = promotion
+    return served
+
+
+def load_served_alias(settings: Settings, name: str, alias: str = CHAMPION) -> bundle.ServedModel:
+    """The verified bundle of the version an alias names (the champion must be signed as promoted)."""
+    version = alias_version(settings, name, alias)
+    if version is None:
+        raise NoChampionError(f"no version of '{name}' has the alias '{alias}'; run `clinrisk train` first")
+    return load_served(settings, name, version, promoted=alias == CHAMPION)
+
+
+def log_bundle(settings: Settings, run_id: str, files: dict[str, bytes]) -> None:
+    """Attach a scorer bundle to an existing run (used by `clinrisk models upgrade`)."""
+    with (
+        translated_errors(f"logging the scorer bundle to run {run_id}"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        client(settings).log_artifacts(
+            run_id, str(bundle.write_files(Path(tmp), files)), bundle.ARTIFACT_PATH
+        )
+
+
 def load_alias(settings: Settings, name: str, alias: str = CHAMPION) -> RiskModel:
     version = alias_version(settings, name, alias)
     if version is None:
@@ -280,8 +373,28 @@ def load_alias(settings: Settings, name: str, alias: str = CHAMPION) -> RiskMode
     return load_version(settings, name, version)
 
 
+def reference_path(settings: Settings, name: str, run_id: str) -> Path:
+    """Where a run's drift reference lives: the private state directory, never MLflow."""
+    return settings.home / "references" / name / f"{run_id}.parquet"
+
+
+def save_reference(settings: Settings, name: str, run_id: str, sample: pd.DataFrame) -> Path:
+    """Keep the training sample (patient rows) beside the other protected data, owner-only."""
+    path = reference_path(settings, name, run_id)
+    settings.ensure_home()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(handle, "wb") as out:
+        sample.to_parquet(out)
+    return path
+
+
 def load_reference(settings: Settings, name: str, version: str) -> pd.DataFrame:
-    """The training-data sample recorded with a version, used as the drift reference."""
+    """The training-data sample recorded with a version, used as the drift reference.
+
+    Read from the private state directory; versions logged before it moved there keep
+    theirs as an MLflow artifact.
+    """
     import mlflow
 
     with (
@@ -289,6 +402,9 @@ def load_reference(settings: Settings, name: str, version: str) -> pd.DataFrame:
         tempfile.TemporaryDirectory() as tmp,
     ):
         run_id = client(settings).get_model_version(name, version).run_id
+        local = reference_path(settings, name, run_id)
+        if local.is_file():
+            return pd.read_parquet(local)
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
         )

@@ -194,7 +194,9 @@ def register(
     evaluation_rule: str = "",
 ) -> registry.RegisteredVersion:
     """Step 7a: log the run with its dataset inputs, register `served`, tag its snapshot."""
-    version = registry.log_and_register(settings, served, data.source, dataset_inputs(data, result))
+    version = registry.log_and_register(
+        settings, served, data.source, dataset_inputs(data, result), verification=data.frame
+    )
     if data.snapshot is not None:
         tags = {
             "data.evaluation_rule": evaluation_rule,

@@ -6,14 +6,16 @@ Every path defaults to somewhere inside the state directory `CLINRISK_HOME` (def
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clinrisk.errors import ClinriskError
+from clinrisk.errors import ClinriskError, SpecError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MODEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 def _default_spec_dir() -> Path:
@@ -44,6 +46,8 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(  # an S3-protocol server other than AWS (MinIO, moto)
         default=None, validation_alias=AliasChoices("MLFLOW_S3_ENDPOINT_URL", "CLINRISK_S3_ENDPOINT_URL")
     )
+    # The HMAC key that signs model bundles (default <home>/signing.key, 0600): see clinrisk.signing.
+    signing_key_file: Path | None = None
 
     # Web service.
     auth_enabled: bool = True
@@ -57,6 +61,9 @@ class Settings(BaseSettings):
     # Answered predictions not yet in the log, per worker, replayed after a crash (local disk only).
     journal_dir: Path | None = None
     access_log: bool = False  # one line per request; off so the stack's banner stays readable
+    # Failed logins allowed per client address and per user name in the window, per worker.
+    auth_failure_limit: int = Field(default=10, ge=1)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
 
     # Monitoring and reports.
     reports_dir: Path | None = None
@@ -97,14 +104,18 @@ class Settings(BaseSettings):
 
     @property
     def spec_path(self) -> Path:
-        return self.spec_dir / f"{self.model_name}.yaml"
+        return self.spec_path_for(self.model_name)
 
     def spec_path_for(self, model_name: str) -> Path:
+        """The spec file of a model named on the CLI or in a URL: one of `spec_dir`'s, never a path."""
+        known = sorted(p.stem for p in Path(self.spec_dir).glob("*.yaml"))
+        if not MODEL_NAME.fullmatch(model_name or "") or model_name not in known:
+            raise SpecError(f"unknown model {model_name!r}: the specs in CLINRISK_SPEC_DIR are {known}")
         return self.spec_dir / f"{model_name}.yaml"
 
     def ensure_home(self) -> Path:
-        """Create the state directory on first use (never at import)."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create the state directory on first use (never at import), readable by its owner only."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.home
 
 

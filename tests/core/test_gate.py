@@ -94,4 +94,4 @@ def test_replacing_a_hand_promoted_champion_says_so(fast_settings, tmp_path):
     third = retrain(fast_settings, "stroke", data_path=newer)
     assert second["promoted"] and third["promoted"]
     assert f"champion v{first['version']} was promoted by hand (clinician's choice)" in third["reasons"][-1]
-    assert registry.version_tags(fast_settings, "stroke", third["version"])["champion.promoted_by"] == "gate"
+    assert registry.version_tags(fast_settings, "stroke", third["version"])["champion.promoted_how"] == "gate"

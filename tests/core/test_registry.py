@@ -42,7 +42,12 @@ def test_round_trip_on_sqlite(fast_settings, raw_stroke):
     assert runs.data.tags["data_sha256"] == result.model.info["data_sha256"]
     assert {"git_commit", "pipfile_lock_sha256"} <= set(runs.data.tags)
     artifacts = {a.path for a in registry.client(fast_settings).list_artifacts(registered.run_id)}
-    assert {"pr_curve.png", "confusion_matrix.png", "reference"} <= artifacts
+    assert {"pr_curve.png", "confusion_matrix.png", "scorer"} <= artifacts
+    assert "reference" not in artifacts  # patient rows stay in the private state directory
+    assert (
+        oct(registry.reference_path(fast_settings, "stroke", registered.run_id).stat().st_mode & 0o777)
+        == "0o600"
+    )
 
 
 @pytest.mark.slow

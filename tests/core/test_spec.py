@@ -90,3 +90,26 @@ def test_a_missing_spec_is_a_clear_error(tmp_path):
     """It says which spec file does not exist."""
     with pytest.raises(SpecError, match="not found"):
         load_spec(tmp_path / "nothing.yaml")
+
+
+@pytest.mark.parametrize("name", ["../models/stroke", "/etc/passwd", "stroke.yaml", "Stroke", "nosuch", ""])
+def test_model_names_must_name_a_spec_in_the_spec_dir(settings, name):
+    """It refuses a model name that is a path or names no spec, listing the known ones."""
+    with pytest.raises(SpecError, match=r"unknown model.*stroke"):
+        settings.spec_path_for(name)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    ["sklearn.utils._testing.check_output", "sklearn.linear_model.LogisticRegressionX", "os.system"],
+)
+def test_only_allow_listed_estimator_classes_are_built(estimator, tmp_path):
+    """It refuses any estimator path but the exact allow-listed classes, and imports nothing."""
+    from clinrisk.features import build_estimator
+    from clinrisk.spec import CandidateSpec
+
+    marker = tmp_path / "ran"
+    candidate = CandidateSpec(name="evil", estimator=estimator, params={"args": ["touch", str(marker)]})
+    with pytest.raises(SpecError, match="must be one of"):
+        build_estimator(candidate, seed=0)
+    assert not marker.exists()

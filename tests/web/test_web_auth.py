@@ -113,7 +113,7 @@ def test_user_add_reads_the_password_from_stdin_into_clinrisk_home(tmp_path, mon
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [
-        (["user", "add", "eve"], "short\n", "at least 8"),
+        (["user", "add", "eve"], "short\n", "at least 12"),
         (["user", "add", "bad name"], f"{PASSWORD}\n", "invalid"),
         (["user", "remove", "nobody"], "", "no user"),
     ],

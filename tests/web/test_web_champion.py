@@ -6,9 +6,10 @@ import threading
 import time
 
 import pytest
-from web_fakes import FakeRegistry, as_version, make_app, web_settings
+from web_fakes import FakeRegistry, as_version, make_app, signed_bundle, web_settings
 from web_support import PATIENT
 
+from clinrisk import signing
 from clinrisk.serving import cache
 from clinrisk.serving.champion import DEGRADED, READY, UNAVAILABLE, ChampionHolder
 from clinrisk.serving.watcher import ChampionWatcher
@@ -21,19 +22,19 @@ def holder_settings(tmp_path):
 
 def test_a_new_champion_is_swapped_in_and_cached(holder_settings, logistic_model):
     """It loads the version the alias names, swaps it in whole and keeps it in the local cache."""
-    source = FakeRegistry({"1": logistic_model, "2": logistic_model}, "1")
+    source = FakeRegistry({"1": logistic_model, "2": logistic_model}, "1", holder_settings)
     holder = ChampionHolder(holder_settings, source)
     first = holder.refresh().loaded
     source.champion = "2"
     second = holder.refresh().loaded
     assert (first.version, second.version) == ("1", "2")
     assert first.model.info["version"] == "1"  # the old object is untouched for requests still using it
-    assert cache.load(holder.cache_dir).info["version"] == "2"
+    assert cache.load(holder.cache_dir, signing.load_key(holder_settings), "stroke").info["version"] == "2"
 
 
 def test_an_unchanged_alias_loads_nothing(holder_settings, logistic_model):
     """It polls cheaply: the same champion version is not downloaded again."""
-    source = FakeRegistry({"1": logistic_model}, "1")
+    source = FakeRegistry({"1": logistic_model}, "1", holder_settings)
     holder = ChampionHolder(holder_settings, source)
     loaded = holder.refresh().loaded
     assert holder.refresh().loaded is loaded
@@ -42,8 +43,10 @@ def test_an_unchanged_alias_loads_nothing(holder_settings, logistic_model):
 
 def test_registry_down_at_start_serves_the_cached_champion_degraded(holder_settings, logistic_model):
     """It serves the last cached champion and reports degraded when the registry is unreachable."""
-    cache.save(cache.cache_dir(holder_settings, "stroke"), as_version(logistic_model, "4"))
-    source = FakeRegistry({}, None)
+    cache.save(
+        cache.cache_dir(holder_settings, "stroke"), signed_bundle(logistic_model, holder_settings, "4")
+    )
+    source = FakeRegistry({}, None, holder_settings)
     source.down = True
     state = ChampionHolder(holder_settings, source).refresh()
     assert state.status == DEGRADED
@@ -53,7 +56,7 @@ def test_registry_down_at_start_serves_the_cached_champion_degraded(holder_setti
 
 def test_registry_down_without_cache_is_unavailable(holder_settings):
     """It reports unavailable, naming the registry problem and the missing cache."""
-    source = FakeRegistry({}, None)
+    source = FakeRegistry({}, None, holder_settings)
     source.down = True
     state = ChampionHolder(holder_settings, source).refresh()
     assert state.status == UNAVAILABLE and state.loaded is None
@@ -62,8 +65,10 @@ def test_registry_down_without_cache_is_unavailable(holder_settings):
 
 def test_recovering_registry_turns_degraded_into_ready(holder_settings, logistic_model):
     """It reports ready again once the registry answers with the version already served."""
-    cache.save(cache.cache_dir(holder_settings, "stroke"), as_version(logistic_model, "1"))
-    source = FakeRegistry({"1": logistic_model}, "1")
+    cache.save(
+        cache.cache_dir(holder_settings, "stroke"), signed_bundle(logistic_model, holder_settings, "1")
+    )
+    source = FakeRegistry({"1": logistic_model}, "1", holder_settings)
     source.down = True
     holder = ChampionHolder(holder_settings, source)
     assert holder.refresh().status == DEGRADED
@@ -75,7 +80,7 @@ def test_recovering_registry_turns_degraded_into_ready(holder_settings, logistic
 
 def test_a_broken_version_keeps_the_current_champion(holder_settings, logistic_model):
     """It keeps serving the current version when a new one cannot be loaded."""
-    source = FakeRegistry({"1": logistic_model}, "1")
+    source = FakeRegistry({"1": logistic_model}, "1", holder_settings)
     holder = ChampionHolder(holder_settings, source)
     holder.refresh()
     source.champion = "2"  # not loadable: KeyError inside the source
@@ -102,7 +107,7 @@ def test_without_champion_ready_and_predict_answer_503(tmp_path):
 def test_ready_reports_degraded_with_a_cached_champion(tmp_path, logistic_model):
     """It answers /ready 200 with status degraded, and /predict names the cached version."""
     settings = web_settings(tmp_path / "home", auth_enabled=False, fast_path=False)
-    cache.save(cache.cache_dir(settings, "stroke"), as_version(logistic_model, "3"))
+    cache.save(cache.cache_dir(settings, "stroke"), signed_bundle(logistic_model, settings, "3"))
     source = FakeRegistry({}, None)
     source.down = True
     app = make_app(settings, source, watch=False)
@@ -157,7 +162,7 @@ def test_watcher_swaps_versions_under_concurrent_requests(tmp_path, logistic_mod
 
 def test_watcher_polls_until_stopped(holder_settings, logistic_model):
     """It calls the registry every interval and stops when asked."""
-    source = FakeRegistry({"1": logistic_model}, "1")
+    source = FakeRegistry({"1": logistic_model}, "1", holder_settings)
     watcher = ChampionWatcher(ChampionHolder(holder_settings, source), interval=0.02)
     watcher.start()
     time.sleep(0.3)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import func, select
-from web_fakes import as_version
+from web_fakes import signed_bundle, web_settings
 from web_support import PATIENT
 
-from clinrisk import predlog
+from clinrisk import predlog, signing
 from clinrisk.serving import cache
 from clinrisk.serving.logwriter import PredictionLogWriter
 
@@ -87,18 +88,21 @@ def test_feedback_is_stored_only_for_logged_predictions(tmp_path):
 
 def test_cache_round_trip_keeps_version_threshold_and_predictions(tmp_path, logistic_model):
     """It restores the cached champion with its version, threshold and behaviour."""
+    settings = web_settings(tmp_path / "home")
     directory = tmp_path / "serving-cache" / "stroke"
-    cache.save(directory, as_version(logistic_model, "9"))
-    restored = cache.load(directory)
+    cache.save(directory, signed_bundle(logistic_model, settings, "9"))
+    restored = cache.load(directory, signing.load_key(settings), "stroke")
     assert restored.info["version"] == "9" and restored.threshold == logistic_model.threshold
     frame = __import__("pandas").DataFrame([PATIENT])
-    assert restored.predict_proba(frame) == logistic_model.predict_proba(frame)
+    assert restored.predict_proba(frame) == pytest.approx(logistic_model.predict_proba(frame), abs=1e-5)
 
 
-def test_a_corrupt_cache_counts_as_no_cache(tmp_path):
-    """It treats an unreadable cache file as no cache instead of failing."""
+def test_a_corrupt_cache_counts_as_no_cache(tmp_path, logistic_model):
+    """It treats an unreadable or unsigned cache as no cache instead of failing."""
+    settings = web_settings(tmp_path / "home")
+    key = signing.ensure_key(settings)
     directory = tmp_path / "serving-cache" / "stroke"
-    directory.mkdir(parents=True)
-    (directory / cache.MODEL_FILE).write_bytes(b"not a pickle")
-    assert cache.load(directory) is None
-    assert cache.load(tmp_path / "empty") is None
+    cache.save(directory, signed_bundle(logistic_model, settings, "9"))
+    (directory / "scorer.json").write_bytes(b"not json")
+    assert cache.load(directory, key, "stroke") is None
+    assert cache.load(tmp_path / "empty", key, "stroke") is None

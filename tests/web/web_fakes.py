@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from clinrisk import bundle, signing
 from clinrisk.data import validate_frame
 from clinrisk.errors import RegistryError
 from clinrisk.features import build_pipeline
 from clinrisk.model import RiskModel
+from clinrisk.serving.scorer import load_verification_data
 from clinrisk.settings import Settings, load_settings
 from clinrisk.spec import ModelSpec
 from clinrisk.web import create_app
@@ -41,12 +43,34 @@ def as_version(model: RiskModel, version: str, threshold: float | None = None) -
     )
 
 
-class FakeRegistry:
-    """A model source we control: which version is champion, and whether the registry is down."""
+_BUNDLES: dict[tuple, dict[str, bytes]] = {}
 
-    def __init__(self, models: dict[str, RiskModel], champion: str | None):
+
+def signed_bundle(model: RiskModel, settings: Settings, version: str) -> bundle.ServedModel:
+    """The model as the registry holds it after `clinrisk train` and a gate promotion: signed data."""
+    key = signing.ensure_key(settings)
+    cache_key = (id(model.pipeline), model.threshold, key)
+    if cache_key not in _BUNDLES:
+        rows, _ = load_verification_data(model.spec)
+        _BUNDLES[cache_key] = bundle.build_bundle(model, rows, "run", key)
+    files = _BUNDLES[cache_key]
+    served = bundle.read_bundle(files, key, name=model.spec.name, version=version, run_id="run")
+    served.promotion = bundle.promotion_record(
+        key, name=model.spec.name, version=version, run_id="run", by="test", how="gate", reason="test"
+    )
+    return served
+
+
+class FakeRegistry:
+    """A model source we control: which version is champion, and whether the registry is down.
+
+    It hands out signed bundles made with the signing key of `settings` (set by `make_app`).
+    """
+
+    def __init__(self, models: dict[str, RiskModel], champion: str | None, settings: Settings | None = None):
         self.models = models
         self.champion = champion
+        self.settings = settings
         self.down = False
         self.loads: list[str] = []
 
@@ -55,19 +79,27 @@ class FakeRegistry:
             raise RegistryError("reading alias 'champion' failed: MLflow is unreachable (test)")
         return self.champion
 
-    def load(self, version: str) -> RiskModel:
+    def load(self, version: str) -> bundle.ServedModel:
         if self.down:
             raise RegistryError("loading failed: MLflow is unreachable (test)")
         self.loads.append(version)
-        return as_version(self.models[version], version)
+        return signed_bundle(self.models[version], self.settings, version)
 
 
 def web_settings(home: Path, **overrides) -> Settings:
-    values = {"home": home, "spec_dir": REPO / "models", "poll_interval_seconds": 3600, **overrides}
+    # Many tests fail auth on purpose from one address; the limit has tests of its own.
+    values = {
+        "home": home,
+        "spec_dir": REPO / "models",
+        "poll_interval_seconds": 3600,
+        "auth_failure_limit": 10_000,
+        **overrides,
+    }
     return load_settings(**values)
 
 
 def make_app(settings: Settings, source: FakeRegistry, **kwargs):
+    source.settings = source.settings or settings
     app = create_app(settings, model_source=source, **kwargs)
     app.config["TESTING"] = True
     return app

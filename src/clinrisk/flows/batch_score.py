@@ -28,7 +28,7 @@ def batch_score(
     """Add probability, prediction and model_version to every row; invalid rows fail or go to rejects."""
     settings = load_settings()
     name = model_name or settings.model_name
-    champion = tasks.load_champion(settings, name)
+    champion = tasks.load_served_champion(settings, name)
     report = tasks.score_file(
         champion,
         champion.info["version"],

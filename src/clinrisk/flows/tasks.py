@@ -62,7 +62,8 @@ record_in_registry = io_task(store.record_in_registry, name="log-report-to-mlflo
 record_decision = io_task(store.record_decision, name="record-retrain-decision")
 record_skipped = io_task(store.record_skipped, name="list-skipped-run")
 
-# Batch scoring.
+# Batch scoring: the signed ONNX bundle of the champion, never a pickle.
+load_served_champion = io_task(registry.load_served_alias, name="load-served-champion")
 score_file = io_task(predict.score_file, name="score-file")
 
 

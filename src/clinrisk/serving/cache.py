@@ -1,9 +1,10 @@
 """The last champion a worker loaded, kept on local disk so a restart survives a registry outage.
 
-One directory per model under `<CLINRISK_HOME>/serving-cache/`, holding the joblib RiskModel
-(threshold, spec and version inside) and a small JSON file for people. Files are written
-to a temporary name and renamed, so several workers can save at once and a reader never
-sees half a file.
+One directory per model under `<CLINRISK_HOME>/serving-cache/`, holding the champion's signed
+bundle (ONNX, JSON, signature) and its signed promotion record: data, never a pickle. A cached
+champion is verified with the signing key exactly as one from the registry, so a file planted
+here is refused, never run. Files are written under a fresh name (O_EXCL) and renamed, so
+several workers can save at once and a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
-from clinrisk.model import RiskModel
+from clinrisk import bundle
 from clinrisk.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.joblib"
+PROMOTION_FILE = "promotion.json"
 META_FILE = "meta.json"
 
 
@@ -28,41 +29,47 @@ def cache_dir(settings: Settings, model_name: str) -> Path:
     return settings.home / "serving-cache" / model_name
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename over `path`."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write through a new file beside `path` (O_EXCL, no symlink followed), then rename over it."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        write(tmp)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
-def save(directory: Path, model: RiskModel) -> None:
-    """Keep `model` as the cached champion (the version is read from `model.info`)."""
-    import joblib
-
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_atomically(directory / MODEL_FILE, lambda tmp: joblib.dump(model, tmp))
+def save(directory: Path, served: bundle.ServedModel) -> None:
+    """Keep a verified champion's bundle and promotion record as the cached champion."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name, data in served.files.items():
+        write_atomically(directory / name, data)
+    write_atomically(directory / PROMOTION_FILE, json.dumps(served.promotion).encode())
     meta = {
-        "version": model.info.get("version"),
+        "version": served.info.get("version"),
         "cached_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    _write_atomically(directory / META_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    write_atomically(directory / META_FILE, json.dumps(meta, indent=2).encode())
 
 
-def load(directory: Path) -> RiskModel | None:
-    """The cached champion, or None when there is none or it cannot be read."""
-    import joblib
-
-    path = directory / MODEL_FILE
-    if not path.exists():
+def load(directory: Path, key: bytes, name: str) -> bundle.ServedModel | None:
+    """The cached champion when its bundle and promotion record verify, else None (and a warning)."""
+    files = bundle.read_files(directory)
+    if not files:
         return None
     try:
-        model = joblib.load(path)
-    except Exception as exc:  # a corrupt or incompatible pickle: treat as no cache
-        log.warning("cannot read the cached champion %s: %s", path, exc)
+        promotion = json.loads((directory / PROMOTION_FILE).read_text())
+        meta = json.loads(files.get(bundle.META_FILE, b"{}"))
+        run_id = str(meta.get("run_id"))
+        record = json.loads(promotion.get(bundle.PROMOTION_TAG, "{}"))
+        version = str(record.get("version"))
+        bundle.verify_promotion(promotion, key, name=name, version=version, run_id=run_id)
+        served = bundle.read_bundle(files, key, name=name, version=version, run_id=run_id)
+    except (OSError, ValueError, AttributeError, bundle.BundleError) as exc:
+        log.warning("the cached champion of %s is refused: %s", name, exc)
         return None
-    return model if isinstance(model, RiskModel) else None
+    served.promotion = promotion
+    return served

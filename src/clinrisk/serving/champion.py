@@ -2,8 +2,10 @@
 
 A request reads `ChampionHolder.state` once and scores with the `LoadedModel` inside it, so
 a swap never changes the model under a request in flight. `refresh()` asks the registry
-which version is the champion, loads and prepares a new one (lean scorer, verification)
-before swapping, and falls back to the local cache when the registry cannot be reached.
+which version is the champion, loads its signed bundle (ONNX + JSON, verified with the
+signing key; never a pickle) before swapping, and falls back to the local cache, verified
+the same way, when the registry cannot be reached. A version that does not verify is
+refused: the current champion keeps serving and `/ready` says why.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import pandas as pd
-
-from clinrisk import registry
+from clinrisk import registry, signing
+from clinrisk.bundle import BundleError, ServedModel
 from clinrisk.errors import RegistryError
-from clinrisk.model import RiskModel
 from clinrisk.serving import cache
-from clinrisk.serving.scorer import Scorer, ScoringPath, build_scorer, load_verification_data
+from clinrisk.serving.scorer import ONNX, Scorer, ScoringPath
 from clinrisk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class LoadedModel:
 
     name: str
     version: str
-    model: RiskModel
+    model: ServedModel
     scorer: Scorer
     scoring: ScoringPath
     origin: str
@@ -75,7 +75,7 @@ class ModelSource(Protocol):
 
     def champion_version(self) -> str | None: ...
 
-    def load(self, version: str) -> RiskModel: ...
+    def load(self, version: str) -> ServedModel: ...
 
 
 class RegistrySource:
@@ -88,8 +88,8 @@ class RegistrySource:
     def champion_version(self) -> str | None:
         return registry.alias_version(self.settings, self.model_name, registry.CHAMPION)
 
-    def load(self, version: str) -> RiskModel:
-        return registry.load_version(self.settings, self.model_name, version)
+    def load(self, version: str) -> ServedModel:
+        return registry.load_served(self.settings, self.model_name, version)
 
 
 class ChampionHolder:
@@ -102,7 +102,6 @@ class ChampionHolder:
         self.cache_dir = cache.cache_dir(settings, self.model_name)
         self._state = ServingState(LOADING, "the champion has not been loaded yet", None)
         self._lock = threading.Lock()
-        self._verification: dict[str, tuple[pd.DataFrame | None, str]] = {}
 
     @property
     def state(self) -> ServingState:
@@ -148,8 +147,12 @@ class ChampionHolder:
                 same = current if current.origin == FROM_REGISTRY else replace(current, origin=FROM_REGISTRY)
                 return ServingState(READY, None, same)
             model = self.source.load(version)
+        except (BundleError, signing.SigningError) as exc:
+            return self._fallback(str(exc), current)
         except RegistryError as exc:
-            return self._fallback(f"the model registry is unreachable ({exc})", current)
+            # The detail (it may name the server) goes to the log, not to the unauthenticated /ready.
+            log.warning("the model registry failed: %s", exc)
+            return self._fallback("the model registry is unreachable", current)
         loaded = self._prepare(model, version, FROM_REGISTRY)
         self._save_cache(model)
         return ServingState(READY, None, loaded)
@@ -159,31 +162,31 @@ class ChampionHolder:
         if current is not None:
             serving = f"still serving version {current.version} (loaded from the {current.origin})"
             return ServingState(DEGRADED, f"{problem}; {serving}", current)
-        cached = cache.load(self.cache_dir)
+        cached = self._load_cache()
         if cached is None:
-            return ServingState(UNAVAILABLE, f"{problem}; no cached champion in {self.cache_dir}", None)
+            return ServingState(UNAVAILABLE, f"{problem}; no cached champion that verifies", None)
         loaded = self._prepare(cached, str(cached.info.get("version", "unknown")), FROM_CACHE)
         return ServingState(DEGRADED, f"{problem}; serving the cached version {loaded.version}", loaded)
 
-    def _prepare(self, model: RiskModel, version: str, origin: str) -> LoadedModel:
-        """Build the scorer and the request schema now, off the request path."""
-        verification, where = self._verification_data(model)
-        scorer, scoring = build_scorer(
-            model, fast_path=self.settings.fast_path, verification=verification, missing_reason=where
+    def _prepare(self, model: ServedModel, version: str, origin: str) -> LoadedModel:
+        """Open the ONNX session and build the request schema now, off the request path."""
+        facts = model.verification
+        scoring = ScoringPath(
+            ONNX, f"{facts['reason']} at registration", facts.get("max_abs_diff"), facts.get("rows", 0)
         )
         _ = model.spec.record_model
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        return LoadedModel(self.model_name, str(version), model, scorer, scoring, origin, now)
+        return LoadedModel(self.model_name, str(version), model, model.scorer, scoring, origin, now)
 
-    def _verification_data(self, model: RiskModel) -> tuple[pd.DataFrame | None, str]:
-        if not self.settings.fast_path:
-            return None, "not needed"
-        key = model.spec.data.path
-        if key not in self._verification:
-            self._verification[key] = load_verification_data(model.spec)
-        return self._verification[key]
+    def _load_cache(self) -> ServedModel | None:
+        try:
+            key = signing.load_key(self.settings)
+        except signing.SigningError as exc:
+            log.warning("not reading the cached champion: %s", exc)
+            return None
+        return cache.load(self.cache_dir, key, self.model_name)
 
-    def _save_cache(self, model: RiskModel) -> None:
+    def _save_cache(self, model: ServedModel) -> None:
         try:
             cache.save(self.cache_dir, model)
         except OSError as exc:

@@ -124,7 +124,9 @@ class PredictionLogWriter:
         self._queue.put(done)
         return done.wait(timeout)
 
-    def record_feedback(self, prediction_id: str, outcome: int) -> dict[str, Any] | None:
+    def record_feedback(
+        self, prediction_id: str, outcome: int, user: str | None = None
+    ) -> dict[str, Any] | None:
         """Store an observed outcome; None when the prediction is not in the log."""
         try:
             if not self._known(prediction_id):
@@ -132,10 +134,18 @@ class PredictionLogWriter:
             received_at = datetime.now(UTC)
             predlog.write_feedback(
                 self.engine,
-                [{"prediction_id": prediction_id, "outcome": outcome, "received_at": received_at}],
+                [
+                    {
+                        "prediction_id": prediction_id,
+                        "outcome": outcome,
+                        "received_at": received_at,
+                        "requested_by": user,
+                    }
+                ],
             )
         except SQLAlchemyError as exc:
-            raise predlog.PredictionLogError(f"the prediction log is unavailable: {exc}") from exc
+            log.error("recording feedback failed: %s", predlog.safe_reason(exc))
+            raise predlog.PredictionLogError("the prediction log is unavailable") from None
         return {"prediction_id": prediction_id, "outcome": outcome, "received_at": received_at.isoformat()}
 
     def _known(self, prediction_id: str) -> bool:
@@ -241,7 +251,11 @@ class PredictionLogWriter:
         except IntegrityError:
             self._write_one_by_one(pending)
         except Exception as exc:  # the thread must survive anything; rows stay queued
-            log.error("prediction log write of %d rows failed (will retry): %s", len(pending), exc)
+            log.error(
+                "prediction log write of %d rows failed (will retry): %s",
+                len(pending),
+                predlog.safe_reason(exc),
+            )
             if len(pending) > MAX_PENDING_ROWS:
                 log.error("dropping the %d oldest unwritten prediction rows", len(pending) - MAX_PENDING_ROWS)
                 del pending[: len(pending) - MAX_PENDING_ROWS]

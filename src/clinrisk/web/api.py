@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, g, jsonify
 
 from clinrisk.predlog import PredictionLogError
 from clinrisk.serving.champion import LoadedModel
@@ -18,7 +18,9 @@ from clinrisk.web.schemas import json_body, validate_feedback, validate_records
 bp = Blueprint("api", __name__)
 
 
-def score(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+def score(
+    loaded: LoadedModel, records: list[dict[str, Any]], user: str | None = None
+) -> tuple[list[dict], list[dict]]:
     """One result per record, in order, and the matching prediction-log rows."""
     proba = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
     decisions = loaded.model.decide(proba)
@@ -45,6 +47,7 @@ def score(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict
                 "features": record,
                 "probability": probability,
                 "prediction": decision,
+                "requested_by": user,
             }
         )
     return results, rows
@@ -58,7 +61,7 @@ def predict():
     payload = json_body()
     _, loaded = runtime.serving()
     records, many = validate_records(payload, loaded.record_model, runtime.settings.max_batch_rows)
-    results, rows = score(loaded, records)
+    results, rows = score(loaded, records, g.get("user"))
     runtime.writer.submit(rows)
     runtime.metrics.count_predictions(loaded.name, loaded.version, len(rows))
     response = jsonify(results if many else results[0])
@@ -73,9 +76,11 @@ def feedback():
     runtime = current_app.extensions["clinrisk"]
     received = validate_feedback(json_body())
     try:
-        receipt = runtime.writer.record_feedback(received.prediction_id, received.outcome)
-    except PredictionLogError as exc:
-        raise ApiError(503, "log_unavailable", str(exc)) from None
+        receipt = runtime.writer.record_feedback(received.prediction_id, received.outcome, g.get("user"))
+    except PredictionLogError:
+        raise ApiError(
+            503, "log_unavailable", "the prediction log is unavailable; see the server log"
+        ) from None
     if receipt is None:
         message = f"no prediction with id {received.prediction_id} in the prediction log"
         raise ApiError(404, "unknown_prediction", message)

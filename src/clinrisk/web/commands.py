@@ -41,10 +41,18 @@ def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
 )
 def serve(host: str, port: int, workers: int | None) -> None:
     """Serve the champion over HTTP with gunicorn; Ctrl-C or SIGTERM stops it gracefully."""
+    from clinrisk.credentials import refuse_weak, url_password
     from clinrisk.spec import load_spec
 
     settings = load_settings()
     load_spec(settings.spec_path)  # a missing or broken spec fails here, not in every worker
+    refuse_weak(
+        os.environ.get("CLINRISK_PUBLISHED_ADDRESS", host),
+        {
+            "CLINRISK_ADMIN_PASSWORD": os.environ.get("CLINRISK_ADMIN_PASSWORD") or None,
+            "CLINRISK_PREDICTION_LOG_URL": url_password(settings.prediction_log_url),
+        },
+    )
     settings.ensure_home()
     command = gunicorn_command(host, port, workers or settings.workers)
     click.echo(f"serving {settings.model_name} on http://{host}:{port} (docs at /docs)", err=True)

@@ -7,6 +7,8 @@ it reads the settings and prepares the environment at import: workers inherit it
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 from clinrisk.settings import load_settings
 
@@ -38,14 +40,27 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.home / "prometheus"))
 
 
+METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+
+
+def _own_metrics_dir(directory: str) -> str:
+    """The metrics directory, created 0700; refused when it is CLINRISK_HOME or someone else's."""
+    path = Path(directory)
+    if path.resolve() == _settings.home.resolve():
+        raise SystemExit("PROMETHEUS_MULTIPROC_DIR must not be CLINRISK_HOME: its files are cleared at start")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid != os.getuid() or path.is_symlink():
+        raise SystemExit("PROMETHEUS_MULTIPROC_DIR must be a directory owned by the service's user")
+    return str(path)
+
+
 def on_starting(server) -> None:
     """In the master: empty the metrics directory and create the prediction-log tables once."""
     from clinrisk import predlog
 
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    os.makedirs(directory, exist_ok=True)
+    directory = _own_metrics_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     for name in os.listdir(directory):
-        if name.endswith(".db"):
+        if METRICS_FILE.fullmatch(name):  # only prometheus_client's own files, never other data
             os.remove(os.path.join(directory, name))
     try:
         predlog.connect(_settings.prediction_log_url).dispose()

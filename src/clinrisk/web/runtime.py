@@ -18,6 +18,7 @@ from clinrisk.settings import Settings
 from clinrisk.spec import ModelSpec, load_spec
 from clinrisk.web.errors import ApiError
 from clinrisk.web.metrics import Metrics
+from clinrisk.web.ratelimit import FailureLimiter
 from clinrisk.web.users import UserError, UserStore
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class Runtime:
         self.watcher = ChampionWatcher(self.holder, settings.poll_interval_seconds) if watch else None
         self.writer = PredictionLogWriter(settings.prediction_log_url, journal_dir=settings.journal_dir)
         self.users = UserStore(settings.users_file)
+        self.limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds)
         self.metrics = Metrics()
         self._pid: int | None = None
         self._lock = threading.Lock()

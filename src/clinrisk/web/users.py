@@ -3,11 +3,15 @@
 Passwords are hashed with scrypt and a random salt; API keys are long random tokens
 (`crk_<id>_<secret>`), so a SHA-256 of the key is enough. Every comparison is constant-time.
 The file is JSON, written atomically with mode 0600, by default `<CLINRISK_HOME>/users.json`.
+Every change reads, edits and replaces the file under one file lock (filelock), so
+concurrent `clinrisk user add` and `user remove` calls lose nothing. Passwords need at
+least 12 characters (OWASP ASVS 4.0, 2.1.1).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -16,6 +20,7 @@ import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,7 @@ from clinrisk.errors import ClinriskError
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 KEY_PREFIX = "crk"
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = 12
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 VERIFIED_CACHE_SIZE = 1024
 
@@ -95,6 +100,19 @@ def write_users(path: Path, users: dict[str, dict[str, Any]]) -> None:
         raise
 
 
+@contextlib.contextmanager
+def edited_users(path: Path) -> Iterator[dict[str, dict[str, Any]]]:
+    """Read, let the caller edit, and atomically replace the users file, all under a file lock."""
+    from filelock import FileLock
+
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock", mode=0o600):
+        users = read_users(path)
+        yield users
+        write_users(path, users)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -105,31 +123,29 @@ def add_user(path: Path, name: str, password: str | None, *, replace: bool = Fal
         raise UserError(f"invalid user name {name!r}: use 1-64 letters, digits, '_', '.', '@' or '-'")
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    users = read_users(path)
-    if name in users and not replace:
-        raise UserError(f"user '{name}' already exists (use --replace to set a new password)")
-    entry = users.get(name) or {"created_at": _now(), "api_keys": {}}
-    entry["password"] = hash_password(password) if password is not None else None
-    users[name] = entry
-    write_users(path, users)
+    hashed = hash_password(password) if password is not None else None  # scrypt outside the lock
+    with edited_users(path) as users:
+        if name in users and not replace:
+            raise UserError(f"user '{name}' already exists (use --replace to set a new password)")
+        entry = users.get(name) or {"created_at": _now(), "api_keys": {}}
+        entry["password"] = hashed
+        users[name] = entry
 
 
 def add_api_key(path: Path, name: str) -> str:
     """Give a user a new API key; the key itself is returned once and never stored."""
-    users = read_users(path)
-    if name not in users:
-        raise UserError(f"no user '{name}' in {path}")
     key, key_id = new_api_key()
-    users[name].setdefault("api_keys", {})[key_id] = {"sha256": key_digest(key), "created_at": _now()}
-    write_users(path, users)
+    with edited_users(path) as users:
+        if name not in users:
+            raise UserError(f"no user '{name}' in {path}")
+        users[name].setdefault("api_keys", {})[key_id] = {"sha256": key_digest(key), "created_at": _now()}
     return key
 
 
 def remove_user(path: Path, name: str) -> None:
-    users = read_users(path)
-    if users.pop(name, None) is None:
-        raise UserError(f"no user '{name}' in {path}")
-    write_users(path, users)
+    with edited_users(path) as users:
+        if users.pop(name, None) is None:
+            raise UserError(f"no user '{name}' in {path}")
 
 
 def list_users(path: Path) -> list[dict[str, Any]]:
@@ -145,7 +161,7 @@ def list_users(path: Path) -> list[dict[str, Any]]:
 
 
 class UserStore:
-    """The users file as the service sees it: re-read when it changes, checked in constant time.
+    """The users file as the service sees it: re-read when its content changes, checked in constant time.
 
     A successful password check is remembered (as an HMAC under a per-process random key),
     so a client sending Basic credentials pays for scrypt once, not on every request.
@@ -154,7 +170,7 @@ class UserStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: str | None = None
         self._users: dict[str, dict[str, Any]] = {}
         self._keys: dict[str, tuple[str, str]] = {}
         self._verified: set[bytes] = set()
@@ -166,10 +182,18 @@ class UserStore:
         self._reload_if_changed()
         return not self._users
 
+    def _token(self, name: str, password: str) -> bytes:
+        return hmac.new(self._pepper, f"{name}\0{password}".encode(), hashlib.sha256).digest()
+
+    def recently_verified(self, name: str, password: str) -> bool:
+        """True when this exact password was verified since the file last changed (no scrypt)."""
+        self._reload_if_changed()
+        return self._token(name, password) in self._verified
+
     def check_password(self, name: str, password: str) -> str | None:
         """The user name when the password is right, else None."""
         self._reload_if_changed()
-        token = hmac.new(self._pepper, f"{name}\0{password}".encode(), hashlib.sha256).digest()
+        token = self._token(name, password)
         if token in self._verified:
             return name
         stored = (self._users.get(name) or {}).get("password")
@@ -197,11 +221,13 @@ class UserStore:
         return self._dummy_hash
 
     def _reload_if_changed(self) -> None:
+        # A content hash, not mtime and size: two edits within one mtime tick may keep both.
         try:
-            stat = self.path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
+            stamp = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except FileNotFoundError:
             stamp = None
+        except OSError as exc:
+            raise UserError(f"cannot read the users file: {exc.strerror}") from None
         if stamp == self._stamp:
             return
         with self._lock:

@@ -1,0 +1,218 @@
+"""A model version as data: an ONNX graph and a signed JSON of threshold, spec and facts.
+
+At registration, `build_bundle` converts the fitted pipeline to ONNX once, checks it against
+scikit-learn on the training snapshot (max |Δ probability| ≤ `TOLERANCE`) and signs the JSON,
+which carries the ONNX file's SHA-256. The service, `clinrisk predict` and the batch flow load
+only this bundle through `read_bundle`: nothing is unpickled, so a tampered registry or cache
+can at worst be refused, never run code. A model ONNX cannot express is stored as refused,
+with the reason, and is never served.
+
+A promotion record (model, version, run id, who, why, when), signed with the same key,
+marks the versions the gate or a person promoted; the service serves no other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clinrisk import signing
+from clinrisk.errors import ClinriskError
+from clinrisk.spec import ModelSpec, spec_from_yaml
+
+ARTIFACT_PATH = "scorer"
+ONNX_FILE = "model.onnx"
+META_FILE = "scorer.json"
+SIGNATURE_FILE = "scorer.sig"
+FILES = (ONNX_FILE, META_FILE, SIGNATURE_FILE)
+FORMAT = 1
+TOLERANCE = 1e-5
+BUNDLE_PURPOSE = "clinrisk-scorer-v1"
+PROMOTION_PURPOSE = "clinrisk-promotion-v1"
+PROMOTION_TAG = "clinrisk.promotion"
+PROMOTION_SIGNATURE_TAG = "clinrisk.promotion.sig"
+INFO_KEYS = ("model", "candidate", "seed", "trained_at", "data_sha256", "holdout_metrics", "run_id")
+
+
+class BundleError(ClinriskError):
+    """A bundle is missing, unsigned, tampered with, or holds a model ONNX cannot express."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _verify_onnx(model, verification: pd.DataFrame) -> tuple[bytes, float]:
+    """ONNX bytes and their largest |Δ probability| from scikit-learn over every row."""
+    from clinrisk.serving.onnx_scorer import OnnxScorer, to_onnx
+    from clinrisk.serving.scorer import SklearnScorer, max_abs_difference
+
+    onnx = to_onnx(model.pipeline, model.spec)
+    diff = max_abs_difference(OnnxScorer(onnx, model.spec), SklearnScorer(model), verification, model.spec)
+    return onnx, diff
+
+
+def build_bundle(model, verification: pd.DataFrame, run_id: str, key: bytes) -> dict[str, bytes]:
+    """The bundle's files (name -> bytes) for a fitted RiskModel, verified once on `verification`.
+
+    `verification` is the training snapshot (validated rows, target optional). A model that
+    does not convert, or differs by more than TOLERANCE, gets a signed refusal and no ONNX.
+    """
+    onnx, diff, reason = b"", None, ""
+    try:
+        onnx, diff = _verify_onnx(model, verification)
+    except Exception as exc:  # skl2onnx and onnxruntime raise many types for unsupported models
+        reason = f"ONNX conversion failed: {type(exc).__name__}: {str(exc)[:200]}"
+    if diff is not None and not diff <= TOLERANCE:
+        reason = f"ONNX differs from scikit-learn by {diff:.3g} > {TOLERANCE:g} on {len(verification)} rows"
+    meta = {
+        "format": FORMAT,
+        "name": model.spec.name,
+        "run_id": run_id,
+        "threshold": float(model.threshold),
+        "spec_yaml": model.spec_yaml,
+        "info": {k: model.info[k] for k in INFO_KEYS if k in model.info} | {"run_id": run_id},
+        "servable": not reason,
+        "reason": reason or f"verified against scikit-learn on {len(verification)} rows",
+        "onnx_sha256": _sha256(onnx) if not reason else None,
+        "verification": {"max_abs_diff": diff, "rows": len(verification), "tolerance": TOLERANCE},
+        "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    meta_bytes = json.dumps(meta, indent=2, default=float).encode()
+    files = {META_FILE: meta_bytes, SIGNATURE_FILE: signing.sign(key, BUNDLE_PURPOSE, meta_bytes).encode()}
+    if not reason:
+        files[ONNX_FILE] = onnx
+    return files
+
+
+def write_files(directory: Path, files: Mapping[str, bytes]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    return directory
+
+
+def read_files(directory: Path) -> dict[str, bytes]:
+    """The bundle files present in `directory` (symlinks are not followed)."""
+    files = {}
+    for name in FILES:
+        path = directory / name
+        if path.is_file() and not path.is_symlink():
+            files[name] = path.read_bytes()
+    return files
+
+
+def verified_meta(files: Mapping[str, bytes], key: bytes, *, name: str, run_id: str | None) -> dict[str, Any]:
+    """The bundle's JSON once its signature, model name and run id check out; else BundleError."""
+    if META_FILE not in files or SIGNATURE_FILE not in files:
+        raise BundleError("it has no signed scorer bundle (run `clinrisk models upgrade`)")
+    if not signing.verify(
+        key, BUNDLE_PURPOSE, files[META_FILE], files[SIGNATURE_FILE].decode("ascii", "replace")
+    ):
+        raise BundleError("its scorer bundle's signature does not verify")
+    meta = json.loads(files[META_FILE])
+    if meta.get("servable") and _sha256(files.get(ONNX_FILE, b"")) != meta.get("onnx_sha256"):
+        raise BundleError("its ONNX file does not match the signed hash")
+    if meta.get("name") != name or (run_id is not None and meta.get("run_id") != run_id):
+        raise BundleError("its scorer bundle was signed for another model or run")
+    if not meta.get("servable"):
+        raise BundleError(f"ONNX cannot express this model, so it is not served: {meta.get('reason')}")
+    return meta
+
+
+def read_bundle(
+    files: Mapping[str, bytes], key: bytes, *, name: str, version: str, run_id: str | None = None
+) -> ServedModel:
+    """A ServedModel from verified bundle files; raises BundleError saying why not."""
+    meta = verified_meta(files, key, name=name, run_id=run_id)
+    return ServedModel(files[ONNX_FILE], meta, version, dict(files))
+
+
+class ServedModel:
+    """What serving and batch scoring hold: ONNX scorer, threshold, spec and facts, no pickle.
+
+    It answers like `RiskModel` where scoring needs it (`spec`, `threshold`, `info`,
+    `predict_proba`, `decide`, `predict`).
+    """
+
+    def __init__(self, onnx: bytes, meta: dict[str, Any], version: str, files: Mapping[str, bytes]):
+        self.onnx = onnx
+        self.meta = meta
+        self.threshold = float(meta["threshold"])
+        self.info = {**meta.get("info", {}), "version": str(version)}
+        self.files = dict(files)
+        self.promotion: dict[str, str] = {}
+
+    @cached_property
+    def spec(self) -> ModelSpec:
+        return spec_from_yaml(self.meta["spec_yaml"])
+
+    @cached_property
+    def scorer(self):
+        from clinrisk.serving.onnx_scorer import OnnxScorer
+
+        return OnnxScorer(self.onnx, self.spec)
+
+    @property
+    def verification(self) -> dict[str, Any]:
+        return {**self.meta.get("verification", {}), "reason": self.meta.get("reason", "")}
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        from clinrisk.serving.scorer import score_frame
+
+        return score_frame(self.scorer, features, self.spec)
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        return (np.asarray(proba) >= self.threshold).astype(int)
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        proba = self.predict_proba(features)
+        return pd.DataFrame({"probability": proba, "prediction": self.decide(proba)}, index=features.index)
+
+
+def promotion_record(
+    key: bytes, *, name: str, version: str, run_id: str, by: str, how: str, reason: str
+) -> dict[str, str]:
+    """The two tags that mark `version` as promoted (`how`: gate, manual, upgrade)."""
+    record = json.dumps(
+        {
+            "name": name,
+            "version": str(version),
+            "run_id": run_id,
+            "by": by,
+            "how": how,
+            "reason": reason,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        sort_keys=True,
+    )
+    return {
+        PROMOTION_TAG: record,
+        PROMOTION_SIGNATURE_TAG: signing.sign(key, PROMOTION_PURPOSE, record.encode()),
+    }
+
+
+def verify_promotion(
+    tags: Mapping[str, str], key: bytes, *, name: str, version: str, run_id: str
+) -> dict[str, Any]:
+    """The signed promotion record of a version; BundleError when it is missing or forged."""
+    record, signature = tags.get(PROMOTION_TAG), tags.get(PROMOTION_SIGNATURE_TAG)
+    if not record or not signature:
+        raise BundleError(
+            f"version {version} has no signed promotion record"
+            " (promote it with the gate or `clinrisk promote`)"
+        )
+    if not signing.verify(key, PROMOTION_PURPOSE, record.encode(), signature):
+        raise BundleError(f"the promotion record of version {version} does not verify")
+    facts = json.loads(record)
+    if (facts.get("name"), facts.get("version"), facts.get("run_id")) != (name, str(version), run_id):
+        raise BundleError(f"the promotion record of version {version} names another version")
+    return facts
