@@ -145,7 +145,7 @@ def _pyfunc_class():
 def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
     import mlflow
 
-    from clinrisk.evaluate import save_confusion_matrix, save_pr_curve
+    from clinrisk.evaluate import save_calibration_curve, save_confusion_matrix, save_pr_curve
 
     y = result.holdout[spec.target.column]
     floor = spec.objective.precision_floor
@@ -153,6 +153,11 @@ def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
         str(save_pr_curve(y, result.holdout_proba, result.model.threshold, floor, workdir / "pr_curve.png"))
     )
     mlflow.log_artifact(str(save_confusion_matrix(result.holdout_metrics, workdir / "confusion_matrix.png")))
+    calibration = result.model.info.get("calibration")
+    if calibration:
+        mlflow.log_artifact(str(save_calibration_curve(calibration, workdir / "calibration_curve.png")))
+        mlflow.log_dict(calibration, "calibration.json")
+        mlflow.log_metric("holdout_brier_uncalibrated", calibration["brier_uncalibrated"])
 
 
 def _log_run_facts(result, spec: ModelSpec, data_path: Path | None) -> None:

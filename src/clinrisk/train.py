@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 
+from clinrisk.calibration import calibrate_model
 from clinrisk.errors import NoThresholdError
 from clinrisk.evaluate import classification_metrics
 from clinrisk.features import build_pipeline
@@ -30,6 +31,8 @@ class CandidateScore:
     pr_auc: float
     choice: ThresholdChoice | None
     failure: str | None = None
+    # Out-of-fold raw probabilities of the training part, kept to fit the calibration.
+    oof: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -83,6 +86,7 @@ def score_candidate(
         pr_auc=float(average_precision_score(y, oof)),
         choice=choice,
         failure=failure,
+        oof=oof,
     )
 
 
@@ -125,6 +129,8 @@ def train_model(
     pipeline = build_pipeline(spec, next(c for c in spec.candidates if c.name == best.name), seed)
     pipeline.fit(train[spec.feature_names], train[spec.target.column])
     model = RiskModel(pipeline=pipeline, threshold=best.choice.threshold, spec_yaml=spec.to_yaml())
+    y_train = train[spec.target.column].to_numpy()
+    calibration = calibrate_model(model, y_train, best.oof, holdout[spec.target.column], model.raw_proba(holdout))
     holdout_proba = model.predict_proba(holdout)
     metrics = classification_metrics(holdout[spec.target.column], holdout_proba, model.threshold)
     model.info = {
@@ -134,6 +140,7 @@ def train_model(
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_sha256": data_sha256,
         "holdout_metrics": metrics,
+        "calibration": calibration,
     }
     return TrainingResult(
         model=model,

@@ -24,9 +24,17 @@ class ModelRef(BaseModel):
 
 class PredictionResult(BaseModel):
     prediction_id: str = Field(description="uuid4 of this prediction; send it back with /feedback")
-    probability: float = Field(ge=0, le=1, description="Probability of the positive outcome")
-    prediction: Literal[0, 1] = Field(description="1 when probability >= threshold")
-    threshold: float = Field(description="The decision threshold of the model version")
+    probability: float = Field(
+        ge=0,
+        le=1,
+        description=(
+            "Calibrated risk of the positive outcome (e.g. a stroke) for this patient: among many "
+            "patients scored 0.10, about 10 % had the outcome in the model's holdout. Platt-scaled on "
+            "out-of-fold predictions; versions trained before calibration return the raw score."
+        ),
+    )
+    prediction: Literal[0, 1] = Field(description="1 when probability >= threshold (the model's own)")
+    threshold: float = Field(description="The decision threshold of the model version, on the probability's scale")
     model: ModelRef
 
 
