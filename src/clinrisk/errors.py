@@ -30,3 +30,7 @@ class RegistryError(ClinriskError):
 
 class NoChampionError(RegistryError):
     """No version carries the `champion` alias yet."""
+
+
+class ExplanationUnavailable(ClinriskError):
+    """The model's estimator has no exact explanation method here."""

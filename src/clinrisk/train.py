@@ -14,6 +14,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 from clinrisk.calibration import calibrate_model
 from clinrisk.errors import NoThresholdError
 from clinrisk.evaluate import classification_metrics
+from clinrisk.explain import transformed_means
 from clinrisk.features import build_pipeline
 from clinrisk.model import RiskModel
 from clinrisk.spec import CandidateSpec, ModelSpec
@@ -141,6 +142,8 @@ def train_model(
         "data_sha256": data_sha256,
         "holdout_metrics": metrics,
         "calibration": calibration,
+        # The average training patient, which linear explanations start from.
+        "transformed_means": transformed_means(pipeline, train, spec.feature_names),
     }
     return TrainingResult(
         model=model,

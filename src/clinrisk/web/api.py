@@ -13,7 +13,7 @@ from clinrisk.serving.champion import LoadedModel
 from clinrisk.serving.scorer import columns_from_records
 from clinrisk.web.auth import requires_auth
 from clinrisk.web.errors import ApiError
-from clinrisk.web.schemas import json_body, validate_feedback, validate_records
+from clinrisk.web.schemas import explain_requested, json_body, validate_feedback, validate_records
 
 bp = Blueprint("api", __name__)
 
@@ -50,6 +50,22 @@ def score(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict
     return results, rows
 
 
+def add_explanations(loaded: LoadedModel, records: list[dict[str, Any]], results: list[dict]) -> None:
+    """Attach each record's reasons to its result (computed only when asked: it costs time)."""
+    import pandas as pd
+
+    from clinrisk.errors import ExplanationUnavailable
+    from clinrisk.explain import explain
+
+    frame = pd.DataFrame(columns_from_records(records, loaded.model.spec))
+    try:
+        explanations = explain(loaded.model, frame)
+    except ExplanationUnavailable as exc:
+        raise ApiError(501, "explanation_unavailable", str(exc)) from None
+    for result, explanation in zip(results, explanations, strict=True):
+        result["explanation"] = explanation.as_dict()
+
+
 @bp.post("/predict")
 @requires_auth
 def predict():
@@ -59,6 +75,8 @@ def predict():
     _, loaded = runtime.serving()
     records, many = validate_records(payload, loaded.record_model, runtime.settings.max_batch_rows)
     results, rows = score(loaded, records)
+    if explain_requested():
+        add_explanations(loaded, records, results)
     runtime.writer.submit(rows)
     runtime.metrics.count_predictions(loaded.name, loaded.version, len(rows))
     response = jsonify(results if many else results[0])
