@@ -60,4 +60,5 @@ def retrain(
     result = train_model(spec, frame, seed=seed, data_sha256=sha)
     version = registry.log_and_register(settings, result, data_path_for(spec, data_path))
     decision = apply_gate(settings, version.version, result.model, result.holdout)
+    registry.refresh_card(settings, version.name, version.version)
     return summary(result, version, decision)

@@ -153,5 +153,10 @@ def train_model(
         holdout_proba=holdout_proba,
         holdout_metrics=metrics,
         reference_sample=reference_sample(train, spec, seed),
-        rows={"total": len(frame), "train": len(train), "holdout": len(holdout)},
+        rows={
+            "total": len(frame),
+            "train": len(train),
+            "holdout": len(holdout),
+            "positives_train": int(train[spec.target.column].sum()),
+        },
     )

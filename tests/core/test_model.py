@@ -44,7 +44,7 @@ def test_the_holdout_is_stratified_and_untouched(trained, clean_stroke, stroke_s
     """The holdout keeps the positive rate and shares no row with the reference sample."""
     rate = trained.holdout[stroke_spec.target.column].mean()
     assert abs(rate - clean_stroke[stroke_spec.target.column].mean()) < 0.01
-    assert trained.rows == {"total": 5110, "train": 4088, "holdout": 1022}
+    assert trained.rows == {"total": 5110, "train": 4088, "holdout": 1022, "positives_train": 199}
 
 
 def test_training_is_reproducible(fast_settings, clean_stroke):

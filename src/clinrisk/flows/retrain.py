@@ -29,6 +29,7 @@ def retrain(
     version = tasks.log_and_register(settings, result, source)
     previous = tasks.champion_version(settings, name, "champion")
     decision = tasks.apply_gate(settings, version.version, result.model, result.holdout)
+    tasks.refresh_card(settings, version.name, version.version)
     report = tasks.compare_on_holdout(
         settings, result.model, version.version, result.holdout, decision, previous, reason, str(source)
     )

@@ -41,6 +41,7 @@ train_candidates = compute_task(train.train_model, name="train-candidates-and-th
 log_and_register = io_task(registry.log_and_register, name="log-and-register")
 champion_version = io_task(registry.alias_version, name="read-champion-version")
 apply_gate = io_task(promotion.apply_gate, name="promotion-gate")
+refresh_card = io_task(registry.refresh_card, name="write-model-card")
 compare_on_holdout = io_task(comparison.compare_on_holdout, name="evidently-holdout-comparison")
 
 # Monitoring.
