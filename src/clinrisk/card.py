@@ -139,6 +139,13 @@ def context(facts: dict[str, Any], version: str, gate: dict[str, Any] | None, al
     }
 
 
+def render_html(
+    facts: dict[str, Any], version: str, gate: dict[str, Any] | None = None, aliases: list[str] | None = None
+) -> str:
+    """The HTML card alone (what the service shows)."""
+    return _environment().get_template("card.html.j2").render(**context(facts, version, gate, aliases))
+
+
 def render(facts: dict[str, Any], version: str, gate: dict[str, Any] | None = None) -> dict[str, str]:
     """The card as {"html": ..., "md": ...}."""
     env = _environment()

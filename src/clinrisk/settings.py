@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     fast_path: bool = True
+    # Signs the patient page's session cookie; unset, a random one is kept in CLINRISK_HOME.
+    session_secret: str | None = Field(default=None, min_length=32)
 
     # Monitoring and reports.
     reports_dir: Path | None = None

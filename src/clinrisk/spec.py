@@ -66,6 +66,8 @@ class TargetSpec(BaseModel):
     column: str
     positive: int | str = 1
     negative: int | str = 0
+    # How the patient page names the event, e.g. "a stroke".
+    label: str = "the outcome"
 
 
 class ObjectiveSpec(BaseModel):

@@ -12,7 +12,7 @@ def create_app(
     settings: Settings | None = None, *, model_source: ModelSource | None = None, watch: bool = True
 ) -> Flask:
     """Build the app; tests inject settings and a fake model source, production reads the environment."""
-    from clinrisk.web import api, docs, metrics, ops
+    from clinrisk.web import api, docs, metrics, ops, pages
     from clinrisk.web.errors import register_error_handlers
     from clinrisk.web.runtime import Runtime
 
@@ -27,4 +27,5 @@ def create_app(
     app.before_request(runtime.ensure_started)
     for blueprint in (api.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
+    pages.init_app(app, settings)
     return app

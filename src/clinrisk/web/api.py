@@ -50,8 +50,8 @@ def score(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict
     return results, rows
 
 
-def add_explanations(loaded: LoadedModel, records: list[dict[str, Any]], results: list[dict]) -> None:
-    """Attach each record's reasons to its result (computed only when asked: it costs time)."""
+def explanations_for(loaded: LoadedModel, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each record's reasons, with the values as the client sent them; 501 if no exact method exists."""
     import pandas as pd
 
     from clinrisk.errors import ExplanationUnavailable
@@ -62,8 +62,18 @@ def add_explanations(loaded: LoadedModel, records: list[dict[str, Any]], results
         explanations = explain(loaded.model, frame)
     except ExplanationUnavailable as exc:
         raise ApiError(501, "explanation_unavailable", str(exc)) from None
-    for result, explanation in zip(results, explanations, strict=True):
-        result["explanation"] = explanation.as_dict()
+    out = []
+    for record, explanation in zip(records, explanations, strict=True):
+        found = explanation.as_dict()
+        found["reasons"] = [{**r, "value": record.get(r["feature"])} for r in found["reasons"]]
+        out.append(found)
+    return out
+
+
+def add_explanations(loaded: LoadedModel, records: list[dict[str, Any]], results: list[dict]) -> None:
+    """Attach each record's reasons to its result (computed only when asked: it costs time)."""
+    for result, explanation in zip(results, explanations_for(loaded, records), strict=True):
+        result["explanation"] = explanation
 
 
 @bp.post("/predict")
