@@ -33,7 +33,7 @@ class FormField:
 
 
 def _help(feature: FeatureSpec) -> str:
-    parts = [feature.description or ""]
+    parts = [(feature.description or "").rstrip(".")]
     if feature.type == "numeric" and feature.min is not None and feature.max is not None:
         parts.append(f"from {feature.min:g} to {feature.max:g}")
     if feature.nullable:
@@ -109,6 +109,15 @@ def holdout_terms(info: dict[str, Any], label: str) -> str | None:
     )
 
 
+def _shown(value: Any) -> str:
+    """A value as a clinician would write it: 67 not 67.0, "–" when missing."""
+    if value is None:
+        return "–"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def bar_chart(reasons: list[dict[str, Any]], top: int = 5, width: int = 360, row: int = 26) -> dict[str, Any]:
     """Geometry of a horizontal bar chart of the largest contributions, centred on zero."""
     shown = reasons[:top]
@@ -121,6 +130,7 @@ def bar_chart(reasons: list[dict[str, Any]], top: int = 5, width: int = 360, row
         bars.append(
             {
                 **reason,
+                "shown": _shown(reason["value"]),
                 "x": half if up else half - length,
                 "y": index * row + 4,
                 "width": max(length, 1.0),
