@@ -146,6 +146,11 @@ def render_html(
     return _environment().get_template("card.html.j2").render(**context(facts, version, gate, aliases))
 
 
+def render_slices_html(slices: list[dict[str, Any]]) -> str:
+    """The fairness tables alone, for the retrain and monitoring report headers."""
+    return _environment().get_template("slices.html.j2").render(slices=slices, gaps=clear_gaps(slices))
+
+
 def render(facts: dict[str, Any], version: str, gate: dict[str, Any] | None = None) -> dict[str, str]:
     """The card as {"html": ..., "md": ...}."""
     env = _environment()

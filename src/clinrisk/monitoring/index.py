@@ -96,17 +96,19 @@ def monitor_header(summary: dict[str, Any]) -> str:
         f"<div>Quality: {_quality_text(summary)}</div>"
         f"<div>Failed tests: {escape(failed)}</div>"
         f"<div><b>Decision:</b> {_decision_text(summary['retrain'])}</div>"
+        f"{_slices_block(summary.get('slices'), 'on the rows with outcomes')}"
         "</div>"
     )
 
 
 def retrain_header(summary: dict[str, Any]) -> str:
     """The block on top of a retrain comparison: challenger vs champion on the same holdout."""
-    metrics = ["recall", "precision", "pr_auc", "roc_auc"]
+    metrics = ["recall", "precision", "pr_auc", "roc_auc", "brier"]
     champion = summary.get("champion_metrics") or {}
     rows = [
         _row([m, f"{summary['challenger_metrics'][m]:.3f}", f"{champion[m]:.3f}" if m in champion else "-"])
         for m in metrics
+        if m in summary["challenger_metrics"]  # summaries written before Brier was reported lack it
     ]
     verdict = "promoted to champion" if summary["promoted"] else "not promoted"
     return (
@@ -118,8 +120,18 @@ def retrain_header(summary: dict[str, Any]) -> str:
         f"retrain reason: {escape(summary.get('reason', ''))}</div>"
         f"{_table(['metric', 'challenger', 'champion'], rows)}"
         f"<div><b>Gate:</b> {verdict}: {escape('; '.join(summary['reasons']))}</div>"
+        f"{_slices_block(summary.get('slices'), 'challenger on the holdout')}"
         "</div>"
     )
+
+
+def _slices_block(slices: list[dict[str, Any]] | None, where: str) -> str:
+    """Fairness tables (rendered by the model card's Jinja template), or nothing without slices."""
+    if not slices:
+        return ""
+    from clinrisk.card import render_slices_html
+
+    return f"<div><b>Fairness slices</b> ({escape(where)}; 95 % Wilson intervals)</div>{render_slices_html(slices)}"
 
 
 def header_for(summary: dict[str, Any]) -> str:
