@@ -27,6 +27,10 @@ install: $(STAMP) ## Build the environment in .venv from Pipfile.lock (only when
 lock: ## Re-resolve Pipfile into Pipfile.lock
 	$(PIPENV) lock
 
+.PHONY: system-packages
+system-packages: ## Install the Debian packages the tests need (chromium, chromium-driver) when missing
+	tools/system-packages.sh
+
 .PHONY: test
 test: system-packages install ## Run the whole test suite (installs system packages and the environment first when needed)
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not compose" $(PYTEST_ARGS)
@@ -118,6 +122,10 @@ serve: install ## Serve the champion with gunicorn on http://127.0.0.1:8000 (doc
 .PHONY: test-web
 test-web: install ## Run the web service tests (real gunicorn and MLflow for the slow ones)
 	$(PY) -m pytest tests/web -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+.PHONY: test-browser
+test-browser: install system-packages ## Browser tests (headless Chromium); SCREENSHOT_DIR=docs refreshes the README's screenshots
+	$(PY) -m pytest tests/web/test_web_browser.py -n 0 $(PYTEST_ARGS)
 
 .PHONY: bench-scoring
 bench-scoring: install ## Time one request on the scikit-learn and the ONNX scoring paths

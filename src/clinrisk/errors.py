@@ -34,3 +34,7 @@ class NoChampionError(RegistryError):
 
 class OutputError(ClinriskError):
     """A file or folder a command writes cannot be written (the message names it and why)."""
+
+
+class ExplanationUnavailable(ClinriskError):
+    """The model's estimator has no exact explanation method here."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import (
     average_precision_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
     precision_recall_curve,
@@ -29,6 +30,8 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
         "precision": float(precision_score(y_true, decision, zero_division=0)),
         "f1": float(f1_score(y_true, decision, zero_division=0)),
         "flagged_share": float(decision.mean()),
+        # Mean squared error of the probability as a risk: lower is better, 0 is perfect.
+        "brier": float(brier_score_loss(y_true, proba)) if len(y_true) else float("nan"),
         "tp": int(tp),
         "fp": int(fp),
         "tn": int(tn),
@@ -74,6 +77,27 @@ def save_confusion_matrix(metrics: dict[str, float], path: Path) -> Path:
     ax.set(
         xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title="Confusion matrix (holdout)"
     )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_calibration_curve(calibration: dict, path: Path) -> Path:
+    """Plot observed stroke rate against mean predicted risk per holdout bin (the reliability curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = calibration["curve"]
+    top = max([*points["predicted"], *points["observed"], 0.05]) * 1.1
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", label="perfect calibration")
+    ax.plot(points["predicted"], points["observed"], marker="o", label="holdout bins")
+    title = f"Calibration (holdout), Brier {calibration['brier']:.4f}"
+    ax.set(xlabel="mean predicted risk", ylabel="observed rate", title=title, xlim=(0, top), ylim=(0, top))
+    ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from clinrisk.calibration import PlattCalibration
 from clinrisk.spec import ModelSpec, spec_from_yaml
 
 
@@ -23,14 +24,24 @@ class RiskModel:
     threshold: float
     spec_yaml: str
     info: dict[str, Any] = field(default_factory=dict)
+    # Maps the pipeline's raw score to a calibrated risk; None for versions trained before it.
+    calibration: PlattCalibration | None = None
 
     @cached_property
     def spec(self) -> ModelSpec:
         return spec_from_yaml(self.spec_yaml)
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for each row of validated features."""
+    def raw_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """The pipeline's own (class-weighted, uncalibrated) score for each row."""
         return self.pipeline.predict_proba(features[self.spec.feature_names])[:, 1]
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated risk from raw scores (identity for versions without a calibration)."""
+        return np.asarray(raw, dtype=np.float64) if self.calibration is None else self.calibration.apply(raw)
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of the positive class (a risk in [0, 1]) for each row."""
+        return self.calibrate(self.raw_proba(features))
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return (np.asarray(proba) >= self.threshold).astype(int)

@@ -163,7 +163,7 @@ def _pyfunc_class():
 def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
     import mlflow
 
-    from clinrisk.evaluate import save_confusion_matrix, save_pr_curve
+    from clinrisk.evaluate import save_calibration_curve, save_confusion_matrix, save_pr_curve
 
     y = result.holdout[spec.target.column]
     floor = spec.objective.precision_floor
@@ -171,6 +171,11 @@ def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
         str(save_pr_curve(y, result.holdout_proba, result.model.threshold, floor, workdir / "pr_curve.png"))
     )
     mlflow.log_artifact(str(save_confusion_matrix(result.holdout_metrics, workdir / "confusion_matrix.png")))
+    calibration = result.model.info.get("calibration")
+    if calibration:
+        mlflow.log_artifact(str(save_calibration_curve(calibration, workdir / "calibration_curve.png")))
+        mlflow.log_dict(calibration, "calibration.json")
+        mlflow.log_metric("holdout_brier_uncalibrated", calibration["brier_uncalibrated"])
 
 
 def _log_run_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
@@ -268,6 +273,7 @@ def log_and_register(
             _log_figures(result, spec, workdir)
             save_reference(settings, spec.name, run.info.run_id, result.reference_sample)
             result.model.info["run_id"] = run.info.run_id
+            result.model.info["card"] = _card_facts(result, data_path)
             _log_bundle(settings, result, run.info.run_id, verification)
             joblib.dump(result.model, workdir / "risk_model.joblib")
             info = mlflow.pyfunc.log_model(
@@ -281,7 +287,62 @@ def log_and_register(
             )
         version = str(info.registered_model_version)
         client(settings).set_registered_model_alias(spec.name, CHALLENGER, version)
+        _log_card(settings, run.info.run_id, result.model.info["card"], version, None, workdir)
     return RegisteredVersion(name=spec.name, version=version, run_id=run.info.run_id)
+
+
+def _card_facts(result, data_path: Path | None) -> dict[str, Any]:
+    from clinrisk.card import card_facts
+
+    return card_facts(result, data_path)
+
+
+def _log_card(
+    settings: Settings, run_id: str, facts: dict, version: str, tags: dict | None, workdir: Path
+) -> None:
+    """Write the card as JSON (the facts), Markdown and HTML under the run's `card/` artifacts."""
+    from clinrisk.card import CARD_DIR, FACTS_FILE, gate_from_tags, render
+
+    folder = workdir / CARD_DIR
+    folder.mkdir(exist_ok=True)
+    (folder / FACTS_FILE).write_text(json.dumps(facts, indent=1, default=str))
+    for kind, text in render(facts, version, gate_from_tags(tags or {})).items():
+        (folder / f"card.{kind}").write_text(text)
+    client(settings).log_artifacts(run_id, str(folder), artifact_path=CARD_DIR)
+
+
+def load_card(
+    settings: Settings, name: str, version: str
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """The card facts of a version, its tags (gate decision) and its aliases.
+
+    Raises RegistryError when the version or its card does not exist (versions registered
+    before cards had none).
+    """
+    import mlflow
+
+    from clinrisk.card import CARD_DIR, FACTS_FILE
+
+    with (
+        translated_errors(f"reading the model card of {name} version {version}"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        found = client(settings).get_model_version(name, str(version))
+        path = mlflow.artifacts.download_artifacts(
+            run_id=found.run_id, artifact_path=f"{CARD_DIR}/{FACTS_FILE}", dst_path=tmp
+        )
+        return json.loads(Path(path).read_text()), dict(found.tags), sorted(found.aliases)
+
+
+def refresh_card(settings: Settings, name: str, version: str) -> None:
+    """Re-write a version's card artifacts with the gate's decision, once it has been tagged."""
+    facts, tags, _ = load_card(settings, name, version)
+    with (
+        translated_errors(f"writing the model card of {name} version {version}"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        run_id = client(settings).get_model_version(name, str(version)).run_id
+        _log_card(settings, run_id, facts, str(version), tags, Path(tmp))
 
 
 def alias_version(settings: Settings, name: str, alias: str) -> str | None:

@@ -290,5 +290,6 @@ def retrain(
     result = train_model(data.spec, split.train, seed, data.sha256, split.evaluation)
     version = register(settings, data, result, served_model(data, result, seed), split.rule)
     decision = apply_gate(settings, version.version, result.model, result.holdout, champion.model)
+    registry.refresh_card(settings, version.name, version.version)
     report = write_report(settings, result, version, decision, reason, data)
     return {**summary(result, version, decision, data, split.rule), "report": str(report)}

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # Failed logins allowed per client address and per user name in the window, per worker.
     auth_failure_limit: int = Field(default=10, ge=1)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    # Signs the patient page's session cookie; unset, a random one is kept in CLINRISK_HOME.
+    session_secret: str | None = Field(default=None, min_length=32)
 
     # Monitoring and reports.
     reports_dir: Path | None = None

@@ -66,6 +66,8 @@ class TargetSpec(BaseModel):
     column: str
     positive: int | str = 1
     negative: int | str = 0
+    # How the patient page names the event, e.g. "a stroke".
+    label: str = "the outcome"
 
 
 class ObjectiveSpec(BaseModel):
@@ -113,6 +115,29 @@ class CandidateSpec(BaseModel):
     members: list[str] = Field(default_factory=list)
 
 
+class SliceSpec(BaseModel):
+    """A patient grouping for fairness reports: a feature's categories, or numeric bands.
+
+    `bands` are the inner cut points of a numeric feature, left-closed: [45, 65] gives
+    <45, 45–64 and ≥65. `labels` name the bands (one more than the cut points).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    feature: str
+    bands: list[float] | None = None
+    labels: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _labels_match_bands(self) -> SliceSpec:
+        if self.bands is not None and sorted(set(self.bands)) != self.bands:
+            raise ValueError(f"slice '{self.name}': bands must increase strictly")
+        if self.labels is not None and (self.bands is None or len(self.labels) != len(self.bands) + 1):
+            raise ValueError(f"slice '{self.name}': labels need bands, one label more than cut points")
+        return self
+
+
 class ModelSpec(BaseModel):
     """A whole clinical model: data, features, target, objective and candidate estimators."""
 
@@ -128,6 +153,20 @@ class ModelSpec(BaseModel):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     candidates: list[CandidateSpec] = Field(min_length=1)
+    # Patient groups whose recall, precision and flagged share are reported side by side.
+    slices: list[SliceSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _slices_name_features(self) -> ModelSpec:
+        for item in self.slices:
+            feature = self.features.get(item.feature)
+            if feature is None:
+                raise ValueError(f"slice '{item.name}': unknown feature '{item.feature}'")
+            if (item.bands is not None) != (feature.type == "numeric"):
+                raise ValueError(
+                    f"slice '{item.name}': numeric features need bands, others must not have them"
+                )
+        return self
 
     @model_validator(mode="after")
     def _members_are_plain_candidates(self) -> ModelSpec:

@@ -12,8 +12,10 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 from threadpoolctl import threadpool_limits
 
+from clinrisk.calibration import calibrate_model
 from clinrisk.errors import NoThresholdError
 from clinrisk.evaluate import classification_metrics
+from clinrisk.explain import transformed_means
 from clinrisk.features import build_pipeline
 from clinrisk.model import RiskModel
 from clinrisk.spec import CandidateSpec, ModelSpec
@@ -31,6 +33,8 @@ class CandidateScore:
     pr_auc: float
     choice: ThresholdChoice | None
     failure: str | None = None
+    # Out-of-fold raw probabilities of the training part, kept to fit the calibration.
+    oof: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -84,6 +88,7 @@ def score_candidate(
         pr_auc=float(average_precision_score(y, oof)),
         choice=choice,
         failure=failure,
+        oof=oof,
     )
 
 
@@ -140,6 +145,10 @@ def train_model(
     pipeline = build_pipeline(spec, next(c for c in spec.candidates if c.name == best.name), seed)
     pipeline.fit(train[spec.feature_names], train[spec.target.column])
     model = RiskModel(pipeline=pipeline, threshold=best.choice.threshold, spec_yaml=spec.to_yaml())
+    y_train = train[spec.target.column].to_numpy()
+    calibration = calibrate_model(
+        model, y_train, best.oof, holdout[spec.target.column], model.raw_proba(holdout)
+    )
     holdout_proba = model.predict_proba(holdout)
     metrics = classification_metrics(holdout[spec.target.column], holdout_proba, model.threshold)
     model.info = {
@@ -149,6 +158,9 @@ def train_model(
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_sha256": data_sha256,
         "holdout_metrics": metrics,
+        "calibration": calibration,
+        # The average training patient, which linear explanations start from.
+        "transformed_means": transformed_means(pipeline, train, spec.feature_names),
     }
     return TrainingResult(
         model=model,
@@ -158,5 +170,10 @@ def train_model(
         holdout_proba=holdout_proba,
         holdout_metrics=metrics,
         reference_sample=reference_sample(train, spec, seed),
-        rows={"total": len(train) + len(holdout), "train": len(train), "holdout": len(holdout)},
+        rows={
+            "total": len(train) + len(holdout),
+            "train": len(train),
+            "holdout": len(holdout),
+            "positives_train": int(train[spec.target.column].sum()),
+        },
     )

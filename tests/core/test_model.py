@@ -45,7 +45,7 @@ def test_the_holdout_is_stratified_and_untouched(trained, clean_stroke, stroke_s
     target = stroke_spec.target.column
     rate = trained.holdout[target].mean()
     assert abs(rate - clean_stroke[target].mean()) < 0.01
-    assert trained.rows == {"total": 5110, "train": 4088, "holdout": 1022}
+    assert trained.rows == {"total": 5110, "train": 4088, "holdout": 1022, "positives_train": 199}
     holdout_ids = set(trained.holdout[stroke_spec.id_column])
     assert len(holdout_ids) == 1022 and holdout_ids <= set(clean_stroke[stroke_spec.id_column])
     columns = [*stroke_spec.feature_names, target]

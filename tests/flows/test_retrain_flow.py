@@ -26,6 +26,11 @@ def test_retrain_trains_registers_gates_compares_and_summarises(prefect_harness)
     assert summary["metrics"]["precision"] >= 0.15
     (report,) = read_summaries(settings.reports_dir)
     assert report["kind"] == "retrain" and report["champion_version"] is None
+    assert [s["name"] for s in report["slices"]] == ["sex", "age band"]
+    assert "brier" in report["challenger_metrics"]
+    assert 'data-slice="age band"' in Path(summary["report"]).read_text(encoding="utf-8")
+    facts, tags, _ = registry.load_card(settings, "stroke", "1")
+    assert tags["gate.decision"] == "promoted" and facts["slices"]
     assert Path(summary["report"]).is_file() and "challenger" in Path(summary["report"]).read_text(
         encoding="utf-8"
     )

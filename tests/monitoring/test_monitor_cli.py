@@ -44,6 +44,7 @@ def test_the_report_names_version_and_window_and_is_listed(monitor_env, drifted_
     assert html.parent.parent == report and html.name == "report.html"
     text = html.read_text(encoding="utf-8")
     assert f"stroke model version {version}" in text and "drifted.parquet" in text
+    assert 'data-slice="sex"' in text and 'data-slice="age band"' in text  # outcomes arrived: slices shown
     assert html.parent.name in (tmp_path / "reports" / "index.html").read_text()
     run_id = registry.version_run_id(monitor_env, "stroke", version)
     logged = registry.client(monitor_env).list_artifacts(run_id, f"monitor/{html.parent.name}")

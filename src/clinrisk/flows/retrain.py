@@ -39,6 +39,7 @@ def retrain(
     served = tasks.refit_on_all(data, result, seed)
     version = tasks.log_and_register(settings, data, result, served, split.rule)
     decision = tasks.apply_gate(settings, version.version, result.model, result.holdout, champion.model)
+    tasks.refresh_card(settings, version.name, version.version)
     report = tasks.compare_on_holdout(settings, result, version, decision, reason, data)
     outcome = summary(result, version, decision, data, split.rule)
     tasks.publish_artifact("retrain", name, summaries.retrain_markdown(outcome, reason, str(report)))

@@ -45,6 +45,7 @@ train_candidates = compute_task(train.train_model, name="train-candidates-and-th
 refit_on_all = compute_task(retraining.served_model, name="refit-on-all-rows")
 log_and_register = io_task(retraining.register, name="log-and-register")
 apply_gate = io_task(promotion.apply_gate, name="promotion-gate")
+refresh_card = io_task(registry.refresh_card, name="write-model-card")
 compare_on_holdout = io_task(retraining.write_report, name="evidently-comparison")
 
 # Ingestion of the inbox folder on its own schedule.

@@ -13,13 +13,14 @@ import pandas as pd
 
 from clinrisk import registry
 from clinrisk.evaluate import classification_metrics
+from clinrisk.fairness import clear_gaps, slice_report
 from clinrisk.model import RiskModel
 from clinrisk.monitoring import store
 from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
 from clinrisk.promotion import GateDecision
 from clinrisk.settings import Settings
 
-METRICS = ("recall", "precision", "pr_auc", "roc_auc", "f1", "flagged_share")
+METRICS = ("recall", "precision", "pr_auc", "roc_auc", "f1", "flagged_share", "brier")
 
 
 def scored_holdout(model: RiskModel, holdout: pd.DataFrame) -> pd.DataFrame:
@@ -35,6 +36,11 @@ def scored_holdout(model: RiskModel, holdout: pd.DataFrame) -> pd.DataFrame:
 def _metrics(frame: pd.DataFrame, model: RiskModel) -> dict[str, float]:
     found = classification_metrics(frame[OUTCOME], frame[PROBABILITY], model.threshold)
     return {k: round(found[k], 4) for k in METRICS}
+
+
+def _slices(spec, scored: pd.DataFrame) -> list[dict]:
+    """Recall, precision and share flagged per spec slice on the scored holdout."""
+    return slice_report(spec, scored, scored[OUTCOME], scored[PREDICTION])
 
 
 def compare_on_holdout(
@@ -82,7 +88,10 @@ def compare_on_holdout(
         },
         "reason": reason,
         "failed_tests": reports.facts(snapshot).failed_tests,
+        "slices": _slices(spec, current),
+        "champion_slices": _slices(spec, reference) if champion else None,
     }
+    summary["slice_gaps"] = clear_gaps(summary["slices"])
     html = store.publish(settings.reports_dir, settings.evidently_workspace, snapshot, summary, now)
     store.record_in_registry(settings, spec.name, version, html, summary)
     return html

@@ -18,6 +18,8 @@ from clinrisk import outputs
 from clinrisk.wording import count_of
 
 SUMMARY = "summary.json"
+# Brier is absent from summaries written before calibration was reported.
+RETRAIN_METRICS = ["recall", "precision", "pr_auc", "roc_auc", "brier"]
 SKIPPED = "skipped"
 
 
@@ -99,6 +101,7 @@ def monitor_header(summary: dict[str, Any]) -> str:
         health=health_lines(summary),
         quality=_quality_text(summary),
         decision=decision_text(summary["retrain"]),
+        slices=_slices_block(summary.get("slices"), "on the rows with outcomes"),
     )
 
 
@@ -127,9 +130,22 @@ def retrain_header(summary: dict[str, Any]) -> str:
     return _render(
         "retrain_header.html",
         s=summary,
+        metrics=[m for m in RETRAIN_METRICS if m in summary["challenger_metrics"]],
         champion=summary.get("champion_metrics") or {},
         gate=_gate_rows(summary["gate"]) if summary.get("gate") else None,
+        slices=_slices_block(summary.get("slices"), "challenger on the holdout"),
     )
+
+
+def _slices_block(slices: list[dict[str, Any]] | None, where: str) -> dict[str, Any] | None:
+    """Fairness tables (HTML rendered by the model card's Jinja template) and where they were measured."""
+    if not slices:
+        return None
+    from markupsafe import Markup
+
+    from clinrisk.card import render_slices_html
+
+    return {"where": where, "html": Markup(render_slices_html(slices))}
 
 
 def header_for(summary: dict[str, Any]) -> str:

@@ -222,8 +222,18 @@ def evaluate(
         "quality": {k: e.to_dict() for k, e in quality.items()} if quality else None,
         "quality_note": note,
         "retrain": decision.to_dict(),
+        "slices": outcome_slices(spec, labelled),
     }
     return snapshot, summary
+
+
+def outcome_slices(spec: ModelSpec, labelled: pd.DataFrame | None) -> list[dict] | None:
+    """Fairness slices of the rows whose outcome has arrived (None when quality is not judged)."""
+    from clinrisk.fairness import slice_report
+
+    if labelled is None:
+        return None
+    return slice_report(spec, labelled, labelled[OUTCOME].astype(int), labelled[PREDICTION].astype(int))
 
 
 def too_few_rows(frame: pd.DataFrame, min_rows: int) -> str | None:

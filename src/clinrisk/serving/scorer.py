@@ -60,6 +60,18 @@ class SklearnScorer:
         return self._model.predict_proba(pd.DataFrame(columns))
 
 
+class CalibratedScorer:
+    """A lean scorer of the raw pipeline followed by the model's own calibration map."""
+
+    def __init__(self, raw: Scorer, model: RiskModel):
+        self._raw = raw
+        self._model = model
+        self.path = raw.path
+
+    def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        return self._model.calibrate(self._raw.proba(columns))
+
+
 def columns_from_records(records: Sequence[Mapping[str, Any]], spec: ModelSpec) -> dict[str, np.ndarray]:
     """Column arrays from validated records: float64 numbers (None as NaN), object strings."""
     columns = {}
@@ -106,7 +118,7 @@ def build_scorer(
     from clinrisk.serving.onnx_scorer import OnnxScorer
 
     try:
-        lean = OnnxScorer.from_pipeline(model.pipeline, model.spec)
+        lean = CalibratedScorer(OnnxScorer.from_pipeline(model.pipeline, model.spec), model)
         diff = max_abs_difference(lean, reference, verification, model.spec)
     except Exception as exc:  # skl2onnx and onnxruntime raise many types for unsupported models
         log.warning("ONNX conversion failed, scoring with scikit-learn: %s", exc)

@@ -12,7 +12,7 @@ def create_app(
     settings: Settings | None = None, *, model_source: ModelSource | None = None, watch: bool = True
 ) -> Flask:
     """Build the app; tests inject settings and a fake model source, production reads the environment."""
-    from clinrisk.web import api, docs, metrics, ops
+    from clinrisk.web import api, docs, metrics, ops, pages
     from clinrisk.web.errors import register_error_handlers
     from clinrisk.web.runtime import Runtime
 
@@ -28,6 +28,7 @@ def create_app(
     for blueprint in (api.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
     app.after_request(security_headers)
+    pages.init_app(app, settings)
     return app
 
 

@@ -13,7 +13,7 @@ from clinrisk.serving.champion import LoadedModel
 from clinrisk.serving.scorer import columns_from_records
 from clinrisk.web.auth import requires_auth
 from clinrisk.web.errors import ApiError
-from clinrisk.web.schemas import json_body, validate_feedback, validate_records
+from clinrisk.web.schemas import explain_requested, json_body, validate_feedback, validate_records
 
 bp = Blueprint("api", __name__)
 
@@ -53,6 +53,32 @@ def score(
     return results, rows
 
 
+def explanations_for(loaded: LoadedModel, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each record's reasons, with the values as the client sent them; 501 if no exact method exists."""
+    import pandas as pd
+
+    from clinrisk.errors import ExplanationUnavailable
+    from clinrisk.explain import explain
+
+    frame = pd.DataFrame(columns_from_records(records, loaded.model.spec))
+    try:
+        explanations = explain(loaded.model, frame)
+    except ExplanationUnavailable as exc:
+        raise ApiError(501, "explanation_unavailable", str(exc)) from None
+    out = []
+    for record, explanation in zip(records, explanations, strict=True):
+        found = explanation.as_dict()
+        found["reasons"] = [{**r, "value": record.get(r["feature"])} for r in found["reasons"]]
+        out.append(found)
+    return out
+
+
+def add_explanations(loaded: LoadedModel, records: list[dict[str, Any]], results: list[dict]) -> None:
+    """Attach each record's reasons to its result (computed only when asked: it costs time)."""
+    for result, explanation in zip(results, explanations_for(loaded, records), strict=True):
+        result["explanation"] = explanation
+
+
 @bp.post("/predict")
 @requires_auth
 def predict():
@@ -62,6 +88,8 @@ def predict():
     _, loaded = runtime.serving()
     records, many = validate_records(payload, loaded.record_model, runtime.settings.max_batch_rows)
     results, rows = score(loaded, records, g.get("user"))
+    if explain_requested():
+        add_explanations(loaded, records, results)
     runtime.writer.submit(rows)
     runtime.metrics.count_predictions(loaded.name, loaded.version, len(rows))
     response = jsonify(results if many else results[0])

@@ -32,8 +32,21 @@ ERROR_TEXT = {
     404: "Unknown prediction id",
     413: "Body or batch too large",
     415: "Content type is not application/json",
+    501: "The model has no exact explanation method (only with ?explain=true)",
     422: "Invalid fields, each listed with its path",
     503: "No champion model is loaded",
+}
+
+EXPLAIN_PARAMETER = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean", "default": False},
+    "description": (
+        "Add `explanation` to each result: every feature's contribution, largest first, adding up "
+        "with `base_value` to the calibrated log-odds of `probability` (or to `probability` itself "
+        "for a soft-voting ensemble; `scale` says which)."
+    ),
 }
 
 
@@ -120,10 +133,12 @@ def _predict_path(names: dict[str, str], max_rows: int, auth: bool) -> dict[str,
     patient, result = _ref(names["Patient"]), _ref(names["PredictionResult"])
     batch = {"type": "array", "items": patient, "minItems": 1, "maxItems": max_rows}
     results = {"anyOf": [result, {"type": "array", "items": result}]}
-    errors = [400, *([401] if auth else []), 413, 415, 422, 503]
+    errors = [400, *([401] if auth else []), 413, 415, 422, 501, 503]
     summary = "Score one patient or an array of patients (same order out)"
     responses = _responses(200, results, "One result per patient", errors)
-    return {"post": _operation(summary, responses, body={"anyOf": [patient, batch]}, secured=auth)}
+    operation = _operation(summary, responses, body={"anyOf": [patient, batch]}, secured=auth)
+    operation["parameters"] = [EXPLAIN_PARAMETER]
+    return {"post": operation}
 
 
 def _feedback_path(names: dict[str, str], auth: bool) -> dict[str, Any]:

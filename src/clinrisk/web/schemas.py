@@ -31,12 +31,45 @@ class ModelRef(BaseModel):
     version: str
 
 
+class Reason(BaseModel):
+    feature: str = Field(description="Input feature name, as in the patient record")
+    value: float | int | str | None = Field(description="The patient's value of the feature")
+    contribution: float = Field(description="How much this feature moved the output from the base value")
+
+
+class ExplanationOut(BaseModel):
+    scale: Literal["log-odds", "probability"] = Field(
+        description=(
+            "What the contributions add up to: 'log-odds' = the calibrated log-odds "
+            "log(p / (1 - p)) of `probability` (single models: exact for logistic regression, "
+            "SHAP TreeExplainer for gradient boosting); 'probability' = `probability` itself "
+            "(soft-voting ensembles, per-member reasons rescaled to each member's probability change)"
+        )
+    )
+    base_value: float = Field(description="The output for the average training patient, on `scale`")
+    output: float = Field(description="base_value + sum of contributions: this patient's output on `scale`")
+    reasons: list[Reason] = Field(description="Every feature, largest |contribution| first")
+
+
 class PredictionResult(BaseModel):
     prediction_id: str = Field(description="uuid4 of this prediction; send it back with /feedback")
-    probability: float = Field(ge=0, le=1, description="Probability of the positive outcome")
-    prediction: Literal[0, 1] = Field(description="1 when probability >= threshold")
-    threshold: float = Field(description="The decision threshold of the model version")
+    probability: float = Field(
+        ge=0,
+        le=1,
+        description=(
+            "Calibrated risk of the positive outcome (e.g. a stroke) for this patient: among many "
+            "patients scored 0.10, about 10 % had the outcome in the model's holdout. Platt-scaled on "
+            "out-of-fold predictions; versions trained before calibration return the raw score."
+        ),
+    )
+    prediction: Literal[0, 1] = Field(description="1 when probability >= threshold (the model's own)")
+    threshold: float = Field(
+        description="The decision threshold of the model version, on the probability's scale"
+    )
     model: ModelRef
+    explanation: ExplanationOut | None = Field(
+        default=None, description="Only with ?explain=true: why this patient got this probability"
+    )
 
 
 class FeedbackIn(BaseModel):
@@ -176,6 +209,17 @@ def _validate_record(item: Any, record_model: type[BaseModel], prefix: tuple) ->
         return record_model.model_validate(item, strict=True).model_dump(), []
     except ValidationError as exc:
         return {}, _problems(exc, prefix)
+
+
+def explain_requested() -> bool:
+    """`?explain=true|1|yes` asks for reasons; anything else than true/false words is a 422."""
+    raw = request.args.get("explain", "false").strip().lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no", ""):
+        return False
+    message = f"explain must be true or false, not '{raw[:20]}'"
+    raise _invalid([problem(("query", "explain"), message, "bool_parsing")])
 
 
 def validate_feedback(payload: Any) -> FeedbackIn:

@@ -1,0 +1,207 @@
+"""The patient page at `/` and the model cards, server-rendered (Jinja, no JavaScript, no CDN).
+
+Login uses the same users file as the API, kept in Flask's signed session cookie (HttpOnly,
+SameSite=Lax); every form carries a flask-wtf CSRF token. Predictions made here go through
+the API's own scoring and prediction log; a user may record the outcome only of a
+prediction made in their own session.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from functools import wraps
+from pathlib import Path
+
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+
+from clinrisk.errors import RegistryError
+from clinrisk.predlog import PredictionLogError
+from clinrisk.web import cards
+from clinrisk.web.api import explanations_for, score
+from clinrisk.web.errors import ApiError
+from clinrisk.web.patient_form import bar_chart, form_fields, holdout_terms, parse_form
+
+log = logging.getLogger(__name__)
+bp = Blueprint("pages", __name__, template_folder="templates")
+KEPT_PREDICTIONS = 50  # ids remembered per session, for recording outcomes
+SECRET_FILE = "session-secret"
+
+
+def session_secret(settings) -> str:
+    """The configured secret, else one created once in the state directory (shared by workers)."""
+    if settings.session_secret:
+        return settings.session_secret
+    path = Path(settings.ensure_home()) / SECRET_FILE
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def init_app(app: Flask, settings) -> None:
+    """Session cookie settings and the blueprint; the JSON API stays free of CSRF checks."""
+    if not app.config.get("SECRET_KEY"):  # Flask's default config holds the key as None
+        app.config["SECRET_KEY"] = session_secret(settings)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.register_blueprint(bp)
+
+
+def _runtime():
+    return current_app.extensions["clinrisk"]
+
+
+def login_required(view):
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        if _runtime().settings.auth_enabled and not session.get("user"):
+            return redirect(url_for("pages.login_form", next=request.path))
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def _check_csrf() -> None:
+    try:
+        validate_csrf(request.form.get("csrf_token", ""))
+    except Exception:  # flask-wtf raises wtforms' ValidationError
+        raise CSRFError("The form has expired or did not come from this site; reload the page.") from None
+
+
+@bp.app_context_processor
+def _template_globals():
+    return {"csrf_token": generate_csrf, "user": session.get("user")}
+
+
+@bp.get("/login")
+def login_form():
+    return render_template("login.html", error=None, next=request.args.get("next", "/"))
+
+
+@bp.post("/login")
+def login():
+    _check_csrf()
+    name, password = request.form.get("username", ""), request.form.get("password", "")
+    target = request.form.get("next", "/")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"  # never redirect to another site
+    if _runtime().users.check_password(name, password) is None:
+        return render_template("login.html", error="Wrong user name or password.", next=target), 401
+    session.clear()
+    session["user"] = name
+    return redirect(target)
+
+
+@bp.post("/logout")
+def logout():
+    _check_csrf()
+    session.clear()
+    return redirect(url_for("pages.login_form"))
+
+
+def _page(loaded, **values):
+    spec = loaded.model.spec
+    return render_template(
+        "patient.html",
+        spec=spec,
+        loaded=loaded,
+        fields=form_fields(spec),
+        terms=holdout_terms(loaded.model.info, spec.target.label),
+        **{"values": {}, "errors": {}, "answer": None, "recorded": None, **values},
+    )
+
+
+@bp.get("/")
+@login_required
+def patient_page():
+    _, loaded = _runtime().serving()
+    return _page(loaded)
+
+
+def _explained(loaded, record) -> dict:
+    """The reasons with their bar chart, or why there are none (the page never fails for it)."""
+    try:
+        explanation = explanations_for(loaded, [record])[0]
+    except ApiError as exc:
+        return {"unavailable": exc.message}
+    return {**explanation, "chart": bar_chart(explanation["reasons"])}
+
+
+def _remember(prediction_id: str) -> None:
+    kept = [*session.get("predictions", []), prediction_id][-KEPT_PREDICTIONS:]
+    session["predictions"] = kept
+
+
+@bp.post("/")
+@login_required
+def assess():
+    """Score the patient typed in, log it like an API prediction, and show risk and reasons."""
+    _check_csrf()
+    runtime = _runtime()
+    _, loaded = runtime.serving()
+    record, errors = parse_form(loaded.model.spec, loaded.record_model, request.form)
+    if errors:
+        return _page(loaded, values=request.form, errors=errors), 422
+    results, rows = score(loaded, [record])
+    runtime.writer.submit(rows)
+    runtime.metrics.count_predictions(loaded.name, loaded.version, len(rows))
+    _remember(results[0]["prediction_id"])
+    answer = {**results[0], "explanation": _explained(loaded, record)}
+    return _page(loaded, values=request.form, answer=answer)
+
+
+@bp.post("/outcome")
+@login_required
+def outcome():
+    """Record the observed outcome of a prediction made in this session."""
+    _check_csrf()
+    runtime = _runtime()
+    _, loaded = runtime.serving()
+    prediction_id, value = request.form.get("prediction_id", ""), request.form.get("outcome", "")
+    if prediction_id not in session.get("predictions", []) or value not in ("0", "1"):
+        abort(404)
+    runtime.writer.flush()
+    try:
+        receipt = runtime.writer.record_feedback(prediction_id, int(value))
+    except PredictionLogError as exc:
+        raise ApiError(503, "log_unavailable", str(exc)) from None
+    if receipt is None:
+        abort(404)
+    return _page(loaded, recorded=receipt)
+
+
+@bp.get("/model/card")
+@login_required
+def champion_card():
+    _, loaded = _runtime().serving()
+    return redirect(url_for("pages.version_card", name=loaded.name, version=loaded.version))
+
+
+@bp.get("/models/<name>/<version>/card")
+@login_required
+def version_card(name: str, version: str):
+    """The card of any registered version, with the gate's decision as tagged now."""
+    if not version.isdigit():
+        abort(404)
+    try:
+        return cards.card_html(_runtime(), name, version)
+    except cards.CardNotFound as exc:
+        return render_template("message.html", title="No model card", message=str(exc)), 404
+    except RegistryError as exc:
+        log.warning("card of %s version %s: %s", name, version, exc)
+        return render_template("message.html", title="Model registry unavailable", message=str(exc)), 503
+
+
+@bp.errorhandler(CSRFError)
+def _expired_form(exc: CSRFError):
+    return render_template("message.html", title="Form expired", message=exc.description), 400
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    return render_template("message.html", title="Cannot answer now", message=exc.message), exc.status

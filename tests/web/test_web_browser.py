@@ -1,0 +1,141 @@
+"""The patient page in a real browser: Debian's headless Chromium driven by Selenium, against
+`clinrisk serve` (gunicorn) on a real `mlflow server` champion.
+
+Set SCREENSHOT_DIR to keep screenshots of the answer and the card (the README's come from here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+from web_support import PASSWORD, PATIENT
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web-e2e")]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium with its network log on (to see every request the page makes)."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1500"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.implicitly_wait(10)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def logged_in(browser, live_service):
+    """The browser after logging in as alice through the login form."""
+    browser.get(f"{live_service.url}/")
+    assert "/login" in browser.current_url
+    browser.find_element(By.ID, "username").send_keys("alice")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login").click()
+    browser.find_element(By.ID, "assess")
+    return browser
+
+
+def fill_patient(browser, patient: dict) -> None:
+    for name, value in patient.items():
+        element = browser.find_element(By.NAME, name)
+        if element.tag_name == "select":
+            Select(element).select_by_value(str(value))
+        else:
+            element.clear()
+            element.send_keys(str(value))
+    browser.find_element(By.ID, "assess").click()
+
+
+def screenshot(browser, name: str) -> None:
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(folder) / name))
+
+
+def requested_urls(browser) -> list[str]:
+    """Every URL the browser requested since the last call (Chrome's performance log)."""
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def test_a_real_patient_gets_risk_decision_version_and_reasons(logged_in, live_service):
+    """Log in, type in the first patient of the file, read the risk, decision, version and reasons."""
+    fill_patient(logged_in, PATIENT)
+    risk = logged_in.find_element(By.ID, "risk").text
+    assert re.fullmatch(r"\d+\.\d %", risk)
+    decision = logged_in.find_element(By.ID, "decision").text
+    assert decision.startswith(("Flagged", "Not flagged"))
+    version = logged_in.find_element(By.ID, "model-version").text
+    assert version == live_service_version(live_service)
+    reasons = [
+        r.get_attribute("data-feature") for r in logged_in.find_elements(By.CSS_SELECTOR, "#reasons .reason")
+    ]
+    assert len(reasons) == 5 and reasons[0] == "age"
+    assert "had a stroke" in logged_in.find_element(By.ID, "holdout-terms").text
+    screenshot(logged_in, "patient-page.png")
+
+
+def live_service_version(service) -> str:
+    import requests
+
+    return requests.get(f"{service.url}/ready", timeout=10).json()["model"]["version"]
+
+
+def test_an_out_of_range_age_shows_an_error_next_to_the_field(logged_in):
+    """Age 130 is refused with the API's message inside the age field's own box."""
+    fill_patient(logged_in, {**PATIENT, "age": 130})
+    error = logged_in.find_element(By.ID, "age-error")
+    assert "less than or equal to 120" in error.text
+    box = error.find_element(By.XPATH, "..")
+    assert box.find_element(By.ID, "age").get_attribute("value") == "130"
+    assert not logged_in.find_elements(By.ID, "answer")
+
+
+def test_the_card_opens_and_shows_the_slices(logged_in):
+    """The model link opens the version's card with the sex and age-band tables and counts."""
+    fill_patient(logged_in, PATIENT)
+    logged_in.find_element(By.ID, "model-card").click()
+    assert re.search(r"/models/stroke/\d+/card$", logged_in.current_url)
+    sex = logged_in.find_element(By.CSS_SELECTOR, 'table[data-slice="sex"]')
+    ages = logged_in.find_element(By.CSS_SELECTOR, 'table[data-slice="age band"]')
+    assert "Female" in sex.text and "Male" in sex.text
+    assert all(band in ages.text for band in ("<45", "45–64", "≥65"))
+    assert logged_in.find_element(By.CSS_SELECTOR, 'svg[aria-label="Calibration curve"]')
+    logged_in.execute_script("document.getElementById('calibration').scrollIntoView()")
+    screenshot(logged_in, "model-card.png")
+
+
+def test_the_page_loads_nothing_from_another_origin(logged_in, live_service):
+    """Every request the login, patient, answer and card pages make goes to the service itself."""
+    requested_urls(logged_in)  # start from an empty log
+    logged_in.get(f"{live_service.url}/")
+    fill_patient(logged_in, PATIENT)
+    logged_in.find_element(By.ID, "model-card").click()
+    logged_in.find_element(By.CSS_SELECTOR, 'table[data-slice="sex"]')
+    urls = [u for u in requested_urls(logged_in) if not u.startswith("data:")]
+    service = urlsplit(live_service.url)
+    assert urls, "the performance log recorded no request"
+    assert {(urlsplit(u).scheme, urlsplit(u).netloc) for u in urls} == {(service.scheme, service.netloc)}
