@@ -15,6 +15,8 @@ from aws_scripts import bucket, deploy, image, services, taskdefs
 from aws_scripts.common import SERVICES, load_environment
 from support import REPO, aws_client
 
+pytestmark = pytest.mark.slow  # every test talks to moto's server
+
 
 class RecordingDocker:
     """The docker CLI edge: records each command line (and stdin) instead of running it."""
