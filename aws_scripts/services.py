@@ -92,30 +92,33 @@ def create_or_update(environment: Environment, service: str, count: int) -> str:
             cluster=environment.cluster, service=service, taskDefinition=task_definition, desiredCount=count
         )
         return f"updated {service}: {count} task(s) of {task_definition}"
-    network = {
-        "awsvpcConfiguration": {
-            "subnets": environment.network["subnets"],
-            "securityGroups": environment.network["security_groups"],
-            "assignPublicIp": "DISABLED",
-        }
-    }
-    extra = {}
-    if service == "web":
-        target_group = ensure_target_group(environment)
-        extra["loadBalancers"] = [
-            {"targetGroupArn": target_group, "containerName": "web", "containerPort": PORTS["web"]}
-        ]
-        extra["healthCheckGracePeriodSeconds"] = 180  # the first champion load takes a while
     ecs.create_service(
         cluster=environment.cluster,
         serviceName=service,
         taskDefinition=task_definition,
         desiredCount=count,
         launchType="FARGATE",
-        networkConfiguration=network,
-        **extra,
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": environment.network["subnets"],
+                "securityGroups": environment.network["security_groups"],
+                "assignPublicIp": "DISABLED",
+            }
+        },
+        # A rolling update starts new tasks before it stops old ones: no gap in capacity.
+        deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 200},
+        **(load_balancing(environment) if service == "web" else {}),
     )
     return f"created {service}: {count} task(s) of {task_definition}"
+
+
+def load_balancing(environment: Environment) -> dict:
+    """The web service's target group, and time for the first champion load before health counts."""
+    target = {"targetGroupArn": ensure_target_group(environment), "containerName": "web"}
+    return {
+        "loadBalancers": [{**target, "containerPort": PORTS["web"]}],
+        "healthCheckGracePeriodSeconds": 180,
+    }
 
 
 def plan(environment: Environment, counts: dict[str, int] | None = None) -> list[Action]:

@@ -15,6 +15,8 @@ from aws_scripts import bucket, deploy, image, services, taskdefs
 from aws_scripts.common import SERVICES, load_environment
 from support import REPO, aws_client
 
+pytestmark = pytest.mark.slow  # every test talks to moto's server
+
 
 class RecordingDocker:
     """The docker CLI edge: records each command line (and stdin) instead of running it."""
@@ -275,3 +277,18 @@ def test_each_step_has_a_dry_run_that_changes_nothing(config_dir, step, options,
     assert aws_client("ecr").describe_repositories()["repositories"] == []
     assert aws_client("ecs").list_task_definitions()["taskDefinitionArns"] == []
     assert aws_client("ecs").list_clusters()["clusterArns"] == []
+
+
+def test_docker_missing_is_a_clear_error(monkeypatch):
+    """Without the docker CLI on PATH the image step names what to install, with no traceback."""
+    from aws_scripts.common import DeployError
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(DeployError, match="install the Docker CLI"):
+        image.run_docker(["version"])
+
+
+def test_the_default_tag_is_the_checkout_commit():
+    """The image tag defaults to the short git commit of the checkout."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    assert commit.startswith(image.current_tag())

@@ -27,8 +27,6 @@ from support import AWS_TEST_ENV, REPO, free_port, moto_server, stop_process, wa
 BUCKET = "clinrisk-artifacts-test"
 PREFIX = "mlflow"
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def s3_url():
@@ -99,6 +97,7 @@ def client_settings(tmp_path, s3_mlflow, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_a_registered_model_lands_in_the_bucket_and_serves(client_settings, s3_url):
     """Registered through the proxy, a version's files are in the bucket and the service loads it."""
     version = register(client_settings)
@@ -120,6 +119,7 @@ def test_a_registered_model_lands_in_the_bucket_and_serves(client_settings, s3_u
     assert state.loaded.model.info["run_id"] == run_id
 
 
+@pytest.mark.slow
 def test_hot_swap_and_cache_work_unchanged_on_s3(client_settings, s3_mlflow, tmp_path):
     """A promotion swaps the served version; with the registry gone, the cached one still serves."""
     first = register(client_settings)
