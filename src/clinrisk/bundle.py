@@ -7,6 +7,11 @@ only this bundle through `read_bundle`: nothing is unpickled, so a tampered regi
 can at worst be refused, never run code. A model ONNX cannot express is stored as refused,
 with the reason, and is never served.
 
+The calibration map (Platt's `a`, `b`) travels in the signed JSON and is applied after the
+ONNX score. For explanations only, the fitted pipeline is also stored as `pipeline.skops`
+(skops.io: numpy arrays and JSON, loaded with an explicit list of trusted types, never
+unpickled); its SHA-256 is signed too, and it is read only when an explanation is asked for.
+
 A promotion record (model, version, run id, who, why, when), signed with the same key,
 marks the versions the gate or a person promoted; the service serves no other.
 """
@@ -32,7 +37,15 @@ ARTIFACT_PATH = "scorer"
 ONNX_FILE = "model.onnx"
 META_FILE = "scorer.json"
 SIGNATURE_FILE = "scorer.sig"
-FILES = (ONNX_FILE, META_FILE, SIGNATURE_FILE)
+PIPELINE_FILE = "pipeline.skops"
+FILES = (ONNX_FILE, META_FILE, SIGNATURE_FILE, PIPELINE_FILE)
+# The only non-builtin types skops may build when it reads a pipeline back (exact names; skops
+# trusts scikit-learn's estimators and numpy arrays by default).
+SKOPS_TRUSTED = [
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils._bunch.Bunch",
+]
 FORMAT = 1
 TOLERANCE = 1e-5
 BUNDLE_PURPOSE = "clinrisk-scorer-v1"
@@ -51,13 +64,20 @@ def _sha256(data: bytes) -> str:
 
 
 def _verify_onnx(model, verification: pd.DataFrame) -> tuple[bytes, float]:
-    """ONNX bytes and their largest |Δ probability| from scikit-learn over every row."""
+    """ONNX bytes and the largest |Δ calibrated probability| from scikit-learn over every row."""
     from clinrisk.serving.onnx_scorer import OnnxScorer, to_onnx
-    from clinrisk.serving.scorer import SklearnScorer, max_abs_difference
+    from clinrisk.serving.scorer import CalibratedScorer, SklearnScorer, max_abs_difference
 
     onnx = to_onnx(model.pipeline, model.spec)
-    diff = max_abs_difference(OnnxScorer(onnx, model.spec), SklearnScorer(model), verification, model.spec)
+    lean = CalibratedScorer(OnnxScorer(onnx, model.spec), model)
+    diff = max_abs_difference(lean, SklearnScorer(model), verification, model.spec)
     return onnx, diff
+
+
+def _pipeline_bytes(model) -> bytes:
+    import skops.io
+
+    return skops.io.dumps(model.pipeline)
 
 
 def build_bundle(model, verification: pd.DataFrame, run_id: str, key: bytes) -> dict[str, bytes]:
@@ -67,6 +87,7 @@ def build_bundle(model, verification: pd.DataFrame, run_id: str, key: bytes) -> 
     does not convert, or differs by more than TOLERANCE, gets a signed refusal and no ONNX.
     """
     onnx, diff, reason = b"", None, ""
+    pipeline = _pipeline_bytes(model)
     try:
         onnx, diff = _verify_onnx(model, verification)
     except Exception as exc:  # skl2onnx and onnxruntime raise many types for unsupported models
@@ -78,11 +99,13 @@ def build_bundle(model, verification: pd.DataFrame, run_id: str, key: bytes) -> 
         "name": model.spec.name,
         "run_id": run_id,
         "threshold": float(model.threshold),
+        "calibration": model.calibration.as_dict() if getattr(model, "calibration", None) else None,
         "spec_yaml": model.spec_yaml,
         "info": {k: model.info[k] for k in INFO_KEYS if k in model.info} | {"run_id": run_id},
         "servable": not reason,
         "reason": reason or f"verified against scikit-learn on {len(verification)} rows",
         "onnx_sha256": _sha256(onnx) if not reason else None,
+        "pipeline_sha256": _sha256(pipeline),
         "verification": {"max_abs_diff": diff, "rows": len(verification), "tolerance": TOLERANCE},
         "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -90,6 +113,7 @@ def build_bundle(model, verification: pd.DataFrame, run_id: str, key: bytes) -> 
     files = {META_FILE: meta_bytes, SIGNATURE_FILE: signing.sign(key, BUNDLE_PURPOSE, meta_bytes).encode()}
     if not reason:
         files[ONNX_FILE] = onnx
+    files[PIPELINE_FILE] = pipeline
     return files
 
 
@@ -157,18 +181,49 @@ class ServedModel:
 
     @cached_property
     def scorer(self):
+        """The ONNX graph's raw score followed by the signed calibration map."""
         from clinrisk.serving.onnx_scorer import OnnxScorer
+        from clinrisk.serving.scorer import CalibratedScorer
 
-        return OnnxScorer(self.onnx, self.spec)
+        return CalibratedScorer(OnnxScorer(self.onnx, self.spec), self)
 
     @property
     def verification(self) -> dict[str, Any]:
         return {**self.meta.get("verification", {}), "reason": self.meta.get("reason", "")}
 
+    @cached_property
+    def calibration(self):
+        from clinrisk.calibration import PlattCalibration
+
+        found = self.meta.get("calibration")
+        return PlattCalibration(**found) if found else None
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated risk from the ONNX graph's raw score (identity without a calibration)."""
+        raw = np.asarray(raw, dtype=np.float64)
+        return raw if self.calibration is None else self.calibration.apply(raw)
+
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         from clinrisk.serving.scorer import score_frame
 
         return score_frame(self.scorer, features, self.spec)
+
+    @cached_property
+    def explainable(self):
+        """The fitted pipeline as a RiskModel, read from the signed `pipeline.skops` (for explanations).
+
+        Raises BundleError when the bundle has no pipeline (registered before explanations) or
+        its bytes do not match the signed hash.
+        """
+        import skops.io
+
+        from clinrisk.model import RiskModel
+
+        data = self.files.get(PIPELINE_FILE)
+        if data is None or _sha256(data) != self.meta.get("pipeline_sha256"):
+            raise BundleError("this version's bundle carries no verified pipeline to explain with")
+        pipeline = skops.io.loads(data, trusted=SKOPS_TRUSTED)
+        return RiskModel(pipeline, self.threshold, self.meta["spec_yaml"], dict(self.info), self.calibration)
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return (np.asarray(proba) >= self.threshold).astype(int)

@@ -57,13 +57,14 @@ def explanations_for(loaded: LoadedModel, records: list[dict[str, Any]]) -> list
     """Each record's reasons, with the values as the client sent them; 501 if no exact method exists."""
     import pandas as pd
 
+    from clinrisk.bundle import BundleError
     from clinrisk.errors import ExplanationUnavailable
     from clinrisk.explain import explain
 
     frame = pd.DataFrame(columns_from_records(records, loaded.model.spec))
     try:
-        explanations = explain(loaded.model, frame)
-    except ExplanationUnavailable as exc:
+        explanations = explain(loaded.model.explainable, frame)
+    except (ExplanationUnavailable, BundleError) as exc:
         raise ApiError(501, "explanation_unavailable", str(exc)) from None
     out = []
     for record, explanation in zip(records, explanations, strict=True):

@@ -90,6 +90,26 @@ def authenticate(users: UserStore, limiter: FailureLimiter | None = None) -> str
     return user
 
 
+def check_form_login(
+    users: UserStore, limiter: FailureLimiter | None, name: str, password: str
+) -> str | None:
+    """A login from the page's form: the user, or None for wrong credentials.
+
+    The same limits and audit lines as the API: raises ApiError 429 (with Retry-After) when the
+    client or the user has failed too often, before any password is hashed.
+    """
+    keys = [f"client:{request.remote_addr}", f"user:{name}"]
+    _refuse_if_limited(limiter, keys, name, "")
+    user = users.check_password(name, password)
+    if user is None:
+        if limiter is not None:
+            limiter.failed(*keys)
+        audit.warning("page login failed user=%r client=%s", name, request.remote_addr)
+    else:
+        audit.info("page login ok user=%r client=%s", user, request.remote_addr)
+    return user
+
+
 def requires_auth(view: Callable) -> Callable:
     """Let the view run only for an authenticated caller (unless auth is turned off)."""
 

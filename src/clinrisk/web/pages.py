@@ -21,6 +21,7 @@ from clinrisk.errors import RegistryError
 from clinrisk.predlog import PredictionLogError
 from clinrisk.web import cards
 from clinrisk.web.api import explanations_for, score
+from clinrisk.web.auth import check_form_login
 from clinrisk.web.errors import ApiError
 from clinrisk.web.patient_form import bar_chart, form_fields, holdout_terms, parse_form
 
@@ -90,7 +91,12 @@ def login():
     target = request.form.get("next", "/")
     if not target.startswith("/") or target.startswith("//"):
         target = "/"  # never redirect to another site
-    if _runtime().users.check_password(name, password) is None:
+    runtime = _runtime()
+    try:
+        user = check_form_login(runtime.users, runtime.limiter, name, password)
+    except ApiError as exc:  # too many failures: the page says so, with the same Retry-After
+        return render_template("login.html", error=exc.message, next=target), exc.status, exc.headers
+    if user is None:
         return render_template("login.html", error="Wrong user name or password.", next=target), 401
     session.clear()
     session["user"] = name
@@ -147,7 +153,7 @@ def assess():
     record, errors = parse_form(loaded.model.spec, loaded.record_model, request.form)
     if errors:
         return _page(loaded, values=request.form, errors=errors), 422
-    results, rows = score(loaded, [record])
+    results, rows = score(loaded, [record], session.get("user"))
     runtime.writer.submit(rows)
     runtime.metrics.count_predictions(loaded.name, loaded.version, len(rows))
     _remember(results[0]["prediction_id"])
