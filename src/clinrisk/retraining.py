@@ -136,8 +136,8 @@ def plan(data: TrainingData, champion: Champion) -> EvaluationPlan:
 def served_model(data: TrainingData, result: TrainingResult, seed: int | None = None) -> TrainingResult:
     """Step 6b: the result to register: the same candidate and threshold refit on every row.
 
-    The gate still judges `result.model`, fitted without the evaluation rows; the threshold stays
-    the one chosen out of fold. Only for store snapshots with `training.refit_on_all`.
+    The gate still judges `result.model`, fitted without the evaluation rows; the threshold and the
+    calibration map stay the ones chosen out of fold. Only for store snapshots with `training.refit_on_all`.
     """
     spec = data.spec
     if data.snapshot is None or not spec.training.refit_on_all:
@@ -146,7 +146,13 @@ def served_model(data: TrainingData, result: TrainingResult, seed: int | None = 
     candidate = next(c for c in spec.candidates if c.name == result.best.name)
     pipeline = build_pipeline(spec, candidate, seed)
     pipeline.fit(data.frame[spec.feature_names], data.frame[spec.target.column])
-    model = RiskModel(pipeline=pipeline, threshold=result.model.threshold, spec_yaml=spec.to_yaml())
+    # The calibration map and threshold were both chosen out of fold; they travel together.
+    model = RiskModel(
+        pipeline=pipeline,
+        threshold=result.model.threshold,
+        spec_yaml=spec.to_yaml(),
+        calibration=result.model.calibration,
+    )
     model.info = {**result.model.info, "refit_rows": len(data.frame)}
     return dataclasses.replace(result, model=model, rows={**result.rows, "refit": len(data.frame)})
 
