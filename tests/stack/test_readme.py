@@ -85,6 +85,8 @@ def check_clinrisk(args: list[str]) -> None:
 
 def check(tokens: list[str]) -> None:
     """One command of a pipeline works as written from the project root."""
+    while tokens and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", tokens[0]):
+        tokens = tokens[1:]  # VAR=value before a command sets its environment
     program, args = tokens[0], tokens[1:]
     if program == "make":
         targets = [a for a in args if "=" not in a and not a.startswith("-")]

@@ -5,17 +5,55 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, func, inspect, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    func,
+    inspect,
+    select,
+)
 
 from clinrisk import database, labelled, predlog
 from support import PATIENT
 from web.web_support import postgres_server
 
 
+def first_release_schema() -> MetaData:
+    """The prediction log's tables as the first release created them (`metadata.create_all`)."""
+    schema = MetaData()
+    Table(
+        "predictions",
+        schema,
+        Column("prediction_id", String(36), primary_key=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+        Column("model_name", String(64), nullable=False, index=True),
+        Column("model_version", String(32), nullable=False),
+        Column("features", Text, nullable=False),
+        Column("probability", Float, nullable=False),
+        Column("prediction", Integer, nullable=False),
+    )
+    Table(
+        "feedback",
+        schema,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("prediction_id", String(36), nullable=False, index=True),
+        Column("outcome", Integer, nullable=False),
+        Column("received_at", DateTime(timezone=True), nullable=False),
+    )
+    return schema
+
+
 def make_old_database(url: str, rows: int = 25) -> None:
     """The prediction log exactly as the code before migrations created it, with rows in it."""
     engine = create_engine(url)
-    predlog.metadata.create_all(engine)  # what predlog.connect did before Alembic
+    first_release_schema().create_all(engine)
     now = datetime.now(UTC)
     predlog.write_predictions(
         engine,
@@ -61,12 +99,12 @@ def test_a_fresh_sqlite_database_is_created_at_the_newest_revision(tmp_path):
     """A new database gets every table through the migrations, and a second connect changes nothing."""
     url = f"sqlite:///{tmp_path / 'new' / 'predictions.db'}"
     engine = database.connect(url)
-    assert database.current_revision(engine) == database.head_revision() == "0002"
+    assert database.current_revision(engine) == database.head_revision() == "0003"
     assert {"predictions", "feedback", "labelled_examples", "labelled_batches"} <= set(
         inspect(engine).get_table_names()
     )
     database.upgrade(engine)  # already at head: a no-op
-    assert database.current_revision(engine) == "0002"
+    assert database.current_revision(engine) == "0003"
 
 
 def test_a_sqlite_database_of_the_previous_schema_upgrades_without_losing_a_row(tmp_path):
@@ -82,6 +120,7 @@ def test_a_postgresql_database_of_the_previous_schema_upgrades_without_losing_a_
 
 
 def test_an_unreachable_database_is_a_clear_error(tmp_path):
-    """A database that cannot be opened fails with its URL named and no password shown."""
-    with pytest.raises(database.DatabaseError, match=r"postgresql\+psycopg2://u:\*\*\*@127.0.0.1:1/x"):
+    """A database that cannot be opened fails saying why, with no connection string or password."""
+    with pytest.raises(database.DatabaseError, match="database is unavailable: OperationalError") as failure:
         database.connect("postgresql+psycopg2://u:secret@127.0.0.1:1/x")
+    assert "secret" not in str(failure.value) and "postgresql+psycopg2" not in str(failure.value)
