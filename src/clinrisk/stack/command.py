@@ -124,6 +124,7 @@ def up(
         evidently_port=evidently_port,
         web_workers=web_workers or settings.workers,
         evidently_workspace=settings.evidently_workspace,
+        reports_dir=settings.reports_dir,
     )
     check_ports_free(config)
     prepare_home(config)

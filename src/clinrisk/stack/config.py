@@ -29,6 +29,7 @@ class StackConfig:
     web_workers: int = 2
     pool: str = POOL
     evidently_workspace: Path | None = None  # None: <home>/evidently-workspace, as the settings default
+    reports_dir: Path | None = None  # None: <home>/reports, as the settings default
 
     @property
     def client_host(self) -> str:
@@ -72,7 +73,7 @@ class StackConfig:
 
     @property
     def reports_index(self) -> Path:
-        return self.home / "reports" / "index.html"
+        return (self.reports_dir or self.home / "reports") / "index.html"
 
     @property
     def run_dir(self) -> Path:
