@@ -181,3 +181,16 @@ def test_a_held_command_runs_once_the_ready_file_appears(tmp_path):
     assert held.poll() is None and not marker.exists()
     ready.write_text("{}")
     assert held.wait(20) == 0 and marker.exists()
+
+
+@pytest.mark.parametrize(("setting", "accesslog"), [(None, "None"), ("true", "-"), ("false", "None")])
+def test_the_access_log_is_quiet_unless_asked_for(tmp_path, setting, accesslog):
+    """It logs no line per request by default, so the stack's banner stays on screen."""
+    env = {k: v for k, v in os.environ.items() if k != "CLINRISK_ACCESS_LOG"}
+    env["CLINRISK_HOME"] = str(tmp_path)
+    if setting is not None:
+        env["CLINRISK_ACCESS_LOG"] = setting
+    code = "import clinrisk.web.gunicorn_conf as conf; print(conf.accesslog)"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == accesslog

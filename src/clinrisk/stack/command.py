@@ -126,6 +126,7 @@ def up(
         artifacts_destination=settings.artifacts_destination,
         s3_endpoint_url=settings.s3_endpoint_url,
         evidently_workspace=settings.evidently_workspace,
+        reports_dir=settings.reports_dir,
     )
     check_ports_free(config)
     prepare_home(config)

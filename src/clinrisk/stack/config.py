@@ -31,6 +31,7 @@ class StackConfig:
     artifacts_destination: str | None = None  # e.g. s3://bucket/prefix; None: <home>/mlartifacts
     s3_endpoint_url: str | None = None
     evidently_workspace: Path | None = None  # None: <home>/evidently-workspace, as the settings default
+    reports_dir: Path | None = None  # None: <home>/reports, as the settings default
 
     @property
     def client_host(self) -> str:
@@ -74,7 +75,7 @@ class StackConfig:
 
     @property
     def reports_index(self) -> Path:
-        return self.home / "reports" / "index.html"
+        return (self.reports_dir or self.home / "reports") / "index.html"
 
     @property
     def run_dir(self) -> Path:

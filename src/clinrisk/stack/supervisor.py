@@ -166,13 +166,16 @@ class Supervisor:
         pause = min(2 ** (service.restarts - 1), 30)
         tries = f"try {service.restarts} of {self.max_restarts}"
         self.say("stack", f"{service.name} {why}; restarting it in {pause} s ({tries})")
-        kill_group(service.process.pid, signal.SIGKILL)  # whatever it left behind
+        left = group_members(service.process.pid)
+        kill_group(service.process.pid, signal.SIGKILL)  # whatever it left behind, port holder included
+        wait_gone(left, timeout=5)
         if not self.stopping.wait(pause):
             self.start(service)
 
     def stop_all(self) -> None:
-        """SIGTERM every group, SIGKILL what is left after the grace period."""
+        """SIGTERM every group, SIGKILL what is left after the grace period; return once all are gone."""
         running = [s.process for s in self.services if s.process is not None]
+        members = [pid for process in running for pid in group_members(process.pid)]
         for process in running:
             kill_group(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace_seconds
@@ -183,6 +186,24 @@ class Supervisor:
             kill_group(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(5)
+        wait_gone(members, timeout=5)  # SIGKILL is delivered asynchronously: the ports free after
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of a process group (a service and everything it started)."""
+    members = []
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pgid:
+                members.append(pid)
+    return members
+
+
+def wait_gone(pids: list[int], timeout: float) -> None:
+    """Wait until none of `pids` is alive (zombies count as gone), at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while any(is_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def kill_group(pgid: int, sig: int) -> None:
