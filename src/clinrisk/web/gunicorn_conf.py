@@ -39,7 +39,7 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.home / "promethe
 
 
 def on_starting(server) -> None:
-    """In the master: empty the metrics directory and create the prediction-log tables once."""
+    """In the master: empty the metrics directory and migrate the prediction-log database once."""
     from clinrisk import predlog
 
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
