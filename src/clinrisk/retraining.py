@@ -5,8 +5,9 @@ very same functions, each wrapped as a Prefect task. In order:
 
 1. `ingest` the model's inbox folder into the labelled store (not with `--data`);
 2. `load_data`: a snapshot of the labelled store, or one validated file with `--data`;
-3. `load_champion`: the current champion, downloaded once, with its snapshot tags;
+3. `load_champion`: the champion's version and snapshot tags (and the newest version's);
 4. `skip_reason`: nothing to learn when the snapshot is the one the champion was trained on;
+   otherwise `download_champion` fetches its model, once, for the gate and the report;
 5. `plan`: which rows train the challenger and which rows both models are scored on;
 6. `train.train_model`, then `served_model` (refit on every row, threshold kept);
 7. `register` (run, dataset inputs, version, snapshot tags), `promotion.apply_gate`;
@@ -93,22 +94,28 @@ def load_data(settings: Settings, model_name: str, data_path: Path | None = None
 
 
 def load_champion(settings: Settings, model_name: str) -> Champion:
-    """Step 3: the champion (downloaded once) and the snapshot tags of its version."""
+    """Step 3: the champion's version and snapshot tags, and the newest version's (no download yet)."""
     latest = registry.latest_version(settings, model_name)
     latest_tags = registry.version_tags(settings, model_name, latest) if latest else {}
     last = {"latest_version": latest, "latest_snapshot_digest": latest_tags.get(snapshots.DIGEST_TAG)}
     version = registry.alias_version(settings, model_name, registry.CHAMPION)
     if version is None:
         return Champion(**last)
-    tags = registry.version_tags(settings, model_name, version)
+    tags = latest_tags if version == latest else registry.version_tags(settings, model_name, version)
     members = tags.get(snapshots.MEMBERS_TAG)
     return Champion(
-        model=registry.load_version(settings, model_name, version),
         version=version,
         snapshot_digest=tags.get(snapshots.DIGEST_TAG),
         members=snapshots.decode_members(members) if members is not None else None,
         **last,
     )
+
+
+def download_champion(settings: Settings, model_name: str, champion: Champion) -> Champion:
+    """Step 4b: the champion's model, downloaded once for the gate and the report (when training)."""
+    if champion.version is None:
+        return champion
+    return dataclasses.replace(champion, model=registry.load_version(settings, model_name, champion.version))
 
 
 def skip_reason(data: TrainingData, champion: Champion) -> str | None:
@@ -292,6 +299,7 @@ def retrain(
     skipped = skip_reason(data, champion)
     if skipped:
         return skipped_summary(data, champion, skipped)
+    champion = download_champion(settings, model_name, champion)
     split = plan(data, champion)
     result = train_model(data.spec, split.train, seed, data.sha256, split.evaluation)
     version = register(settings, data, result, served_model(data, result, seed), split.rule)

@@ -34,6 +34,7 @@ def retrain(
         outcome = skipped_summary(data, champion, skipped)
         tasks.publish_artifact("retrain", name, summaries.retrain_skipped_markdown(outcome, reason))
         return {**outcome, "reason": reason}
+    champion = tasks.download_champion(settings, name, champion)
     split = tasks.plan_evaluation(data, champion)
     result = tasks.train_candidates(data.spec, split.train, seed, data.sha256, split.evaluation)
     served = tasks.refit_on_all(data, result, seed)

@@ -39,7 +39,8 @@ io_task = partial(
 # Retraining: the steps of `clinrisk.retraining`, in its order.
 ingest_inbox = io_task(retraining.ingest, name="ingest-inbox")
 load_training_data = io_task(retraining.load_data, name="snapshot-labelled-data")
-load_current_champion = io_task(retraining.load_champion, name="load-champion-once")
+load_current_champion = io_task(retraining.load_champion, name="read-champion-snapshot")
+download_champion = io_task(retraining.download_champion, name="download-champion-once")
 plan_evaluation = compute_task(retraining.plan, name="plan-evaluation-rows")
 train_candidates = compute_task(train.train_model, name="train-candidates-and-threshold")
 refit_on_all = compute_task(retraining.served_model, name="refit-on-all-rows")

@@ -55,7 +55,7 @@ def _own_metrics_dir(directory: str) -> str:
 
 
 def on_starting(server) -> None:
-    """In the master: empty the metrics directory and create the prediction-log tables once."""
+    """In the master: empty the metrics directory and migrate the prediction-log database once."""
     from clinrisk import predlog
 
     directory = _own_metrics_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
