@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from clinrisk.errors import SpecError
@@ -71,3 +72,15 @@ def test_a_missing_spec_is_a_clear_error(tmp_path):
     """It says which spec file does not exist."""
     with pytest.raises(SpecError, match="not found"):
         load_spec(tmp_path / "nothing.yaml")
+
+
+def test_an_ensemble_must_name_plain_candidates(tmp_path, stroke_spec):
+    """A member that is not a candidate of the spec fails naming the ensemble and the member."""
+    raw = stroke_spec.model_dump(mode="json")
+    raw["candidates"].append(
+        {"name": "vote", "estimator": "sklearn.ensemble.VotingClassifier", "members": ["forest"]}
+    )
+    path = tmp_path / "stroke.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=r"candidate 'vote': members \['forest'\]"):
+        load_spec(path)
