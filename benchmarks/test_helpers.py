@@ -75,6 +75,21 @@ def test_summarise_counts_a_failed_split_as_missing_the_floor():
     assert summary["share_floor_kept"] == 0.5 and summary["failures"] == 1
 
 
+def test_summarise_counts_splits_left_without_a_champion():
+    """A split whose training failed or whose gate refused leaves no champion; the sweep is not gated."""
+    ok = {
+        "precision": 0.2,
+        "recall": 0.7,
+        "roc_auc": 0.8,
+        "pr_auc": 0.2,
+        "flagged_share": 0.2,
+        "threshold": 0.5,
+    }
+    runs = [{**ok, "champion": True}, {**ok, "champion": False}, {"failure": "none", "champion": False}]
+    assert threshold_study.summarise(runs, floor=0.15)["share_with_champion"] == 1 / 3
+    assert math.isnan(threshold_study.summarise([ok], floor=0.15)["share_with_champion"])
+
+
 def test_measure_reports_exit_code_time_and_memory():
     """It returns the child's exit code, wall time and a positive peak RSS."""
     result = common.measure([sys.executable, "-c", "x = bytearray(50_000_000); print('ok')"], env={})

@@ -56,7 +56,8 @@ class Estimate:
         return f"{shown} [{self.low:.3f}, {self.high:.3f}] ({self.successes}/{self.trials})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "value": None if not self.trials else round(self.value, 6)}
+        rounded = {"low": round(self.low, 4), "high": round(self.high, 4)}
+        return {**asdict(self), **rounded, "value": None if not self.trials else round(self.value, 4)}
 
 
 @dataclass(frozen=True)

@@ -88,3 +88,25 @@ def test_selection_prefers_pr_auc_among_near_equal_recalls():
     lucky = CandidateScore("lucky", 0.83, 0.19, ThresholdChoice(0.5, 0.16, 0.71, 0.155))
     assert select_best([lucky, steady], tolerance=0.02).name == "steady"
     assert select_best([lucky, steady], tolerance=0.0).name == "lucky"
+
+
+def test_the_soft_vote_averages_its_members_and_converts_to_onnx(stroke_spec, clean_stroke):
+    """The ensemble candidate is built from the named candidates and the lean scorer serves it."""
+    from clinrisk.features import build_pipeline
+    from clinrisk.model import RiskModel
+    from clinrisk.serving.scorer import build_scorer
+
+    vote = build_pipeline(stroke_spec, stroke_spec.candidate("soft_vote"), seed=0)
+    sample = clean_stroke.sample(2000, random_state=0)
+    vote.fit(sample[stroke_spec.feature_names], sample["stroke"])
+    members = vote.named_steps["classifier"].named_estimators_
+    assert set(members) == {"logistic_regression", "hist_gradient_boosting"}
+    features = vote.named_steps["preprocess"].transform(sample[stroke_spec.feature_names].head(50))
+    mean = (
+        members["logistic_regression"].predict_proba(features)
+        + members["hist_gradient_boosting"].predict_proba(features)
+    ) / 2
+    assert vote.predict_proba(sample[stroke_spec.feature_names].head(50)) == pytest.approx(mean)
+    model = RiskModel(vote, 0.5, stroke_spec.to_yaml())
+    _, path = build_scorer(model, fast_path=True, verification=sample[stroke_spec.feature_names])
+    assert path.active == "onnx", path.reason

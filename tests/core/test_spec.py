@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from clinrisk.errors import SpecError
@@ -113,3 +114,13 @@ def test_only_allow_listed_estimator_classes_are_built(estimator, tmp_path):
     with pytest.raises(SpecError, match="must be one of"):
         build_estimator(candidate, seed=0)
     assert not marker.exists()
+def test_an_ensemble_must_name_plain_candidates(tmp_path, stroke_spec):
+    """A member that is not a candidate of the spec fails naming the ensemble and the member."""
+    raw = stroke_spec.model_dump(mode="json")
+    raw["candidates"].append(
+        {"name": "vote", "estimator": "sklearn.ensemble.VotingClassifier", "members": ["forest"]}
+    )
+    path = tmp_path / "stroke.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=r"candidate 'vote': members \['forest'\]"):
+        load_spec(path)

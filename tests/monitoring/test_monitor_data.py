@@ -66,6 +66,35 @@ def test_logged_rows_validate_and_keep_outcomes(tmp_path, stroke_spec, undrifted
     assert list(current["model_version"].unique()) == ["1"]
 
 
+def test_quality_counts_the_outcomes_that_arrived_in_the_window(tmp_path, stroke_spec, undrifted_sample):
+    """Older predictions whose outcome arrived in the window count for quality, not for drift."""
+    settings = load_settings(home=tmp_path, prediction_log_url=f"sqlite:///{tmp_path / 'log.db'}")
+    engine = predlog.connect(settings.prediction_log_url)
+    now = datetime.now(UTC)
+    recent = log_rows(undrifted_sample.head(20), stroke_spec, now - timedelta(hours=1))
+    old = log_rows(undrifted_sample.tail(10), stroke_spec, now - timedelta(days=30))
+    predlog.write_predictions(engine, recent + old)
+
+    def outcome(row, days_ago: float, value: int = 1):
+        return {
+            "prediction_id": row["prediction_id"],
+            "outcome": value,
+            "received_at": now - timedelta(days=days_ago),
+        }
+
+    # In the window: 2 recent and 3 old predictions' outcomes; before it: 4 old ones (one corrected later).
+    arrivals = [outcome(recent[0], 0.01), outcome(recent[1], 0.02, 0)]
+    arrivals += [outcome(r, 1) for r in old[:3]] + [outcome(r, 20) for r in old[3:7]]
+    arrivals.append(outcome(old[0], 0.5, 0))  # a correction: the latest outcome wins
+    predlog.write_feedback(engine, arrivals)
+    frame, _ = monitor.read_current(settings, "stroke", stroke_spec, monitor.log_window(now, 168), None)
+    current = monitor.prepare(frame, stroke_spec, None)
+    assert len(monitor.drift_rows(current)) == 20
+    labelled = current[current["outcome"].notna()]
+    assert len(labelled) == 5 and labelled["outcome"].tolist().count(0) == 2
+    assert monitor.too_few_rows(frame, 21) is not None and monitor.too_few_rows(frame, 20) is None
+
+
 def test_a_missing_column_fails_naming_it(stroke_spec, undrifted_sample):
     """It rejects a batch without a feature column with a message naming that column."""
     with pytest.raises(DataValidationError, match="avg_glucose_level"):

@@ -111,3 +111,38 @@ def test_summary_round_trips_as_json(tmp_path):
     """It writes summary.json as plain JSON that reads back equal."""
     path = index.write_summary(tmp_path, summary())
     assert json.loads(path.read_text())["drifted_columns"] == {"age": 0.64}
+
+
+def test_retrain_header_shows_the_gates_intervals_and_p_value():
+    """The comparison header lists each estimate with its Wilson interval and McNemar's p-value."""
+    from clinrisk.gate import wilson
+
+    metrics = {"recall": 0.8, "precision": 0.165, "pr_auc": 0.28, "roc_auc": 0.85}
+    retrain = {
+        "kind": "retrain",
+        "model": "stroke",
+        "model_version": "4",
+        "champion_version": "3",
+        "window": {"source": "store snapshot"},
+        "rows": 1022,
+        "reason": "scheduled",
+        "challenger_metrics": metrics,
+        "champion_metrics": metrics,
+        "promoted": True,
+        "reasons": ["no significant difference: the newer data wins"],
+        "gate": {
+            "intervals": {
+                "challenger.precision": wilson(40, 242).to_dict(),
+                "champion.recall": wilson(38, 50).to_dict(),
+            },
+            "p_value": 0.6875,
+            "positives": 50,
+            "rows": 1022,
+        },
+    }
+    html = index.retrain_header(retrain)
+    assert "0.165 [0.124, 0.217] (40/242)" in html and "0.760 [0.626, 0.857] (38/50)" in html
+    assert "McNemar exact p" in html and "0.688" in html and "95% Wilson interval" in html
+    monitor = {**summary(drift=False), "recall": 0.9, "precision": 0.1, "labelled_rows": 49}
+    monitor["quality"] = {"recall": wilson(44, 49).to_dict(), "precision": wilson(44, 454).to_dict()}
+    assert "0.097 [0.073, 0.128] (44/454)" in index.monitor_header(monitor)

@@ -49,16 +49,68 @@ def log_window(now: datetime, hours: float) -> Window:
     return Window(now - timedelta(hours=hours), now, "prediction log")
 
 
+# Marks the rows whose prediction was made in the window (drift is judged on those only); rows
+# without it are older predictions whose outcome arrived in the window (quality counts them too).
+IN_WINDOW = "in_window"
+
+
 def read_current(settings: Settings, model_name: str, spec: ModelSpec, window: Window, path: Path | None):
-    """Rows of the window from the prediction log, or every row of `path` when one is given."""
+    """Rows of the window from the prediction log, or every row of `path` when one is given.
+
+    From the log: the predictions made in the window, plus older predictions whose outcome
+    arrived in it, so that quality counts every outcome that arrived (a stroke is reported
+    weeks after the prediction).
+    """
     if path is None:
         engine = predlog.connect(settings.prediction_log_url)
         try:
-            return predlog.read_window(engine, model_name, window.start, window.end), window
+            made = predlog.read_window(engine, model_name, window.start, window.end)
+            arrived = read_arrived(engine, model_name, window.start, window.end)
         finally:
             engine.dispose()
+        return with_arrived_outcomes(made, arrived), window
     frame = read_table(Path(path), spec)
     return frame, file_window(frame, Path(path))
+
+
+def read_arrived(engine, model_name: str, since: datetime | None, until: datetime | None) -> pd.DataFrame:
+    """Logged predictions (features, decision, latest outcome) whose outcome arrived in [since, until)."""
+    import json
+
+    from sqlalchemy import select
+
+    feedback, logged = predlog.feedback, predlog.predictions
+    query = (
+        select(logged, feedback.c.outcome)
+        .join(feedback, feedback.c.prediction_id == logged.c.prediction_id)
+        .where(logged.c.model_name == model_name)
+        .order_by(feedback.c.id)
+    )
+    if since is not None:
+        query = query.where(feedback.c.received_at >= since)
+    if until is not None:
+        query = query.where(feedback.c.received_at < until)
+    with engine.connect() as conn:
+        rows = pd.DataFrame(conn.execute(query).mappings().all())
+    if rows.empty:
+        return rows
+    rows = rows.drop_duplicates("prediction_id", keep="last").reset_index(drop=True)  # latest outcome wins
+    features = pd.DataFrame([json.loads(f) for f in rows.pop("features")], index=rows.index)
+    return pd.concat([features, rows], axis=1)
+
+
+def with_arrived_outcomes(made: pd.DataFrame, arrived: pd.DataFrame) -> pd.DataFrame:
+    """The window's predictions flagged `in_window`, then the older ones whose outcome arrived."""
+    made = made.assign(**{IN_WINDOW: True})
+    if arrived.empty:
+        return made
+    older = arrived[~arrived["prediction_id"].isin(made.get("prediction_id", pd.Series(dtype=str)))]
+    return pd.concat([made, older.assign(**{IN_WINDOW: False})], ignore_index=True)
+
+
+def drift_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows drift is judged on: predictions made in the window (every row of a file)."""
+    return frame[frame[IN_WINDOW].astype(bool)] if IN_WINDOW in frame.columns else frame
 
 
 def file_window(frame: pd.DataFrame, path: Path) -> Window:
@@ -117,6 +169,8 @@ def prepare(frame: pd.DataFrame, spec: ModelSpec, model: RiskModel | None) -> pd
         out = out.drop(columns=[PROBABILITY, PREDICTION])
     if "model_version" in frame.columns:
         out["model_version"] = frame["model_version"].astype(str)
+    if IN_WINDOW in frame.columns:
+        out[IN_WINDOW] = frame[IN_WINDOW].astype(bool)
     return out
 
 
@@ -191,7 +245,7 @@ def evaluate(
         "model_version": str(version),
         **{f"window_{k}": str(v) for k, v in window.to_dict().items()},
     }
-    snapshot = reports.monitoring_snapshot(spec, current, reference, labelled, floors, metadata)
+    snapshot = reports.monitoring_snapshot(spec, drift_rows(current), reference, labelled, floors, metadata)
     facts = reports.facts(snapshot)
     health = reports.column_health(spec, current, reference)
     quality = quality_estimates(labelled, 1 - spec.gate.alpha)
@@ -204,7 +258,8 @@ def evaluate(
         "model_version": str(version),
         "created_at": now.astimezone(UTC).isoformat(timespec="seconds"),
         "window": window.to_dict(),
-        "rows": len(current),
+        "rows": len(drift_rows(current)),
+        # Outcomes that arrived in the window, whenever their prediction was made.
         "labelled_rows": 0 if labelled is None else len(labelled),
         "versions_in_window": sorted(current["model_version"].unique()) if "model_version" in current else [],
         "reference": reference_label,
@@ -238,8 +293,9 @@ def outcome_slices(spec: ModelSpec, labelled: pd.DataFrame | None) -> list[dict]
 
 def too_few_rows(frame: pd.DataFrame, min_rows: int) -> str | None:
     """Why a window is too small to judge drift, or None when it is large enough."""
-    if len(frame) < min_rows:
-        found = count_of(len(frame), "row")
+    rows = len(drift_rows(frame))
+    if rows < min_rows:
+        found = count_of(rows, "row")
         return f"only {found} in the current window (at least {min_rows} needed): nothing judged"
     return None
 
