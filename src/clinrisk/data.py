@@ -16,7 +16,7 @@ from pandas._libs.parsers import STR_NA_VALUES  # pandas' own default missing ma
 
 from clinrisk.errors import DataValidationError
 from clinrisk.spec import ModelSpec, file_sha256
-from clinrisk.wording import rows_at
+from clinrisk.wording import count_of, rows_at
 
 SHOWN_ROWS = 5
 
@@ -123,7 +123,51 @@ def load_training_data(spec: ModelSpec, path: Path, expected_sha256: str | None 
                 f"{path} has sha256 {actual}, but the spec declares {expected_sha256}: "
                 "raw data must not change; add a new file instead"
             )
-    return validate_frame(read_table(path, spec), spec, require_target=True)
+    frame = validate_frame(read_table(path, spec), spec, require_target=True)
+    check_learnable(frame, spec)
+    return frame
+
+
+# A feature missing in more than this share of training rows trains, with a warning on the run.
+MOSTLY_MISSING_SHARE = 0.5
+
+
+def _unlearnable(values: pd.Series) -> str | None:
+    observed = values.dropna()
+    if observed.empty:
+        return f"no observed value in {count_of(len(values), 'row')}"
+    if observed.nunique() == 1:
+        value = observed.iloc[0]
+        return f"a single value ({getattr(value, 'item', lambda: value)()!r}) in every row where it is given"
+    return None
+
+
+def check_learnable(frame: pd.DataFrame, spec: ModelSpec) -> None:
+    """Raise naming every feature with no observed value or a single one: a model cannot learn from it.
+
+    scikit-learn's imputer drops such a column with only a warning, and the model then silently
+    ignores a feature the spec promises it uses (and its ONNX export no longer matches).
+    """
+    problems = [(name, why) for name in spec.feature_names if (why := _unlearnable(frame[name]))]
+    if problems:
+        lines = [f"  feature '{name}': {why}" for name, why in problems]
+        raise DataValidationError(
+            "cannot train: nothing to learn from\n" + "\n".join(lines),
+            [{"column": name, "message": why, "count": len(frame), "lines": []} for name, why in problems],
+        )
+
+
+def data_warnings(frame: pd.DataFrame, spec: ModelSpec) -> list[str]:
+    """One line per feature missing in most training rows (recorded on the training run)."""
+    warnings = []
+    for name in spec.feature_names:
+        missing = int(frame[name].isna().sum())
+        if missing > MOSTLY_MISSING_SHARE * len(frame):
+            warnings.append(
+                f"feature '{name}' is missing in {missing / len(frame):.0%} of training rows "
+                f"({missing} of {len(frame)})"
+            )
+    return warnings
 
 
 def canonical_columns(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:

@@ -178,6 +178,8 @@ def _log_run_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
             mlflow.log_metric(f"cv_{score.name}_recall_at_floor", score.choice.recall)
     mlflow.log_metrics({f"holdout_{k}": v for k, v in result.holdout_metrics.items()})
     mlflow.set_tags({"data_sha256": result.model.info["data_sha256"], **provenance()})
+    if getattr(result, "data_warnings", None):
+        mlflow.set_tag("data_warnings", "; ".join(result.data_warnings))
 
 
 def log_and_register(settings: Settings, result, data_path: Path | None = None) -> RegisteredVersion:

@@ -49,6 +49,7 @@ def summary(
         "promoted": decision.promote,
         "reasons": decision.reasons,
         "compared_with": decision.champion_version,
+        "data_warnings": result.data_warnings,
     }
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 
+from clinrisk.data import data_warnings
 from clinrisk.errors import NoThresholdError
 from clinrisk.evaluate import classification_metrics
 from clinrisk.features import build_pipeline
@@ -42,6 +43,7 @@ class TrainingResult:
     holdout_metrics: dict[str, float]
     reference_sample: pd.DataFrame
     rows: dict[str, int] = field(default_factory=dict)
+    data_warnings: list[str] = field(default_factory=list)
 
 
 def split_holdout(frame: pd.DataFrame, spec: ModelSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -113,6 +115,9 @@ def train_model(
 ) -> TrainingResult:
     """Train every candidate, keep the best, refit it and evaluate it on the holdout."""
     seed = spec.training.seed if seed is None else seed
+    warnings = data_warnings(frame, spec)
+    for warning in warnings:
+        log.warning("%s", warning)
     train, holdout = split_holdout(frame, spec, seed)
     scores = [score_candidate(spec, c, train, seed) for c in spec.candidates]
     best = select_best(scores, spec.objective.selection_tolerance)
@@ -134,6 +139,7 @@ def train_model(
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_sha256": data_sha256,
         "holdout_metrics": metrics,
+        "data_warnings": warnings,
     }
     return TrainingResult(
         model=model,
@@ -144,4 +150,5 @@ def train_model(
         holdout_metrics=metrics,
         reference_sample=reference_sample(train, spec, seed),
         rows={"total": len(frame), "train": len(train), "holdout": len(holdout)},
+        data_warnings=warnings,
     )
