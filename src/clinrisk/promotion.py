@@ -135,4 +135,7 @@ def rollback(settings: Settings, name: str, reason: str = "manual rollback") -> 
         settings, name, previous, {"champion.restored_at": _now(), "champion.restored_reason": reason}
     )
     registry.set_alias(settings, name, registry.CHAMPION, previous)
+    if registry.alias_version(settings, name, registry.CHALLENGER) == current:
+        # Judged and withdrawn: it is no longer a candidate, and `models` must not say it is.
+        registry.delete_alias(settings, name, registry.CHALLENGER)
     return current, previous

@@ -265,6 +265,19 @@ def set_alias(settings: Settings, name: str, alias: str, version: str) -> None:
         client(settings).set_registered_model_alias(name, alias, str(version))
 
 
+def delete_alias(settings: Settings, name: str, alias: str) -> None:
+    with translated_errors(f"removing alias '{alias}' of '{name}'"):
+        client(settings).delete_registered_model_alias(name, alias)
+
+
+def version_status(tags: dict[str, str]) -> str:
+    """The gate's decision, or "rolled back" when a rollback came after its last promotion."""
+    rolled_back = tags.get("champion.rolled_back_at", "")
+    if rolled_back and rolled_back >= tags.get("champion.promoted_at", ""):
+        return "rolled back"
+    return tags.get("gate.decision", "")
+
+
 def set_version_tags(settings: Settings, name: str, version: str, tags: dict[str, Any]) -> None:
     with translated_errors(f"tagging {name} version {version}"):
         mlflow_client = client(settings)
@@ -304,7 +317,7 @@ def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
                     "version": str(mv.version),
                     "aliases": sorted(mv.aliases),
                     "created": pd.Timestamp(mv.creation_timestamp, unit="ms").isoformat(timespec="seconds"),
-                    "gate": mv.tags.get("gate.decision", ""),
+                    "gate": version_status(mv.tags),
                     **{k: metrics.get(f"holdout_{k}") for k in ("recall", "precision", "roc_auc", "pr_auc")},
                 }
             )

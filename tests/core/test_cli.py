@@ -135,3 +135,21 @@ def test_a_mostly_missing_feature_trains_with_the_warning_on_the_run(
     assert summary["data_warnings"][0].startswith(f"feature 'bmi' is missing in {share} of training rows")
     tags = registry.client(fast_settings).get_run(summary["run_id"]).data.tags
     assert tags["data_warnings"] == summary["data_warnings"][0]
+
+
+def test_models_shows_a_rolled_back_version_as_rolled_back(run):
+    """After a rollback the withdrawn version is neither challenger nor 'promoted' in `models`."""
+    run("train")
+    run("train", "--seed", "5")
+    run("promote", "2")
+    assert run("rollback")[2] == {
+        "model": "stroke",
+        "from_version": "2",
+        "champion": "1",
+        "reason": "manual rollback",
+    }
+    listing = {v["version"]: v for v in run("models", "--json")[2]["versions"]}
+    assert listing["2"]["aliases"] == [] and listing["2"]["gate"] == "rolled back"
+    assert listing["1"]["aliases"] == ["champion"] and listing["1"]["gate"] == "promoted"
+    code, table, _ = run("models")
+    assert code == 0 and any(line.split()[:2] == ["2", "rolled"] for line in table.splitlines())
