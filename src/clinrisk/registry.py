@@ -122,24 +122,8 @@ def provenance() -> dict[str, str]:
     }
 
 
-def _pyfunc_class():
-    import mlflow.pyfunc
-
-    class RiskModelPyfunc(mlflow.pyfunc.PythonModel):
-        """MLflow's view of a RiskModel: validates the input and returns probability and decision."""
-
-        def load_context(self, context):
-            import joblib
-
-            self.risk_model: RiskModel = joblib.load(context.artifacts["risk_model"])
-
-        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-            from clinrisk.data import validate_frame
-
-            frame = validate_frame(pd.DataFrame(model_input), self.risk_model.spec, require_target=False)
-            return self.risk_model.predict(frame)
-
-    return RiskModelPyfunc
+# The pyfunc wrapper is logged as a code file (MLflow "models from code"), not pickled.
+PYFUNC_CODE = Path(__file__).resolve().parent / "mlflow_code" / "risk_model_pyfunc.py"
 
 
 def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
@@ -199,7 +183,7 @@ def log_and_register(settings: Settings, result, data_path: Path | None = None) 
             result.model.info["run_id"] = run.info.run_id
             joblib.dump(result.model, workdir / "risk_model.joblib")
             info = mlflow.pyfunc.log_model(
-                python_model=_pyfunc_class()(),
+                python_model=str(PYFUNC_CODE),
                 name=MODEL_ARTIFACT,
                 artifacts={"risk_model": str(workdir / "risk_model.joblib")},
                 signature=model_signature(spec),
