@@ -72,6 +72,7 @@ test-compose: install ## Build and start the docker compose stack, test it end t
 bench: install ## Run every benchmark on this machine and update benchmarks/RESULTS.md (~15 min on 2 cores)
 	$(PY) benchmarks/threshold_study.py $(BENCH_ARGS)
 	$(PY) benchmarks/serving.py $(BENCH_ARGS)
+	$(PY) benchmarks/journal.py $(BENCH_ARGS)
 	$(PY) benchmarks/batch.py $(BENCH_ARGS)
 	$(PY) benchmarks/retrain.py $(BENCH_ARGS)
 
