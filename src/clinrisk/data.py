@@ -193,7 +193,7 @@ def _check_structure(frame: pd.DataFrame, spec: ModelSpec, require_target: bool)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataValidationError(
-            f"missing column(s): {', '.join(missing)}{_header_hint(frame.columns)}",
+            f"missing column{'s' * (len(missing) > 1)}: {', '.join(missing)}{_header_hint(frame.columns)}",
             [{"column": c, "message": "missing column", "count": 0, "lines": []} for c in missing],
         )
 

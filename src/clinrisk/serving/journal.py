@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from clinrisk.wording import count_of
+
 log = logging.getLogger(__name__)
 
 SUFFIX = ".journal"
@@ -73,7 +75,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     rows = [_decode(line) for line in path.read_bytes().splitlines() if line.strip()]
     skipped = sum(r is None for r in rows)
     if skipped:
-        log.warning("journal %s: %d unreadable line(s) skipped", path.name, skipped)
+        log.warning("journal %s: %s skipped", path.name, count_of(skipped, "unreadable line"))
     return [r for r in rows if r is not None]
 
 

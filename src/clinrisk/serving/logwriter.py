@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinrisk import predlog
 from clinrisk.serving import journal as journals
+from clinrisk.wording import count_of
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ class PredictionLogWriter:
                 break  # the log is down: the segment stays for the next attempt
             path.unlink(missing_ok=True)
             replayed += count
-            log.warning("replayed %d prediction(s) journaled by a stopped worker (%s)", count, path.name)
+            replayed_text = count_of(count, "prediction")
+            log.warning("replayed %s journaled by a stopped worker (%s)", replayed_text, path.name)
         self.replayed += replayed
         return replayed
 
