@@ -6,7 +6,7 @@ loses no answered prediction. This measures that call in the request thread whil
 thread runs as in production (SQLite log, 0.25 s cycles, segments rotated and deleted), for
 1, 10 and 100 rows per request, in interleaved rounds.
 
-    .venv/bin/python benchmarks/journal.py            # ~1 min
+    .venv/bin/python benchmarks/journal.py            # ~2 min on 2 cores
     .venv/bin/python benchmarks/journal.py --quick    # smoke run
 """
 
@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="Few calls: a smoke run.")
-    parser.add_argument("--calls", type=int, default=5000, help="submit() calls per round and variant.")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=2000, help="submit() calls per round and variant.")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--results", type=Path, default=None)
     return parser.parse_args(argv)
 

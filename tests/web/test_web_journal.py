@@ -118,3 +118,15 @@ def test_an_unavailable_log_keeps_the_journal_for_later(tmp_path):
     assert down.replay_orphans() == 0 and len(_segments(tmp_path)) == 1
     successor = PredictionLogWriter(_url(tmp_path), journal_dir=tmp_path / "journal")
     assert successor.replay_orphans() == 6 and _segments(tmp_path) == []
+
+
+def test_a_segment_is_never_taken_for_an_orphan_while_it_is_created(tmp_path):
+    """A new segment is locked before it has the name replay looks for; an abandoned one is removed."""
+    directory = tmp_path / "journal"
+    directory.mkdir()
+    abandoned = directory / f"999999-dead{journal.OPENING}"
+    abandoned.write_bytes(b"")
+    segment = journal.Segment.create(directory)
+    assert segment.path.suffix == journal.SUFFIX
+    assert list(journal.orphans(directory)) == [] and segment.path.exists() and not abandoned.exists()
+    segment.release()
