@@ -7,7 +7,7 @@ their line number in the file (the header is line 1).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,16 +47,17 @@ def typed_columns(spec: ModelSpec) -> set[str]:
     return {*spec.feature_names, *spec.alias_map, spec.target.column}
 
 
-def csv_options(path: Path, spec: ModelSpec) -> dict:
+def csv_options(path: Path, spec: ModelSpec, measured: Iterable[str] = ()) -> dict:
     """`pandas.read_csv` arguments for one file: its delimiter, and untyped columns kept as text.
 
     Columns the spec does not type (the id, any pass-through column) are read exactly as text,
     so `000731` stays `000731` and `12345678901234567891` keeps every digit; only an empty cell
-    is missing there. Typed columns take pandas' missing markers plus the spec's `na_values`.
+    is missing there. Typed columns, and the `measured` ones (e.g. a logged outcome), take pandas'
+    missing markers plus the spec's `na_values`.
     """
     sep = sniff_delimiter(_header_line(path))
     header = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig").columns
-    typed = typed_columns(spec)
+    typed = typed_columns(spec) | set(measured)
     markers = sorted(STR_NA_VALUES | set(spec.data.na_values))
     return {
         "sep": sep,
@@ -68,17 +69,17 @@ def csv_options(path: Path, spec: ModelSpec) -> dict:
     }
 
 
-def _read_csv(path: Path, spec: ModelSpec, **kwargs):
+def _read_csv(path: Path, spec: ModelSpec, measured: Iterable[str] = (), **kwargs):
     try:
-        return pd.read_csv(path, **csv_options(path, spec), **kwargs)
+        return pd.read_csv(path, **csv_options(path, spec, measured), **kwargs)
     except pd.errors.EmptyDataError:
         raise DataValidationError(f"{path} is empty: no header and no rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataValidationError(f"{path} is not a readable CSV file: {exc}") from None
 
 
-def read_table(path: Path, spec: ModelSpec) -> pd.DataFrame:
-    """Read a whole CSV or Parquet file, with the spec's missing-value markers."""
+def read_table(path: Path, spec: ModelSpec, measured: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a whole CSV or Parquet file, with the spec's missing-value markers (see `csv_options`)."""
     path = Path(path)
     if not path.exists():
         raise DataValidationError(f"file not found: {path}")
@@ -86,7 +87,7 @@ def read_table(path: Path, spec: ModelSpec) -> pd.DataFrame:
         raise DataValidationError(f"{path} is a folder, not a file")
     if _is_parquet(path):
         return pd.read_parquet(path)
-    return _read_csv(path, spec)
+    return _read_csv(path, spec, measured)
 
 
 def iter_table(path: Path, spec: ModelSpec, chunk_rows: int) -> Iterator[pd.DataFrame]:

@@ -217,3 +217,14 @@ def test_a_feature_missing_in_most_rows_is_a_warning(stroke_spec, raw_stroke):
     frame.loc[frame.index[: int(len(frame) * 0.6)], "bmi"] = float("nan")
     warnings = data_warnings(frame, stroke_spec)
     assert len(warnings) == 1 and warnings[0].startswith("feature 'bmi' is missing in 60% of training rows")
+
+
+def test_measured_columns_take_the_usual_missing_markers(stroke_spec, raw_stroke, tmp_path):
+    """A monitored file's outcome may say NA or N/A (as R and Excel write it); ids stay text."""
+    frame = raw_stroke.head(4).copy()
+    frame["id"] = ["NA", "0731", "731", "N/A"]
+    frame["outcome"] = ["NA", "1", "", "N/A"]
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    read = read_table(tmp_path / "m.csv", stroke_spec, measured=["outcome"])
+    assert read["id"].tolist() == ["NA", "0731", "731", "N/A"]
+    assert read["outcome"].isna().tolist() == [True, False, True, True] and read["outcome"][1] == 1
