@@ -130,3 +130,17 @@ def test_a_segment_is_never_taken_for_an_orphan_while_it_is_created(tmp_path):
     assert segment.path.suffix == journal.SUFFIX
     assert list(journal.orphans(directory)) == [] and segment.path.exists() and not abandoned.exists()
     segment.release()
+
+
+def test_an_unwritable_journal_never_fails_a_prediction(tmp_path, caplog):
+    """If the journal folder cannot be written, rows are still queued and logged, with one error line."""
+    blocked = tmp_path / "journal"
+    blocked.write_text("a file where the journal folder should be")
+    writer = PredictionLogWriter(_url(tmp_path), flush_seconds=0.05, journal_dir=blocked)
+    writer.start()
+    for _ in range(3):
+        writer.submit(rows(2))
+    assert writer.flush(timeout=20)
+    writer.close()
+    assert count(writer.engine, predlog.predictions) == 6
+    assert len([r for r in caplog.records if "cannot write the prediction journal" in r.getMessage()]) == 1
