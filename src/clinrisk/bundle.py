@@ -52,7 +52,16 @@ BUNDLE_PURPOSE = "clinrisk-scorer-v1"
 PROMOTION_PURPOSE = "clinrisk-promotion-v1"
 PROMOTION_TAG = "clinrisk.promotion"
 PROMOTION_SIGNATURE_TAG = "clinrisk.promotion.sig"
-INFO_KEYS = ("model", "candidate", "seed", "trained_at", "data_sha256", "holdout_metrics", "run_id")
+INFO_KEYS = (
+    "model",
+    "candidate",
+    "seed",
+    "trained_at",
+    "data_sha256",
+    "holdout_metrics",
+    "run_id",
+    "transformed_means",  # where linear explanations start from (the average training patient)
+)
 
 
 class BundleError(ClinriskError):

@@ -7,7 +7,7 @@ their line number in the file (the header is line 1).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from pandas._libs.parsers import STR_NA_VALUES  # pandas' own default missing ma
 
 from clinrisk.errors import DataValidationError
 from clinrisk.spec import ModelSpec, file_sha256
-from clinrisk.wording import rows_at
+from clinrisk.wording import count_of, rows_at
 
 SHOWN_ROWS = 5
 
@@ -47,16 +47,17 @@ def typed_columns(spec: ModelSpec) -> set[str]:
     return {*spec.feature_names, *spec.alias_map, spec.target.column}
 
 
-def csv_options(path: Path, spec: ModelSpec) -> dict:
+def csv_options(path: Path, spec: ModelSpec, measured: Iterable[str] = ()) -> dict:
     """`pandas.read_csv` arguments for one file: its delimiter, and untyped columns kept as text.
 
     Columns the spec does not type (the id, any pass-through column) are read exactly as text,
     so `000731` stays `000731` and `12345678901234567891` keeps every digit; only an empty cell
-    is missing there. Typed columns take pandas' missing markers plus the spec's `na_values`.
+    is missing there. Typed columns, and the `measured` ones (e.g. a logged outcome), take pandas'
+    missing markers plus the spec's `na_values`.
     """
     sep = sniff_delimiter(_header_line(path))
     header = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig").columns
-    typed = typed_columns(spec)
+    typed = typed_columns(spec) | set(measured)
     markers = sorted(STR_NA_VALUES | set(spec.data.na_values))
     return {
         "sep": sep,
@@ -68,17 +69,17 @@ def csv_options(path: Path, spec: ModelSpec) -> dict:
     }
 
 
-def _read_csv(path: Path, spec: ModelSpec, **kwargs):
+def _read_csv(path: Path, spec: ModelSpec, measured: Iterable[str] = (), **kwargs):
     try:
-        return pd.read_csv(path, **csv_options(path, spec), **kwargs)
+        return pd.read_csv(path, **csv_options(path, spec, measured), **kwargs)
     except pd.errors.EmptyDataError:
         raise DataValidationError(f"{path} is empty: no header and no rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataValidationError(f"{path} is not a readable CSV file: {exc}") from None
 
 
-def read_table(path: Path, spec: ModelSpec) -> pd.DataFrame:
-    """Read a whole CSV or Parquet file, with the spec's missing-value markers."""
+def read_table(path: Path, spec: ModelSpec, measured: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a whole CSV or Parquet file, with the spec's missing-value markers (see `csv_options`)."""
     path = Path(path)
     if not path.exists():
         raise DataValidationError(f"file not found: {path}")
@@ -86,7 +87,7 @@ def read_table(path: Path, spec: ModelSpec) -> pd.DataFrame:
         raise DataValidationError(f"{path} is a folder, not a file")
     if _is_parquet(path):
         return pd.read_parquet(path)
-    return _read_csv(path, spec)
+    return _read_csv(path, spec, measured)
 
 
 def iter_table(path: Path, spec: ModelSpec, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -123,7 +124,51 @@ def load_training_data(spec: ModelSpec, path: Path, expected_sha256: str | None 
                 f"{path} has sha256 {actual}, but the spec declares {expected_sha256}: "
                 "raw data must not change; add a new file instead"
             )
-    return validate_frame(read_table(path, spec), spec, require_target=True)
+    frame = validate_frame(read_table(path, spec), spec, require_target=True)
+    check_learnable(frame, spec)
+    return frame
+
+
+# A feature missing in more than this share of training rows trains, with a warning on the run.
+MOSTLY_MISSING_SHARE = 0.5
+
+
+def _unlearnable(values: pd.Series) -> str | None:
+    observed = values.dropna()
+    if observed.empty:
+        return f"no observed value in {count_of(len(values), 'row')}"
+    if observed.nunique() == 1:
+        value = observed.iloc[0]
+        return f"a single value ({getattr(value, 'item', lambda: value)()!r}) in every row where it is given"
+    return None
+
+
+def check_learnable(frame: pd.DataFrame, spec: ModelSpec) -> None:
+    """Raise naming every feature with no observed value or a single one: a model cannot learn from it.
+
+    scikit-learn's imputer drops such a column with only a warning, and the model then silently
+    ignores a feature the spec promises it uses (and its ONNX export no longer matches).
+    """
+    problems = [(name, why) for name in spec.feature_names if (why := _unlearnable(frame[name]))]
+    if problems:
+        lines = [f"  feature '{name}': {why}" for name, why in problems]
+        raise DataValidationError(
+            "cannot train: nothing to learn from\n" + "\n".join(lines),
+            [{"column": name, "message": why, "count": len(frame), "lines": []} for name, why in problems],
+        )
+
+
+def data_warnings(frame: pd.DataFrame, spec: ModelSpec) -> list[str]:
+    """One line per feature missing in most training rows (recorded on the training run)."""
+    warnings = []
+    for name in spec.feature_names:
+        missing = int(frame[name].isna().sum())
+        if missing > MOSTLY_MISSING_SHARE * len(frame):
+            warnings.append(
+                f"feature '{name}' is missing in {missing / len(frame):.0%} of training rows "
+                f"({missing} of {len(frame)})"
+            )
+    return warnings
 
 
 def canonical_columns(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
@@ -149,7 +194,7 @@ def _check_structure(frame: pd.DataFrame, spec: ModelSpec, require_target: bool)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataValidationError(
-            f"missing column(s): {', '.join(missing)}{_header_hint(frame.columns)}",
+            f"missing column{'s' * (len(missing) > 1)}: {', '.join(missing)}{_header_hint(frame.columns)}",
             [{"column": c, "message": "missing column", "count": 0, "lines": []} for c in missing],
         )
 

@@ -165,4 +165,7 @@ def rollback(settings: Settings, name: str, reason: str = "manual rollback") -> 
     )
     sign_promotion(settings, name, previous, how="rollback", reason=reason)
     registry.set_alias(settings, name, registry.CHAMPION, previous)
+    if registry.alias_version(settings, name, registry.CHALLENGER) == current:
+        # Judged and withdrawn: it is no longer a candidate, and `models` must not say it is.
+        registry.delete_alias(settings, name, registry.CHALLENGER)
     return current, previous

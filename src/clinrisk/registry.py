@@ -140,24 +140,8 @@ def provenance() -> dict[str, str]:
     }
 
 
-def _pyfunc_class():
-    import mlflow.pyfunc
-
-    class RiskModelPyfunc(mlflow.pyfunc.PythonModel):
-        """MLflow's view of a RiskModel: validates the input and returns probability and decision."""
-
-        def load_context(self, context):
-            import joblib
-
-            self.risk_model: RiskModel = joblib.load(context.artifacts["risk_model"])
-
-        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-            from clinrisk.data import validate_frame
-
-            frame = validate_frame(pd.DataFrame(model_input), self.risk_model.spec, require_target=False)
-            return self.risk_model.predict(frame)
-
-    return RiskModelPyfunc
+# The pyfunc wrapper is logged as a code file (MLflow "models from code"), not pickled.
+PYFUNC_CODE = Path(__file__).resolve().parent / "mlflow_code" / "risk_model_pyfunc.py"
 
 
 def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
@@ -201,6 +185,8 @@ def _log_run_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
             mlflow.log_metric(f"cv_{score.name}_recall_at_floor", score.choice.recall)
     mlflow.log_metrics({f"holdout_{k}": v for k, v in result.holdout_metrics.items()})
     mlflow.set_tags({"data_sha256": result.model.info["data_sha256"], **provenance()})
+    if getattr(result, "data_warnings", None):
+        mlflow.set_tag("data_warnings", "; ".join(result.data_warnings))
 
 
 def _log_datasets(inputs: list[DatasetInput]) -> None:
@@ -277,7 +263,7 @@ def log_and_register(
             _log_bundle(settings, result, run.info.run_id, verification)
             joblib.dump(result.model, workdir / "risk_model.joblib")
             info = mlflow.pyfunc.log_model(
-                python_model=_pyfunc_class()(),
+                python_model=str(PYFUNC_CODE),
                 name=MODEL_ARTIFACT,
                 artifacts={"risk_model": str(workdir / "risk_model.joblib")},
                 signature=model_signature(spec),
@@ -477,6 +463,19 @@ def set_alias(settings: Settings, name: str, alias: str, version: str) -> None:
         client(settings).set_registered_model_alias(name, alias, str(version))
 
 
+def delete_alias(settings: Settings, name: str, alias: str) -> None:
+    with translated_errors(f"removing alias '{alias}' of '{name}'"):
+        client(settings).delete_registered_model_alias(name, alias)
+
+
+def version_status(tags: dict[str, str]) -> str:
+    """The gate's decision, or "rolled back" when a rollback came after its last promotion."""
+    rolled_back = tags.get("champion.rolled_back_at", "")
+    if rolled_back and rolled_back >= tags.get("champion.promoted_at", ""):
+        return "rolled back"
+    return tags.get("gate.decision", "")
+
+
 def set_version_tags(settings: Settings, name: str, version: str, tags: dict[str, Any]) -> None:
     with translated_errors(f"tagging {name} version {version}"):
         mlflow_client = client(settings)
@@ -544,7 +543,7 @@ def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
                     "version": str(mv.version),
                     "aliases": sorted(mv.aliases),
                     "created": pd.Timestamp(mv.creation_timestamp, unit="ms").isoformat(timespec="seconds"),
-                    "gate": mv.tags.get("gate.decision", ""),
+                    "gate": version_status(mv.tags),
                     # The gate's Wilson estimates and McNemar p-value, as it tagged them.
                     "gate_precision": mv.tags.get("gate.challenger.precision"),
                     "gate_recall": mv.tags.get("gate.challenger.recall"),

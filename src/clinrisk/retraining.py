@@ -241,6 +241,7 @@ def summary(
         "promoted": decision.promote,
         "reasons": decision.reasons,
         "compared_with": decision.champion_version,
+        "data_warnings": result.data_warnings,
     }
     if data is not None and data.snapshot is not None:
         outcome["data"] = data.snapshot.summary()

@@ -13,6 +13,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 from threadpoolctl import threadpool_limits
 
 from clinrisk.calibration import calibrate_model
+from clinrisk.data import data_warnings
 from clinrisk.errors import NoThresholdError
 from clinrisk.evaluate import classification_metrics
 from clinrisk.explain import transformed_means
@@ -47,6 +48,7 @@ class TrainingResult:
     holdout_metrics: dict[str, float]
     reference_sample: pd.DataFrame
     rows: dict[str, int] = field(default_factory=dict)
+    data_warnings: list[str] = field(default_factory=list)
 
 
 def split_holdout(frame: pd.DataFrame, spec: ModelSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -130,6 +132,9 @@ def train_model(
     the caller, e.g. those the champion never saw; `frame` is then all training rows).
     """
     seed = spec.training.seed if seed is None else seed
+    warnings = data_warnings(frame, spec)
+    for warning in warnings:
+        log.warning("%s", warning)
     if evaluation is None:
         train, holdout = split_holdout(frame, spec, seed)
     else:
@@ -161,6 +166,7 @@ def train_model(
         "calibration": calibration,
         # The average training patient, which linear explanations start from.
         "transformed_means": transformed_means(pipeline, train, spec.feature_names),
+        "data_warnings": warnings,
     }
     return TrainingResult(
         model=model,
@@ -176,4 +182,5 @@ def train_model(
             "holdout": len(holdout),
             "positives_train": int(train[spec.target.column].sum()),
         },
+        data_warnings=warnings,
     )

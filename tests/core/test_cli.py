@@ -129,3 +129,48 @@ def test_models_promote_and_rollback(run):
     assert run("rollback")[2]["champion"] == champion
     code, output, _ = run("promote", "99")
     assert code == 1 and "99" in output
+
+
+def test_train_without_any_bmi_exits_2_naming_it_and_registers_nothing(
+    run, tmp_path, raw_stroke, fast_settings
+):
+    """Every bmi missing: no model that silently ignores bmi is trained or promoted."""
+    frame = raw_stroke.copy()
+    frame["bmi"] = float("nan")
+    frame.to_csv(tmp_path / "no-bmi.csv", index=False)
+    code, output, _ = run("train", "--data", str(tmp_path / "no-bmi.csv"))
+    assert code == 2 and "feature 'bmi': no observed value" in output and "Traceback" not in output
+    assert registry.alias_version(fast_settings, "stroke", "champion") is None
+
+
+def test_a_mostly_missing_feature_trains_with_the_warning_on_the_run(
+    run, tmp_path, raw_stroke, fast_settings
+):
+    """bmi missing in 60 % of rows: trained, and the warning is in the summary and on the MLflow run."""
+    frame = raw_stroke.copy()
+    frame.loc[frame.index[: int(len(frame) * 0.6)], "bmi"] = float("nan")
+    frame.to_csv(tmp_path / "sparse-bmi.csv", index=False)
+    share = f"{frame['bmi'].isna().mean():.0%}"  # 60 % plus the file's own missing bmi
+    code, _, summary = run("train", "--data", str(tmp_path / "sparse-bmi.csv"))
+    assert code == 0 and len(summary["data_warnings"]) == 1
+    assert summary["data_warnings"][0].startswith(f"feature 'bmi' is missing in {share} of training rows")
+    tags = registry.client(fast_settings).get_run(summary["run_id"]).data.tags
+    assert tags["data_warnings"] == summary["data_warnings"][0]
+
+
+def test_models_shows_a_rolled_back_version_as_rolled_back(run):
+    """After a rollback the withdrawn version is neither challenger nor 'promoted' in `models`."""
+    run("train")
+    run("train", "--seed", "5")
+    run("promote", "2")
+    assert run("rollback")[2] == {
+        "model": "stroke",
+        "from_version": "2",
+        "champion": "1",
+        "reason": "manual rollback",
+    }
+    listing = {v["version"]: v for v in run("models", "--json")[2]["versions"]}
+    assert listing["2"]["aliases"] == [] and listing["2"]["gate"] == "rolled back"
+    assert listing["1"]["aliases"] == ["champion"] and listing["1"]["gate"] == "promoted"
+    code, table, _ = run("models")
+    assert code == 0 and any(line.split()[:2] == ["2", "rolled"] for line in table.splitlines())

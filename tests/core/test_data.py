@@ -172,3 +172,59 @@ def test_problem_counts_and_lines_read_naturally(stroke_spec, raw_stroke, rows, 
     with pytest.raises(DataValidationError) as caught:
         validate_frame(corrupt(raw_stroke, "age", rows, -3), stroke_spec, require_target=True)
     assert f"value below minimum 0 {expected}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"bmi": float("nan")}, {"bmi": "no observed value in 5110 rows"}),
+        ({"age": 50.0}, {"age": "a single value (50.0)"}),
+        ({"hypertension": 0}, {"hypertension": "a single value (0)"}),
+        ({"gender": "Female"}, {"gender": "a single value ('Female')"}),
+        (
+            {"bmi": float("nan"), "smoking_status": "Unknown"},
+            {"bmi": "no observed value", "smoking_status": "a single value ('Unknown')"},
+        ),
+    ],
+    ids=["bmi-all-missing", "age-constant", "flag-constant", "category-constant", "two-at-once"],
+)
+def test_a_feature_with_nothing_to_learn_is_an_error_naming_it(
+    stroke_spec, raw_stroke, tmp_path, changes, named
+):
+    """No observed value, or one value in every row: training stops naming each such feature."""
+    frame = raw_stroke.copy()
+    for column, value in changes.items():
+        frame[column] = value
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataValidationError) as caught:
+        load_training_data(stroke_spec, tmp_path / "t.csv")
+    message = str(caught.value)
+    assert message.startswith("cannot train")
+    for column, why in named.items():
+        assert f"feature '{column}': {why}" in message
+    assert {p["column"] for p in caught.value.problems} == set(named)
+
+
+def test_a_feature_missing_in_most_rows_is_a_warning(stroke_spec, raw_stroke):
+    """Missing in over half the rows trains, with a warning; the real file (4 % missing bmi) has none."""
+    from clinrisk.data import data_warnings
+
+    assert data_warnings(raw_stroke, stroke_spec) == []
+    frame = raw_stroke.copy()
+    frame["bmi"] = frame["bmi"].fillna(28.0)
+    frame.loc[frame.index[: len(frame) // 2], "bmi"] = float("nan")
+    assert data_warnings(frame, stroke_spec) == []  # exactly half: not "most"
+    frame.loc[frame.index[: int(len(frame) * 0.6)], "bmi"] = float("nan")
+    warnings = data_warnings(frame, stroke_spec)
+    assert len(warnings) == 1 and warnings[0].startswith("feature 'bmi' is missing in 60% of training rows")
+
+
+def test_measured_columns_take_the_usual_missing_markers(stroke_spec, raw_stroke, tmp_path):
+    """A monitored file's outcome may say NA or N/A (as R and Excel write it); ids stay text."""
+    frame = raw_stroke.head(4).copy()
+    frame["id"] = ["NA", "0731", "731", "N/A"]
+    frame["outcome"] = ["NA", "1", "", "N/A"]
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    read = read_table(tmp_path / "m.csv", stroke_spec, measured=["outcome"])
+    assert read["id"].tolist() == ["NA", "0731", "731", "N/A"]
+    assert read["outcome"].isna().tolist() == [True, False, True, True] and read["outcome"][1] == 1

@@ -71,3 +71,20 @@ def test_an_unknown_alias_is_none(trained_settings):
     """A missing alias reads as None rather than an error."""
     assert registry.alias_version(trained_settings, "stroke", "nonexistent") is None
     assert registry.alias_version(trained_settings, "no-such-model", "champion") is None
+
+
+def test_the_logged_pyfunc_is_code_not_a_pickle_and_serves(fast_settings, raw_stroke, caplog):
+    """Training logs no CloudPickle warning, and MLflow's own loader scores and validates with it."""
+    import logging
+
+    import mlflow.pyfunc
+
+    with caplog.at_level(logging.WARNING):
+        registered, result = round_trip(fast_settings, raw_stroke)
+    assert not [r for r in caplog.records if "CloudPickle" in r.getMessage()]
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{registered.run_id}/model")
+    spec = result.model.spec
+    scored = pyfunc.predict(raw_stroke.head(50)[spec.feature_names])
+    expected = result.model.predict_proba(validate_frame(raw_stroke.head(50), spec, require_target=False))
+    assert list(scored.columns) == ["probability", "prediction"]
+    assert (scored["probability"].to_numpy() == expected).all()

@@ -79,7 +79,7 @@ def test_a_batch_with_a_wrong_schema_fails_naming_the_column(
     path = tmp_path / "bad.csv"
     drifted_sample.drop(columns=["smoking_status"]).to_csv(path, index=False)
     state = monitor(current_path=str(path), retrain_deployment=retrain_deployment, return_state=True)
-    assert state.is_failed() and "missing column(s): smoking_status" in state.message
+    assert state.is_failed() and "missing column: smoking_status" in state.message
     assert deployment_runs(retrain_deployment) == []
     assert registry.alias_version(flow_env, "stroke", "champion") == champion
     assert not (tmp_path / "reports").exists()

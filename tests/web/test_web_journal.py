@@ -118,3 +118,29 @@ def test_an_unavailable_log_keeps_the_journal_for_later(tmp_path):
     assert down.replay_orphans() == 0 and len(_segments(tmp_path)) == 1
     successor = PredictionLogWriter(_url(tmp_path), journal_dir=tmp_path / "journal")
     assert successor.replay_orphans() == 6 and _segments(tmp_path) == []
+
+
+def test_a_segment_is_never_taken_for_an_orphan_while_it_is_created(tmp_path):
+    """A new segment is locked before it has the name replay looks for; an abandoned one is removed."""
+    directory = tmp_path / "journal"
+    directory.mkdir()
+    abandoned = directory / f"999999-dead{journal.OPENING}"
+    abandoned.write_bytes(b"")
+    segment = journal.Segment.create(directory)
+    assert segment.path.suffix == journal.SUFFIX
+    assert list(journal.orphans(directory)) == [] and segment.path.exists() and not abandoned.exists()
+    segment.release()
+
+
+def test_an_unwritable_journal_never_fails_a_prediction(tmp_path, caplog):
+    """If the journal folder cannot be written, rows are still queued and logged, with one error line."""
+    blocked = tmp_path / "journal"
+    blocked.write_text("a file where the journal folder should be")
+    writer = PredictionLogWriter(_url(tmp_path), flush_seconds=0.05, journal_dir=blocked)
+    writer.start()
+    for _ in range(3):
+        writer.submit(rows(2))
+    assert writer.flush(timeout=20)
+    writer.close()
+    assert count(writer.engine, predlog.predictions) == 6
+    assert len([r for r in caplog.records if "cannot write the prediction journal" in r.getMessage()]) == 1

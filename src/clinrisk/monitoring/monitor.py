@@ -29,6 +29,8 @@ from clinrisk.spec import ModelSpec, load_spec
 from clinrisk.wording import count_of, rows_at
 
 SHOWN_LINES = 5
+# Numbers a monitored file may carry beside the features: read with the usual missing markers.
+LOGGED_COLUMNS = (OUTCOME, PROBABILITY, PREDICTION)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def read_current(settings: Settings, model_name: str, spec: ModelSpec, window: W
         finally:
             engine.dispose()
         return with_arrived_outcomes(made, arrived), window
-    frame = read_table(Path(path), spec)
+    frame = read_table(Path(path), spec, measured=LOGGED_COLUMNS)
     return frame, file_window(frame, Path(path))
 
 
@@ -333,7 +335,7 @@ def champion_or_none(settings: Settings, model_name: str, required: bool) -> Ris
 def reference_for(settings: Settings, model: RiskModel | None, spec: ModelSpec, path: Path | None):
     """The reference rows and a label saying what they are: a given file, or the champion's sample."""
     if path is not None:
-        frame = read_table(Path(path), spec)
+        frame = read_table(Path(path), spec, measured=LOGGED_COLUMNS)
         return frame, f"file {Path(path).resolve()}, {count_of(len(frame), 'row')}"
     version = model.info["version"]
     frame = registry.load_reference(settings, spec.name, version)

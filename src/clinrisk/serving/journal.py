@@ -24,9 +24,12 @@ from typing import Any
 
 import orjson
 
+from clinrisk.wording import count_of
+
 log = logging.getLogger(__name__)
 
 SUFFIX = ".journal"
+OPENING = ".opening"  # a segment being created: locked, then renamed to *.journal
 
 
 class Segment:
@@ -39,10 +42,17 @@ class Segment:
 
     @classmethod
     def create(cls, directory: Path) -> Segment:
+        """Open and lock a new segment under a name replay ignores, then give it its real name.
+
+        Locking under the final name would leave a moment when another worker could take the
+        unlocked new file for an orphan and delete it.
+        """
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{os.getpid()}-{uuid.uuid4().hex}{SUFFIX}"
-        handle = open(path, "ab", buffering=0)  # noqa: SIM115 - held open: the lock lives with it
+        opening = directory / f"{os.getpid()}-{uuid.uuid4().hex}{OPENING}"
+        handle = open(opening, "ab", buffering=0)  # noqa: SIM115 - held open: the lock lives with it
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path = opening.with_suffix(SUFFIX)
+        os.rename(opening, path)  # same inode: the lock stays
         return cls(path, handle)
 
     def append(self, rows: list[dict[str, Any]]) -> None:
@@ -73,7 +83,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     rows = [_decode(line) for line in path.read_bytes().splitlines() if line.strip()]
     skipped = sum(r is None for r in rows)
     if skipped:
-        log.warning("journal %s: %d unreadable line(s) skipped", path.name, skipped)
+        log.warning("journal %s: %s skipped", path.name, count_of(skipped, "unreadable line"))
     return [r for r in rows if r is not None]
 
 
@@ -85,6 +95,7 @@ def orphans(directory: Path) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
     """
     if not directory.is_dir():
         return
+    _remove_abandoned_openings(directory)
     for path in sorted(directory.glob(f"*{SUFFIX}")):
         try:
             handle = open(path, "rb")  # noqa: SIM115 - the lock must outlive this statement
@@ -100,6 +111,17 @@ def orphans(directory: Path) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
                 yield path, read_rows(path)
         finally:
             handle.close()
+
+
+def _remove_abandoned_openings(directory: Path) -> None:
+    """Delete segments whose process died while creating them (they hold no rows yet)."""
+    for path in directory.glob(f"*{OPENING}"):
+        try:
+            with open(path, "rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path.unlink(missing_ok=True)
+        except (BlockingIOError, FileNotFoundError):
+            continue  # being created right now, or already gone
 
 
 class Journal:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinrisk import predlog
 from clinrisk.serving import journal as journals
+from clinrisk.wording import count_of
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class PredictionLogWriter:
         self.journal = journals.Journal(journal_dir) if journal_dir is not None else None
         self.replayed = 0
         self._submit_lock = threading.Lock()
+        self._journal_failed = False
         self._next_replay = 0.0
         self.flush_seconds = flush_seconds
         self.batch_rows = batch_rows
@@ -89,8 +91,23 @@ class PredictionLogWriter:
             self._queue.put(rows)
             return
         with self._submit_lock:  # a segment's release marker must follow all of its rows
-            self.journal.append(rows)
+            self._journal(rows)
             self._queue.put(rows)
+
+    def _journal(self, rows: list[dict[str, Any]]) -> None:
+        """Append to the journal; if the disk refuses, answer anyway (logged once) and keep queueing."""
+        try:
+            self.journal.append(rows)
+            self._journal_failed = False
+        except OSError as exc:
+            if not self._journal_failed:
+                log.error(
+                    "cannot write the prediction journal in %s (%s): predictions are still logged, "
+                    "but a worker killed now loses its queued rows",
+                    self.journal.directory,
+                    exc,
+                )
+            self._journal_failed = True
 
     def _rotate_journal(self) -> None:
         """Start a new segment; the old one is deleted once the rows queued before it are written."""
@@ -112,7 +129,8 @@ class PredictionLogWriter:
                 break  # the log is down: the segment stays for the next attempt
             path.unlink(missing_ok=True)
             replayed += count
-            log.warning("replayed %d prediction(s) journaled by a stopped worker (%s)", count, path.name)
+            replayed_text = count_of(count, "prediction")
+            log.warning("replayed %s journaled by a stopped worker (%s)", replayed_text, path.name)
         self.replayed += replayed
         return replayed
 
