@@ -96,6 +96,7 @@ bench: install ## Run every benchmark on this machine and update benchmarks/RESU
 	$(PY) benchmarks/threshold_study.py $(BENCH_ARGS)
 	$(PY) benchmarks/serving.py $(BENCH_ARGS)
 	$(PY) benchmarks/journal.py $(BENCH_ARGS)
+	$(PY) benchmarks/login_flood.py $(BENCH_ARGS)
 	$(PY) benchmarks/batch.py $(BENCH_ARGS)
 	$(PY) benchmarks/retrain.py $(BENCH_ARGS)
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
-from web_support import PASSWORD, PATIENT, gunicorn_service, post, service_env
+from web_support import PASSWORD, PATIENT, gunicorn_service, post, run_clinrisk, service_env
 
 from clinrisk import predlog
 from support import free_port
@@ -198,7 +198,9 @@ def test_promotion_swaps_the_answering_version_without_failed_requests(e2e_regis
         clients = [threading.Thread(target=hammer, args=(service.url, stop, outcomes)) for _ in range(4)]
         for thread in clients:
             thread.start()
-        registry_client(e2e_registry["url"]).set_registered_model_alias("stroke", "champion", new_version)
+        # Through the signed path (what the gate does): a bare alias move would be refused.
+        trainer = service_env(e2e_registry["root"] / "trainer", e2e_registry["spec_dir"], e2e_registry["url"])
+        run_clinrisk(trainer, "promote", new_version)
         promoted_at = time.monotonic()
         deadline = promoted_at + 60
         while time.monotonic() < deadline and not (
