@@ -22,7 +22,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scoring_paths import PATIENT, REPO, _Source, timings_ms  # noqa: E402
+from scoring_paths import PATIENT, REPO, _Source, timings_ms
 
 
 def trained(spec, frame, candidate):
@@ -41,7 +41,9 @@ def request_timings(model, home: Path, repeat: int) -> dict[str, tuple[float, fl
     client = app.test_client()
     out = {
         "POST /predict": timings_ms(lambda: client.post("/predict", json=PATIENT), repeat),
-        "POST /predict?explain=true": timings_ms(lambda: client.post("/predict?explain=true", json=PATIENT), repeat),
+        "POST /predict?explain=true": timings_ms(
+            lambda: client.post("/predict?explain=true", json=PATIENT), repeat
+        ),
     }
     app.extensions["clinrisk"].close()
     return out
@@ -61,8 +63,10 @@ def main() -> None:
     spec = load_spec(REPO / "models" / "stroke.yaml")
     frame = validate_frame(pd.read_csv(REPO / spec.data.path, na_values=spec.data.na_values), spec, True)
     patient = pd.DataFrame([PATIENT])
-    print("| candidate | Brier raw | Brier calibrated | Brier of the base rate | mean risk / observed |"
-          " mean raw score, all patients | README patient raw → calibrated | threshold raw → calibrated |")
+    print(
+        "| candidate | Brier raw | Brier calibrated | Brier of the base rate | mean risk / observed |"
+        " mean raw score, all patients | README patient raw → calibrated | threshold raw → calibrated |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     timings, slices = {}, {}
     for candidate in (c.name for c in spec.candidates):
@@ -81,7 +85,9 @@ def main() -> None:
         )
         with tempfile.TemporaryDirectory() as home:
             timings[candidate] = request_timings(model, Path(home), args.repeat)
-        timings[candidate]["explain() alone, one row"] = timings_ms(lambda m=model: explain(m, patient), args.repeat)
+        timings[candidate]["explain() alone, one row"] = timings_ms(
+            lambda m=model: explain(m, patient), args.repeat
+        )
     print("\n| candidate | call | median ms | p95 ms |\n|---|---|---|---|")
     for candidate, calls in timings.items():
         for call, (median, p95) in calls.items():
@@ -89,16 +95,23 @@ def main() -> None:
     print_slices(slices)
 
 
+def _rate(value: float | None, interval: list) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f} ({interval[0]:.2f} to {interval[1]:.2f})"
+
+
 def print_slices(slices: dict) -> None:
     """Holdout fairness slices of each candidate (the model card's tables, as Markdown)."""
-    print("\n| candidate | slice | group | patients | strokes | flagged | recall (95 % CI) | share flagged (95 % CI) |")
+    print("\n| candidate | slice | group | patients | strokes | flagged | recall (95 % CI) | flagged (CI) |")
     print("|---|---|---|---|---|---|---|---|")
     for candidate, report in slices.items():
         for item in report:
             for g in item["groups"]:
-                recall = "–" if g["recall"] is None else f"{g['recall']:.2f} ({g['recall_ci'][0]:.2f}–{g['recall_ci'][1]:.2f})"
-                share = f"{g['flagged_share']:.2f} ({g['flagged_share_ci'][0]:.2f}–{g['flagged_share_ci'][1]:.2f})"
-                print(f"| {candidate} | {item['name']} | {g['group']} | {g['n']} | {g['positives']} | {g['flagged']} | {recall} | {share} |")
+                counts = f"{g['n']} | {g['positives']} | {g['flagged']}"
+                recall = _rate(g["recall"], g["recall_ci"])
+                share = _rate(g["flagged_share"], g["flagged_share_ci"])
+                print(f"| {candidate} | {item['name']} | {g['group']} | {counts} | {recall} | {share} |")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,9 @@ def summary(
     }
 
 
-def calibrate_model(model, y_train: np.ndarray, raw_oof: np.ndarray, y_holdout, raw_holdout) -> dict[str, Any]:
+def calibrate_model(
+    model, y_train: np.ndarray, raw_oof: np.ndarray, y_holdout, raw_holdout
+) -> dict[str, Any]:
     """Fit the map on out-of-fold scores, set it on `model` with its threshold moved onto the
     calibrated scale (same decisions), and return the summary measured on the holdout."""
     calibration = fit_platt(y_train, raw_oof)

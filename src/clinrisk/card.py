@@ -25,7 +25,12 @@ PLOT_SIZE = 220
 
 def _rate(successes: int, trials: int) -> dict[str, Any]:
     low, high = wilson(successes, trials)
-    return {"value": successes / trials if trials else None, "low": low, "high": high, "of": f"{successes}/{trials}"}
+    return {
+        "value": successes / trials if trials else None,
+        "low": low,
+        "high": high,
+        "of": f"{successes}/{trials}",
+    }
 
 
 def holdout_rates(metrics: dict[str, float]) -> dict[str, Any]:
@@ -49,7 +54,10 @@ def _limits(spec, missing: dict[str, float], gaps: list[str]) -> list[str]:
         "The risk is a statistical estimate from the model's inputs, not a diagnosis: it does not "
         "replace a clinician's judgement or a clinical examination.",
     ]
-    rows += [f"{name} is missing for {share:.1%} of holdout patients; the model imputes it." for name, share in missing.items()]
+    rows += [
+        f"{name} is missing for {share:.1%} of holdout patients; the model imputes it."
+        for name, share in missing.items()
+    ]
     rows += [f"Fairness: {gap}." for gap in gaps]
     return rows
 
@@ -64,7 +72,11 @@ def card_facts(result, data_path: Path | str | None = None) -> dict[str, Any]:
     gaps = clear_gaps(slices)
     missing = _missing_shares(spec, holdout)
     path = Path(data_path or spec.data.path)
-    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds") if path.exists() else None
+    modified = (
+        datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+        if path.exists()
+        else None
+    )
     return {
         "model": spec.name,
         "description": spec.description,
@@ -101,7 +113,12 @@ def plot_points(calibration: dict[str, Any] | None, size: int = PLOT_SIZE) -> di
         {"x": round(p * scale, 1), "y": round(size - o * scale, 1), "n": n, "p": p, "o": o}
         for p, o, n in zip(curve["predicted"], curve["observed"], curve["count"], strict=True)
     ]
-    return {"size": size, "top": top, "points": points, "path": " ".join(f"{q['x']},{q['y']}" for q in points)}
+    return {
+        "size": size,
+        "top": top,
+        "points": points,
+        "path": " ".join(f"{q['x']},{q['y']}" for q in points),
+    }
 
 
 def gate_from_tags(tags: dict[str, str]) -> dict[str, Any] | None:
@@ -112,7 +129,11 @@ def gate_from_tags(tags: dict[str, str]) -> dict[str, Any] | None:
         reasons = json.loads(tags.get("gate.reasons", "[]"))
     except ValueError:
         reasons = [tags.get("gate.reasons", "")]
-    return {"decision": tags["gate.decision"], "reasons": reasons, "compared_with": tags.get("gate.compared_with")}
+    return {
+        "decision": tags["gate.decision"],
+        "reasons": reasons,
+        "compared_with": tags.get("gate.compared_with"),
+    }
 
 
 def _environment():
@@ -129,7 +150,9 @@ def _environment():
     return env
 
 
-def context(facts: dict[str, Any], version: str, gate: dict[str, Any] | None, aliases: list[str] | None = None) -> dict:
+def context(
+    facts: dict[str, Any], version: str, gate: dict[str, Any] | None, aliases: list[str] | None = None
+) -> dict:
     return {
         "card": facts,
         "version": version,
@@ -159,4 +182,6 @@ def render(facts: dict[str, Any], version: str, gate: dict[str, Any] | None = No
 
 
 def percent(value: float | None, digits: int = 0) -> str:
-    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value * 100:.{digits}f} %"
+    """0.123 -> "12 %" (or "12.3 %" with digits=1); "n/a" when there is no value."""
+    missing = value is None or (isinstance(value, float) and np.isnan(value))
+    return "n/a" if missing else f"{value * 100:.{digits}f} %"

@@ -223,7 +223,9 @@ def _card_facts(result, data_path: Path | None) -> dict[str, Any]:
     return card_facts(result, data_path)
 
 
-def _log_card(settings: Settings, run_id: str, facts: dict, version: str, tags: dict | None, workdir: Path) -> None:
+def _log_card(
+    settings: Settings, run_id: str, facts: dict, version: str, tags: dict | None, workdir: Path
+) -> None:
     """Write the card as JSON (the facts), Markdown and HTML under the run's `card/` artifacts."""
     from clinrisk.card import CARD_DIR, FACTS_FILE, gate_from_tags, render
 
@@ -235,7 +237,9 @@ def _log_card(settings: Settings, run_id: str, facts: dict, version: str, tags: 
     client(settings).log_artifacts(run_id, str(folder), artifact_path=CARD_DIR)
 
 
-def load_card(settings: Settings, name: str, version: str) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+def load_card(
+    settings: Settings, name: str, version: str
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """The card facts of a version, its tags (gate decision) and its aliases.
 
     Raises RegistryError when the version or its card does not exist (versions registered
@@ -245,7 +249,10 @@ def load_card(settings: Settings, name: str, version: str) -> tuple[dict[str, An
 
     from clinrisk.card import CARD_DIR, FACTS_FILE
 
-    with translated_errors(f"reading the model card of {name} version {version}"), tempfile.TemporaryDirectory() as tmp:
+    with (
+        translated_errors(f"reading the model card of {name} version {version}"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         found = client(settings).get_model_version(name, str(version))
         path = mlflow.artifacts.download_artifacts(
             run_id=found.run_id, artifact_path=f"{CARD_DIR}/{FACTS_FILE}", dst_path=tmp
@@ -256,7 +263,10 @@ def load_card(settings: Settings, name: str, version: str) -> tuple[dict[str, An
 def refresh_card(settings: Settings, name: str, version: str) -> None:
     """Re-write a version's card artifacts with the gate's decision, once it has been tagged."""
     facts, tags, _ = load_card(settings, name, version)
-    with translated_errors(f"writing the model card of {name} version {version}"), tempfile.TemporaryDirectory() as tmp:
+    with (
+        translated_errors(f"writing the model card of {name} version {version}"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         run_id = client(settings).get_model_version(name, str(version)).run_id
         _log_card(settings, run_id, facts, str(version), tags, Path(tmp))
 

@@ -103,7 +103,7 @@ class SliceSpec(BaseModel):
     """A patient grouping for fairness reports: a feature's categories, or numeric bands.
 
     `bands` are the inner cut points of a numeric feature, left-closed: [45, 65] gives
-    <45, 45–64 and ≥65. `labels` name the bands (one more than the cut points).
+    <45, 45-64 and ≥65. `labels` name the bands (one more than the cut points).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -146,7 +146,9 @@ class ModelSpec(BaseModel):
             if feature is None:
                 raise ValueError(f"slice '{item.name}': unknown feature '{item.feature}'")
             if (item.bands is not None) != (feature.type == "numeric"):
-                raise ValueError(f"slice '{item.name}': numeric features need bands, others must not have them")
+                raise ValueError(
+                    f"slice '{item.name}': numeric features need bands, others must not have them"
+                )
         return self
 
     @property

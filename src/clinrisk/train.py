@@ -131,7 +131,9 @@ def train_model(
     pipeline.fit(train[spec.feature_names], train[spec.target.column])
     model = RiskModel(pipeline=pipeline, threshold=best.choice.threshold, spec_yaml=spec.to_yaml())
     y_train = train[spec.target.column].to_numpy()
-    calibration = calibrate_model(model, y_train, best.oof, holdout[spec.target.column], model.raw_proba(holdout))
+    calibration = calibrate_model(
+        model, y_train, best.oof, holdout[spec.target.column], model.raw_proba(holdout)
+    )
     holdout_proba = model.predict_proba(holdout)
     metrics = classification_metrics(holdout[spec.target.column], holdout_proba, model.threshold)
     model.info = {

@@ -78,7 +78,10 @@ def test_age_pushes_an_old_patients_risk_up_and_a_childs_down(trained, clean):
     """Direction: age's contribution is positive at 80 and negative at 5."""
     patient = clean.head(1)
     old, child = explain(trained, patient.assign(age=80.0))[0], explain(trained, patient.assign(age=5.0))[0]
-    age = {e: next(r["contribution"] for r in x.reasons if r["feature"] == "age") for e, x in (("old", old), ("child", child))}
+    age = {
+        e: next(r["contribution"] for r in x.reasons if r["feature"] == "age")
+        for e, x in (("old", old), ("child", child))
+    }
     assert age["old"] > 0 > age["child"]
 
 
@@ -93,7 +96,9 @@ def test_an_estimator_without_an_exact_method_is_refused(stroke_spec, clean):
     """A model we cannot explain exactly says so instead of guessing."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    pipeline = Pipeline([("preprocess", build_preprocessor(stroke_spec)), ("classifier", KNeighborsClassifier())])
+    pipeline = Pipeline(
+        [("preprocess", build_preprocessor(stroke_spec)), ("classifier", KNeighborsClassifier())]
+    )
     pipeline.fit(clean[stroke_spec.feature_names].head(200), clean[stroke_spec.target.column].head(200))
     with pytest.raises(ExplanationUnavailable, match="KNeighborsClassifier"):
         explain(RiskModel(pipeline, 0.5, stroke_spec.to_yaml()), clean.head(1))

@@ -42,7 +42,9 @@ def _token(page: str) -> str:
 def _logged_in(app, user: str = "alice"):
     client = app.test_client()
     token = _token(client.get("/login").get_data(as_text=True))
-    response = client.post("/login", data={"username": user, "password": PASSWORD, "csrf_token": token, "next": "/"})
+    response = client.post(
+        "/login", data={"username": user, "password": PASSWORD, "csrf_token": token, "next": "/"}
+    )
     assert response.status_code == 302
     return client
 
@@ -141,7 +143,9 @@ def test_page_predictions_are_logged_and_take_an_outcome(page_app):
     client = _logged_in(page_app)
     page = _assess(client).get_data(as_text=True)
     prediction_id = re.search(r'name="prediction_id" value="([^"]+)"', page).group(1)
-    response = client.post("/outcome", data={"prediction_id": prediction_id, "outcome": "1", "csrf_token": _token(page)})
+    response = client.post(
+        "/outcome", data={"prediction_id": prediction_id, "outcome": "1", "csrf_token": _token(page)}
+    )
     assert response.status_code == 200 and 'id="outcome-recorded"' in response.get_data(as_text=True)
     runtime = page_app.extensions["clinrisk"]
     row = predlog.read_window(runtime.writer.engine, "stroke").set_index("prediction_id").loc[prediction_id]
@@ -154,7 +158,9 @@ def test_nobody_records_an_outcome_for_another_users_prediction(page_app):
     prediction_id = re.search(r'name="prediction_id" value="([^"]+)"', page).group(1)
     bob = _logged_in(page_app, "bob")
     token = _token(bob.get("/").get_data(as_text=True))
-    response = bob.post("/outcome", data={"prediction_id": prediction_id, "outcome": "0", "csrf_token": token})
+    response = bob.post(
+        "/outcome", data={"prediction_id": prediction_id, "outcome": "0", "csrf_token": token}
+    )
     assert response.status_code == 404
 
 
@@ -168,13 +174,17 @@ def test_the_champion_card_shows_the_slices(page_app):
     assert "≥65" in page and "promoted" in page
 
 
-@pytest.mark.parametrize(("path", "status"), [("/models/stroke/99/card", 404), ("/models/stroke/x/card", 404)])
+@pytest.mark.parametrize(
+    ("path", "status"), [("/models/stroke/99/card", 404), ("/models/stroke/x/card", 404)]
+)
 def test_an_unknown_card_is_a_404_page(page_app, path, status):
     """A version that does not exist gives a 404 page, never a 500."""
     assert _logged_in(page_app).get(path).status_code == status
 
 
-@pytest.mark.parametrize(("rate", "text"), [(0.1652, "1 in 6"), (0.8, "4 in 5"), (0.75, "3 in 4"), (0.0, "none")])
+@pytest.mark.parametrize(
+    ("rate", "text"), [(0.1652, "1 in 6"), (0.8, "4 in 5"), (0.75, "3 in 4"), (0.0, "none")]
+)
 def test_rates_read_as_one_in_n(rate, text):
     """Holdout rates are said as small fractions a clinician can picture."""
     assert one_in(rate) == text

@@ -131,7 +131,8 @@ def _slices_block(slices: list[dict[str, Any]] | None, where: str) -> str:
         return ""
     from clinrisk.card import render_slices_html
 
-    return f"<div><b>Fairness slices</b> ({escape(where)}; 95 % Wilson intervals)</div>{render_slices_html(slices)}"
+    title = f"<div><b>Fairness slices</b> ({escape(where)}; 95 % Wilson intervals)</div>"
+    return title + render_slices_html(slices)
 
 
 def header_for(summary: dict[str, Any]) -> str:

@@ -13,12 +13,20 @@ class CardNotFound(Exception):
 
 def _missing(exc: RegistryError) -> bool:
     code = getattr(exc.__cause__, "error_code", "")
-    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "No such file" in str(exc) or "not found" in str(exc).lower()
+    return (
+        code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+        or "No such file" in str(exc)
+        or "not found" in str(exc).lower()
+    )
 
 
 def _facts(runtime, name: str, version: str) -> tuple[dict, dict, list[str]]:
     loaded = runtime.holder.state.loaded
-    if loaded is not None and (loaded.name, loaded.version) == (name, version) and "card" in loaded.model.info:
+    if (
+        loaded is not None
+        and (loaded.name, loaded.version) == (name, version)
+        and "card" in loaded.model.info
+    ):
         try:
             found = registry.version_tags(runtime.settings, name, version)
         except RegistryError:

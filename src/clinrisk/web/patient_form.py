@@ -52,7 +52,9 @@ def form_fields(spec: ModelSpec) -> list[FormField]:
         else:
             choices = ()
         kind = "number" if feature.type == "numeric" else "select"
-        fields.append(FormField(name, kind, choices, feature.min, feature.max, not feature.nullable, _help(feature)))
+        fields.append(
+            FormField(name, kind, choices, feature.min, feature.max, not feature.nullable, _help(feature))
+        )
     return fields
 
 
@@ -71,7 +73,9 @@ def _convert(feature: FeatureSpec, text: str) -> tuple[Any, str | None]:
     return number, None
 
 
-def parse_form(spec: ModelSpec, record_model: type[BaseModel], form) -> tuple[dict[str, Any] | None, dict[str, str]]:
+def parse_form(
+    spec: ModelSpec, record_model: type[BaseModel], form
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The validated record (canonical names), or None and one message per offending field."""
     record, errors = {}, {}
     for name, feature in spec.features.items():
@@ -85,7 +89,9 @@ def parse_form(spec: ModelSpec, record_model: type[BaseModel], form) -> tuple[di
     try:
         return record_model.model_validate(record, strict=True).model_dump(), {}
     except ValidationError as exc:
-        return None, {str(e["loc"][0]) if e["loc"] else "form": e["msg"] for e in exc.errors(include_url=False)}
+        return None, {
+            str(e["loc"][0]) if e["loc"] else "form": e["msg"] for e in exc.errors(include_url=False)
+        }
 
 
 def one_in(rate: float | None) -> str:
@@ -110,9 +116,9 @@ def holdout_terms(info: dict[str, Any], label: str) -> str | None:
 
 
 def _shown(value: Any) -> str:
-    """A value as a clinician would write it: 67 not 67.0, "–" when missing."""
+    """A value as a clinician would write it: 67 not 67.0, "missing" when missing."""
     if value is None:
-        return "–"
+        return "missing"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -54,7 +54,9 @@ class PredictionResult(BaseModel):
         ),
     )
     prediction: Literal[0, 1] = Field(description="1 when probability >= threshold (the model's own)")
-    threshold: float = Field(description="The decision threshold of the model version, on the probability's scale")
+    threshold: float = Field(
+        description="The decision threshold of the model version, on the probability's scale"
+    )
     model: ModelRef
     explanation: ExplanationOut | None = Field(
         default=None, description="Only with ?explain=true: why this patient got this probability"
