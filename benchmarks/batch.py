@@ -55,7 +55,7 @@ def plain_predict_proba(input_path: Path) -> dict:
     frame = read_table(input_path, model.spec)
     read = time.perf_counter() - started
     started = time.perf_counter()
-    proba = model.pipeline.predict_proba(frame[model.spec.feature_names])[:, 1]
+    proba = model.predict_proba(frame)  # the pipeline and the two-number calibration map
     scored = time.perf_counter() - started
     return {"rows": len(proba), "read_seconds": read, "predict_seconds": scored, "mean": float(proba.mean())}
 
@@ -67,13 +67,13 @@ def lean_scorer(input_path: Path) -> dict:
     from clinrisk import registry
     from clinrisk.data import read_table
     from clinrisk.serving.onnx_scorer import OnnxScorer
-    from clinrisk.serving.scorer import score_frame
+    from clinrisk.serving.scorer import CalibratedScorer, score_frame
     from clinrisk.settings import load_settings
 
     model = registry.load_alias(load_settings(), "stroke", registry.CHAMPION)
     frame = read_table(input_path, model.spec)
     started = time.perf_counter()
-    scorer = OnnxScorer.from_pipeline(model.pipeline, model.spec)
+    scorer = CalibratedScorer(OnnxScorer.from_pipeline(model.pipeline, model.spec), model)
     built = time.perf_counter() - started
     started = time.perf_counter()
     proba = score_frame(scorer, frame, model.spec)

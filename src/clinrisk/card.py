@@ -182,8 +182,6 @@ def render(facts: dict[str, Any], version: str, gate: dict[str, Any] | None = No
 
 
 def percent(value: float | None, digits: int = 0) -> str:
-    return (
-        "–"
-        if value is None or (isinstance(value, float) and np.isnan(value))
-        else f"{value * 100:.{digits}f} %"
-    )
+    """0.123 -> "12 %" (or "12.3 %" with digits=1); "n/a" when there is no value."""
+    missing = value is None or (isinstance(value, float) and np.isnan(value))
+    return "n/a" if missing else f"{value * 100:.{digits}f} %"

@@ -1,6 +1,6 @@
 """Reasons for one prediction: per-feature contributions that add up to the model's output.
 
-- Logistic regression: exact. Each transformed column contributes coef × (value − training
+- Logistic regression: exact. Each transformed column contributes coef * (value - training
   mean), so `base = intercept + coef · mean` is the score of the average training patient
   (the same as SHAP's LinearExplainer with independent features).
 - Gradient-boosted trees: SHAP's TreeExplainer (Lundberg et al. 2020, path-dependent), exact
@@ -10,7 +10,7 @@
   base becomes `a * base + b`: the explanation stays exact on the calibrated log-odds.
 - A soft-voting ensemble averages probabilities, which no per-member log-odds add up to.
   Each member's log-odds contributions are rescaled to its own probability change
-  (p_member − sigmoid(base_member)), averaged with the vote weights, then rescaled again
+  (p_member - sigmoid(base_member)), averaged with the vote weights, then rescaled again
   through the calibration: additive and exact in *probability*, but a rescaling rule
   (DeepLIFT's), not Shapley values. `scale` says which space an explanation is in.
 
@@ -92,7 +92,7 @@ def _tree(estimator, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def member_log_odds(estimator, X: np.ndarray, means: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column contributions (rows × columns) and base values (rows) on the raw log-odds."""
+    """Per-column contributions (rows * columns) and base values (rows) on the raw log-odds."""
     from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 

@@ -8,6 +8,7 @@ overlap, so that a gap noise could produce is reported as a gap, not as a findin
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ def group_labels(item: SliceSpec, values: pd.Series) -> pd.Series:
         labels = values.astype(object)
     else:
         edges = [-np.inf, *item.bands, np.inf]
-        names = item.labels or [f"[{lo:g}, {hi:g})" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        names = item.labels or [f"[{lo:g}, {hi:g})" for lo, hi in pairwise(edges)]
         labels = pd.cut(values.astype(float), bins=edges, labels=names, right=False).astype(object)
     return labels.where(values.notna(), MISSING_GROUP).astype(str)
 
@@ -105,7 +106,7 @@ def slice_report(spec: ModelSpec, features: pd.DataFrame, y_true, y_pred) -> lis
 
 def _ordered(item: SliceSpec, present) -> list[str]:
     """Groups in the spec's own order (bands, then categories), missing last."""
-    declared = item.labels or [] if item.bands is not None else []
+    declared = (item.labels or []) if item.bands is not None else []
     order = {name: i for i, name in enumerate(declared)}
     return sorted(present, key=lambda g: (g == MISSING_GROUP, order.get(g, len(order)), str(g)))
 
@@ -113,8 +114,8 @@ def _ordered(item: SliceSpec, present) -> list[str]:
 def clear_gaps(report: list[dict[str, Any]]) -> list[str]:
     """Sentences for the gaps larger than noise, e.g. for a report's warnings."""
     return [
-        f"{s['name']}: {g['rate'].replace('_', ' ')} is {g['gap']:.2f} higher for {g['high']} than for {g['low']}"
-        " (95 % intervals do not overlap)"
+        f"{s['name']}: {g['rate'].replace('_', ' ')} is {g['gap']:.2f} higher for {g['high']} "
+        f"than for {g['low']} (95 % intervals do not overlap)"
         for s in report
         for g in s["gaps"]
         if g["clear"]

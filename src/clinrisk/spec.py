@@ -119,7 +119,7 @@ class SliceSpec(BaseModel):
     """A patient grouping for fairness reports: a feature's categories, or numeric bands.
 
     `bands` are the inner cut points of a numeric feature, left-closed: [45, 65] gives
-    <45, 45–64 and ≥65. `labels` name the bands (one more than the cut points).
+    <45, 45-64 and ≥65. `labels` name the bands (one more than the cut points).
     """
 
     model_config = ConfigDict(extra="forbid")

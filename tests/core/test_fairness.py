@@ -12,17 +12,17 @@ from clinrisk.spec import SliceSpec, load_spec
 
 
 def test_the_stroke_spec_declares_sex_and_age_bands(stroke_spec):
-    """Slices come from the spec: sex, and age bands <45, 45–64, ≥65."""
+    """Slices come from the spec: sex, and age bands <45, 45-64, ≥65."""
     assert [(s.name, s.feature) for s in stroke_spec.slices] == [("sex", "gender"), ("age band", "age")]
-    assert stroke_spec.slices[1].labels == ["<45", "45–64", "≥65"]
+    assert stroke_spec.slices[1].labels == ["<45", "45-64", "≥65"]
 
 
 @pytest.mark.parametrize(
     ("age", "band"),
-    [(0.08, "<45"), (44.9, "<45"), (45, "45–64"), (64.99, "45–64"), (65, "≥65"), (None, "missing")],
+    [(0.08, "<45"), (44.9, "<45"), (45, "45-64"), (64.99, "45-64"), (65, "≥65"), (None, "missing")],
 )
 def test_age_bands_are_left_closed(stroke_spec, age, band):
-    """A 45-year-old is in 45–64 and a 65-year-old in ≥65; a missing value has its own group."""
+    """A 45-year-old is in 45-64 and a 65-year-old in ≥65; a missing value has its own group."""
     assert group_labels(stroke_spec.slices[1], pd.Series([age], dtype=float)).iloc[0] == band
 
 

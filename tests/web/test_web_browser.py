@@ -122,7 +122,7 @@ def test_the_card_opens_and_shows_the_slices(logged_in):
     sex = logged_in.find_element(By.CSS_SELECTOR, 'table[data-slice="sex"]')
     ages = logged_in.find_element(By.CSS_SELECTOR, 'table[data-slice="age band"]')
     assert "Female" in sex.text and "Male" in sex.text
-    assert all(band in ages.text for band in ("<45", "45–64", "≥65"))
+    assert all(band in ages.text for band in ("<45", "45-64", "≥65"))
     assert logged_in.find_element(By.CSS_SELECTOR, 'svg[aria-label="Calibration curve"]')
     logged_in.execute_script("document.getElementById('calibration').scrollIntoView()")
     screenshot(logged_in, "model-card.png")

@@ -116,9 +116,9 @@ def holdout_terms(info: dict[str, Any], label: str) -> str | None:
 
 
 def _shown(value: Any) -> str:
-    """A value as a clinician would write it: 67 not 67.0, "–" when missing."""
+    """A value as a clinician would write it: 67 not 67.0, "missing" when missing."""
     if value is None:
-        return "–"
+        return "missing"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
