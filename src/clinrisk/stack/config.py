@@ -74,6 +74,8 @@ def environment(config: StackConfig) -> dict[str, str]:
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        # Browsers may call the API only from the UI's own origin (Prefect's default is any).
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": config.prefect_url,
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
