@@ -126,9 +126,19 @@ def test_requests_without_credentials_are_refused(compose_stack):
     assert response.status_code == 401
 
 
+# Writes 60 real rows under new ids into the worker's inbox volume: new labels for the store.
+NEW_LABELS = (
+    "import pandas as pd; f = pd.read_csv('data/raw/healthcare-dataset-stroke-data.csv')"
+    ".sample(60, random_state=4); f.assign(id=f['id'] + 1_000_000)"
+    ".to_csv('/data/clinrisk/inbox/stroke/lab.csv', index=False)"
+)
+
+
 def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compose_stack, prefect_api):
-    """It runs the retrain deployment on the worker: a new MLflow run and version, and a report file."""
+    """With a batch in the inbox, the retrain deployment runs on the worker, ingests it into the
+    PostgreSQL store and trains: a new MLflow run and version, and a report file."""
     before = model_versions(compose_stack)
+    compose_stack.exec("prefect-worker", "python", "-c", NEW_LABELS)
     flow_run = run_deployment(prefect_api, "retrain")
     assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
     after = model_versions(compose_stack)
@@ -143,6 +153,8 @@ def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compos
     reports = compose_stack.exec("prefect-worker", "find", "/data/clinrisk/reports", "-name", "*.html")
     assert "/data/clinrisk/reports/index.html" in reports.split()
     assert len(reports.split()) >= 2
+    done = compose_stack.exec("prefect-worker", "ls", "/data/clinrisk/inbox/stroke/done")
+    assert "lab.csv" in done.split()
 
 
 def test_the_evidently_ui_lists_the_reports_the_flows_saved(compose_stack):

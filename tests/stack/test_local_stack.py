@@ -15,7 +15,7 @@ import pytest
 import requests
 from proctable import alive, command_line, descendants, with_environment
 
-from support import PATIENT, REPO, VENV_BIN, free_port, prefect_api_call, stop_process
+from support import PATIENT, RAW_STROKE, REPO, VENV_BIN, free_port, prefect_api_call, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -121,10 +121,18 @@ def check_prediction(stack: Stack) -> None:
 
 
 def check_retrain(stack: Stack) -> None:
-    """The retrain deployment runs on the stack's worker and registers version 2."""
+    """With a labelled batch in the inbox, the retrain deployment runs on the stack's worker,
+    ingests it and registers version 2 (an unchanged store would be skipped)."""
+    import pandas as pd
+
+    inbox = stack.home / "inbox" / "stroke"
+    inbox.mkdir(parents=True, exist_ok=True)
+    batch = pd.read_csv(RAW_STROKE, na_values=["N/A"]).sample(60, random_state=4)
+    batch.assign(id=batch["id"] + 1_000_000).to_csv(inbox / "lab.csv", index=False)
     state = run_deployment(stack, "retrain")
     assert state["type"] == "COMPLETED", f"{state}\n{stack.output()[-4000:]}"
     assert registered_versions(stack) == ["1", "2"]
+    assert (inbox / "done" / "lab.csv").is_file()
 
 
 def check_ctrl_c_stops_everything(stack: Stack) -> None:
