@@ -151,10 +151,15 @@ def lowest_not_below(trials: int, floor: float, confidence: float = 0.95) -> flo
     """
     if trials == 0:
         return 0.0
-    for successes in range(trials + 1):
-        if wilson(successes, trials, confidence).high >= floor:
-            return successes / trials
-    return 1.0
+    # The upper bound grows with the successes: bisect for the first count that reaches the floor.
+    low, high = 0, trials
+    while low < high:
+        middle = (low + high) // 2
+        if wilson(middle, trials, confidence).high >= floor:
+            high = middle
+        else:
+            low = middle + 1
+    return low / trials
 
 
 def mcnemar_on_positives(

@@ -8,6 +8,7 @@ import pytest
 from clinrisk.gate import (
     GateRules,
     decide,
+    lowest_not_below,
     mcnemar_on_positives,
     precision_estimate,
     recall_estimate,
@@ -72,6 +73,21 @@ def test_significantly_below_needs_the_whole_interval_under_the_floor(tp, fp, be
     """The floor check refuses only when the upper confidence bound is under the floor."""
     outcomes, decisions = rows(tp=tp, fp=fp, fn=10, tn=1000)
     assert significantly_below(precision_estimate(outcomes, decisions), 0.15) is below
+
+
+@pytest.mark.parametrize(("trials", "floor"), [(200, 0.15), (454, 0.15), (49, 0.5), (20, 0.15), (5000, 0.15)])
+def test_lowest_rate_not_below_the_floor_is_where_the_interval_starts_to_reach_it(trials, floor):
+    """At that count the interval reaches the floor; one success fewer and it does not."""
+    cutoff = lowest_not_below(trials, floor)
+    successes = round(cutoff * trials)
+    assert wilson(successes, trials).high >= floor
+    assert successes == 0 or wilson(successes - 1, trials).high < floor
+
+
+def test_lowest_rate_examples():
+    """200 flagged rows need 21 strokes (0.105) to stay consistent with a 0.15 floor; none need 0."""
+    assert lowest_not_below(200, 0.15) == pytest.approx(0.105)
+    assert lowest_not_below(0, 0.15) == 0.0
 
 
 def test_mcnemar_counts_only_discordant_positives():
