@@ -141,6 +141,18 @@ def test_first_model_significantly_below_the_floor_is_refused():
     assert "significantly below the floor" in decision.reasons[0]
 
 
+def test_a_challenger_significantly_below_the_floor_is_refused_with_the_champion_still_shown():
+    """Against a champion, a challenger under the floor is refused; both models' estimates are kept."""
+    outcomes = np.array([1] * 50 + [0] * 3000)
+    challenger = np.array([1] * 45 + [0] * 5 + [1] * 1000 + [0] * 2000)
+    champion = np.array([1] * 40 + [0] * 10 + [1] * 200 + [0] * 2800)
+    decision = decide(outcomes, challenger, champion, RULES)
+    assert not decision.promote and "challenger precision" in decision.reasons[0]
+    assert "significantly below" in decision.reasons[0]
+    assert {"champion.precision", "champion.recall"} <= set(decision.intervals)
+    assert decision.champion["recall"] == pytest.approx(0.8)
+
+
 def test_first_model_on_few_positives_is_promoted_with_a_warning():
     """With no champion to keep, a small evaluation still gives a champion, flagged as uncertain."""
     outcomes, decisions = rows(tp=1, fp=2, fn=0, tn=9)
