@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from aws_scripts import deploy, promote
 from aws_scripts.common import SERVICES, load_environment
-from clinrisk import registry
+from clinrisk import registry, signing
 from clinrisk.web.users import add_user
 from support import aws_client, free_port, wait_for_http
 from web.web_support import gunicorn_service, service_env
@@ -23,7 +23,11 @@ def staging_web(trained_settings, tmp_path_factory) -> dict:
     """The clinrisk service (auth on, user `smoke`) serving the trained champion."""
     home = tmp_path_factory.mktemp("staging-web")
     add_user(home / "users.json", "smoke", PASSWORD)
-    env = service_env(home, trained_settings.spec_dir, trained_settings.tracking_uri)
+    # The trainer's signing key: the service verifies the bundle and promotion record with it.
+    key = signing.key_path(trained_settings)
+    env = service_env(
+        home, trained_settings.spec_dir, trained_settings.tracking_uri, signing_key_file=str(key)
+    )
     with gunicorn_service(env, workers=1) as service:
         wait_for_http(f"{service.url}/ready", timeout=120, process=service.process)
         version = registry.alias_version(trained_settings, "stroke", registry.CHAMPION)

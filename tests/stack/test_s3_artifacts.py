@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from clinrisk import registry
+from clinrisk import promotion, registry
 from clinrisk.errors import ClinriskError
 from clinrisk.retraining import load_and_validate
 from clinrisk.serving.champion import FROM_CACHE, FROM_REGISTRY, READY, ChampionHolder, RegistrySource
@@ -101,7 +101,7 @@ def client_settings(tmp_path, s3_mlflow, monkeypatch):
 def test_a_registered_model_lands_in_the_bucket_and_serves(client_settings, s3_url):
     """Registered through the proxy, a version's files are in the bucket and the service loads it."""
     version = register(client_settings)
-    registry.set_alias(client_settings, "stroke", registry.CHAMPION, version)
+    promotion.promote(client_settings, "stroke", version, reason="test")
     run_id = registry.version_run_id(client_settings, "stroke", version)
     source = registry.client(client_settings).get_model_version("stroke", version).source
     model_id = source.removeprefix("models:/")  # MLflow 3 keeps a logged model beside its run
@@ -125,12 +125,12 @@ def test_a_registered_model_lands_in_the_bucket_and_serves(client_settings, s3_u
 def test_hot_swap_and_cache_work_unchanged_on_s3(client_settings, s3_mlflow, tmp_path):
     """A promotion swaps the served version; with the registry gone, the cached one still serves."""
     first = register(client_settings)
-    registry.set_alias(client_settings, "stroke", registry.CHAMPION, first)
+    promotion.promote(client_settings, "stroke", first, reason="test")
     holder = ChampionHolder(client_settings, RegistrySource(client_settings, "stroke"))
     assert holder.refresh().loaded.version == first
 
     second = register(client_settings)
-    registry.set_alias(client_settings, "stroke", registry.CHAMPION, second)
+    promotion.promote(client_settings, "stroke", second, reason="test")
     swapped = holder.refresh()
     assert (swapped.status, swapped.loaded.version) == (READY, second)
 
