@@ -48,7 +48,6 @@ def build_estimator(candidate: CandidateSpec, seed: int) -> ClassifierMixin:
 
 
 def build_pipeline(spec: ModelSpec, candidate: CandidateSpec, seed: int) -> Pipeline:
-    """The full model: named preprocessing step then the classifier."""
-    return Pipeline(
-        [("preprocess", build_preprocessor(spec)), ("classifier", build_estimator(candidate, seed))]
-    )
+    """The full model: named preprocessing step then the classifier (or regressor)."""
+    step = "regressor" if spec.is_regression else "classifier"
+    return Pipeline([("preprocess", build_preprocessor(spec)), (step, build_estimator(candidate, seed))])

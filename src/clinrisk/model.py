@@ -20,7 +20,7 @@ from clinrisk.spec import ModelSpec, spec_from_yaml
 @dataclass
 class RiskModel:
     pipeline: Pipeline
-    threshold: float
+    threshold: float | None  # None for a regression: it has no decision to make
     spec_yaml: str
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -32,11 +32,25 @@ class RiskModel:
         """Probability of the positive class for each row of validated features."""
         return self.pipeline.predict_proba(features[self.spec.feature_names])[:, 1]
 
+    @property
+    def is_regression(self) -> bool:
+        return self.spec.is_regression
+
+    def predict_value(self, features: pd.DataFrame) -> np.ndarray:
+        """A regression's predicted outcome for each row, in the target's units."""
+        return self.pipeline.predict(features[self.spec.feature_names]).astype(float)
+
+    def scores(self, features: pd.DataFrame) -> np.ndarray:
+        """What a scorer returns: the probability, or the predicted value of a regression."""
+        return self.predict_value(features) if self.is_regression else self.predict_proba(features)
+
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return (np.asarray(proba) >= self.threshold).astype(int)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Probability and 0/1 decision at the model's own threshold."""
+        """Probability and 0/1 decision at the model's own threshold (a regression: `prediction` only)."""
+        if self.is_regression:
+            return pd.DataFrame({"prediction": self.predict_value(features)}, index=features.index)
         proba = self.predict_proba(features)
         return pd.DataFrame({"probability": proba, "prediction": self.decide(proba)}, index=features.index)
 

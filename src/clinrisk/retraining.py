@@ -9,6 +9,7 @@ import pandas as pd
 
 from clinrisk import registry
 from clinrisk.data import load_training_data
+from clinrisk.model import RiskModel
 from clinrisk.promotion import GateDecision, apply_gate
 from clinrisk.settings import PROJECT_ROOT, Settings
 from clinrisk.spec import ModelSpec, file_sha256, load_spec
@@ -34,10 +35,23 @@ def load_and_validate(
     return spec, frame, file_sha256(path)
 
 
+def apply_gate_for(
+    settings: Settings, version: str, challenger: RiskModel, holdout: pd.DataFrame
+) -> GateDecision:
+    """The gate of the model's kind: R² for a regression, recall at the precision floor otherwise."""
+    if challenger.is_regression:
+        from clinrisk.gate_regression import apply_regression_gate
+
+        return apply_regression_gate(settings, version, challenger, holdout)
+    return apply_gate(settings, version, challenger, holdout)
+
+
 def summary(
     result: TrainingResult, version: registry.RegisteredVersion, decision: GateDecision
 ) -> dict[str, Any]:
     """The JSON line `clinrisk train` prints last."""
+    if result.model.is_regression:
+        return _regression_summary(result, version, decision)
     keys = ("recall", "precision", "roc_auc", "pr_auc", "f1", "flagged_share")
     return {
         "run_id": version.run_id,
@@ -52,6 +66,23 @@ def summary(
     }
 
 
+def _regression_summary(
+    result: TrainingResult, version: registry.RegisteredVersion, decision: GateDecision
+) -> dict[str, Any]:
+    """The same JSON line for a regression: no threshold, R² (with its interval), RMSE and MAE."""
+    return {
+        "run_id": version.run_id,
+        "model": version.name,
+        "version": version.version,
+        "candidate": result.best.name,
+        "threshold": None,
+        "metrics": {k: round(v, 4) for k, v in result.holdout_metrics.items()},
+        "promoted": decision.promote,
+        "reasons": decision.reasons,
+        "compared_with": decision.champion_version,
+    }
+
+
 def retrain(
     settings: Settings, model_name: str, data_path: Path | None = None, seed: int | None = None
 ) -> dict:
@@ -59,5 +90,5 @@ def retrain(
     spec, frame, sha = load_and_validate(settings, model_name, data_path)
     result = train_model(spec, frame, seed=seed, data_sha256=sha)
     version = registry.log_and_register(settings, result, data_path_for(spec, data_path))
-    decision = apply_gate(settings, version.version, result.model, result.holdout)
+    decision = apply_gate_for(settings, version.version, result.model, result.holdout)
     return summary(result, version, decision)

@@ -13,7 +13,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from clinrisk import predict, promotion, registry, retraining, train
+from clinrisk import predict, registry, retraining, train
 from clinrisk.errors import DataValidationError, NoChampionError, NoThresholdError, SpecError
 from clinrisk.flows import triggering
 from clinrisk.monitoring import comparison, monitor, store
@@ -40,7 +40,7 @@ load_training_data = io_task(retraining.load_and_validate, name="load-and-valida
 train_candidates = compute_task(train.train_model, name="train-candidates-and-threshold")
 log_and_register = io_task(registry.log_and_register, name="log-and-register")
 champion_version = io_task(registry.alias_version, name="read-champion-version")
-apply_gate = io_task(promotion.apply_gate, name="promotion-gate")
+apply_gate = io_task(retraining.apply_gate_for, name="promotion-gate")
 compare_on_holdout = io_task(comparison.compare_on_holdout, name="evidently-holdout-comparison")
 
 # Monitoring.

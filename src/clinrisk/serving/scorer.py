@@ -56,7 +56,8 @@ class SklearnScorer:
         self._model = model
 
     def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        return self._model.predict_proba(pd.DataFrame(columns))
+        """Probabilities; for a regression, the predicted values (the model's `scores`)."""
+        return self._model.scores(pd.DataFrame(columns))
 
 
 def columns_from_records(records: Sequence[Mapping[str, Any]], spec: ModelSpec) -> dict[str, np.ndarray]:
