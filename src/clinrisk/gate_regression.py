@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from clinrisk import registry
+from clinrisk.data import validate_frame
 from clinrisk.evaluate import bootstrap_r2, regression_metrics
 from clinrisk.model import RiskModel
 from clinrisk.promotion import GateDecision, current_champion, promote
@@ -48,8 +49,12 @@ def decide_regression(
 ) -> GateDecision:
     """Apply the rules above to holdout metrics; `difference` is the paired ΔR² interval."""
     if challenger["r2"] < floor:
-        return GateDecision(False, [f"{_r2_text('challenger', challenger)} is below the floor {floor:g}"],
-                            challenger, champion)
+        return GateDecision(
+            False,
+            [f"{_r2_text('challenger', challenger)} is below the floor {floor:g}"],
+            challenger,
+            champion,
+        )
     meets = f"{_r2_text('challenger', challenger)} meets the floor {floor:g}"
     if champion is None:
         return GateDecision(True, [meets, "there is no champion yet"], challenger, None)
@@ -63,14 +68,22 @@ def decide_regression(
     if high < 0:
         return GateDecision(False, [meets, f"worse than the champion: {gap}"], challenger, champion)
     return GateDecision(
-        False, [meets, f"no credible difference from the champion ({gap}): champion kept"], challenger, champion
+        False,
+        [meets, f"no credible difference from the champion ({gap}): champion kept"],
+        challenger,
+        champion,
     )
 
 
 def score_regression_on(model: RiskModel, holdout: pd.DataFrame, rounds: int) -> tuple[dict, np.ndarray]:
-    """A model's R² (with interval), RMSE and MAE on labelled rows, and its predictions."""
-    predicted = model.predict_value(holdout)
-    return regression_metrics(holdout[model.spec.target.column], predicted, rounds), predicted
+    """A model's R² (with interval), RMSE and MAE on labelled rows, and its predictions.
+
+    The rows are re-validated with the model's own spec: a champion trained on another
+    version of the spec names its columns its own way. Raises DataValidationError if it cannot.
+    """
+    rows = validate_frame(holdout, model.spec, require_target=True)
+    predicted = model.predict_value(rows)
+    return regression_metrics(rows[model.spec.target.column], predicted, rounds), predicted
 
 
 def apply_regression_gate(
@@ -99,4 +112,3 @@ def apply_regression_gate(
     if decision.promote:
         promote(settings, spec.name, version, reason="; ".join(decision.reasons))
     return decision
-

@@ -153,7 +153,9 @@ def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
     y = result.holdout[spec.target.column]
     if spec.is_regression:
         figure = workdir / "predicted_vs_actual.png"
-        mlflow.log_artifact(str(save_predicted_vs_actual(y, result.holdout_proba, result.holdout_metrics, figure)))
+        mlflow.log_artifact(
+            str(save_predicted_vs_actual(y, result.holdout_proba, result.holdout_metrics, figure))
+        )
         return
     floor = spec.objective.precision_floor
     mlflow.log_artifact(
@@ -335,7 +337,10 @@ def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
                     "aliases": sorted(mv.aliases),
                     "created": pd.Timestamp(mv.creation_timestamp, unit="ms").isoformat(timespec="seconds"),
                     "gate": mv.tags.get("gate.decision", ""),
-                    **{k: metrics.get(f"holdout_{k}") for k in ("recall", "precision", "roc_auc", "pr_auc", "r2")},
+                    **{
+                        k: metrics.get(f"holdout_{k}")
+                        for k in ("recall", "precision", "roc_auc", "pr_auc", "r2")
+                    },
                 }
             )
         return rows

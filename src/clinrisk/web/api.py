@@ -20,6 +20,8 @@ bp = Blueprint("api", __name__)
 
 def score(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
     """One result per record, in order, and the matching prediction-log rows."""
+    if loaded.model.is_regression:
+        return score_regression(loaded, records)
     proba = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
     decisions = loaded.model.decide(proba)
     now = datetime.now(UTC)
@@ -50,6 +52,26 @@ def score(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict
     return results, rows
 
 
+def score_regression(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """A regression's answers: the predicted outcome (target units) and the version, no probability.
+
+    Not written to the prediction log yet: its table holds a probability and a 0/1 decision,
+    and a numeric outcome needs its own columns (issue #16, per-model logs).
+    """
+    values = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
+    model_ref = {"name": loaded.name, "version": loaded.version}
+    results = [
+        {
+            "prediction_id": str(uuid.uuid4()),
+            "prediction": value,
+            "model_version": loaded.version,
+            "model": model_ref,
+        }
+        for value in values.tolist()
+    ]
+    return results, []
+
+
 @bp.post("/predict")
 @requires_auth
 def predict():
@@ -59,8 +81,9 @@ def predict():
     _, loaded = runtime.serving()
     records, many = validate_records(payload, loaded.record_model, runtime.settings.max_batch_rows)
     results, rows = score(loaded, records)
-    runtime.writer.submit(rows)
-    runtime.metrics.count_predictions(loaded.name, loaded.version, len(rows))
+    if rows:
+        runtime.writer.submit(rows)
+    runtime.metrics.count_predictions(loaded.name, loaded.version, len(results))
     response = jsonify(results if many else results[0])
     response.headers["X-Model-Version"] = loaded.version
     return response
