@@ -71,6 +71,7 @@ test-compose: install ## Build and start the docker compose stack, test it end t
 .PHONY: bench
 bench: install ## Run every benchmark on this machine and update benchmarks/RESULTS.md (~15 min on 2 cores)
 	$(PY) benchmarks/threshold_study.py $(BENCH_ARGS)
+	$(PY) benchmarks/model_study.py $(BENCH_ARGS)
 	$(PY) benchmarks/serving.py $(BENCH_ARGS)
 	$(PY) benchmarks/batch.py $(BENCH_ARGS)
 	$(PY) benchmarks/retrain.py $(BENCH_ARGS)
