@@ -5,6 +5,8 @@ Real MLflow (SQLite store) and the real Flask app reading the registry; no code 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,3 +147,54 @@ def test_a_made_up_fifth_model_needs_no_code(tmp_path):
     query = spec.record_from_query({"age": "71", "creatinine": "2.4", "dm": "1", "sex": "M"})
     answer, _ = served_answer(settings, query)
     assert 0 <= answer["probability"] <= 1 and answer["model"]["name"] == "kidney"
+
+
+DRIFTS = {
+    "diabetes": {"glucose": 1.4, "bmi": 1.3},
+    "anemia": {"hemoglobin": 0.7, "red_pixel_pct": 1.1},
+    "diabetes_progression": {"bmi": 1.3, "log_triglycerides": 1.15},
+}
+
+
+@pytest.mark.parametrize("name", NEW_MODELS)
+def test_a_drifted_sample_is_reported_with_the_models_own_quality(tmp_path, name):
+    """`clinrisk monitor` on a shifted copy of the data finds the drift and judges quality by the spec."""
+    from clinrisk.data import load_training_data
+    from clinrisk.monitoring.monitor import cli_result, run_once
+
+    settings = load_settings(home=tmp_path / "home", spec_dir=REPO / "models", min_outcome_rows=20)
+    retrain(settings, name)
+    spec = load_spec(REPO / "models" / f"{name}.yaml")
+    frame = load_training_data(spec, REPO / spec.data.path)
+    for column, factor in DRIFTS[name].items():
+        frame[column] = (frame[column] * factor).clip(spec.features[column].min, spec.features[column].max)
+    frame.to_csv(tmp_path / "drifted.csv", index=False)
+    result = cli_result(run_once(settings, name, tmp_path / "drifted.csv", None, tmp_path / "reports", 30))
+    assert result["drift_detected"] and set(DRIFTS[name]) <= set(result["drifted_columns"]), result
+    assert result["retrain_recommended"] and Path(result["report"]).exists()
+    if spec.is_regression:
+        assert "recall" not in result and result["r2"] < 0.9
+    else:
+        assert 0 <= result["recall"] <= 1
+
+
+def test_the_retrain_comparison_report_works_for_a_regression(tmp_path):
+    """The retrain flow's Evidently comparison of challenger and champion reports R² for a regression."""
+    import json
+
+    from clinrisk.monitoring.comparison import compare_on_holdout
+    from clinrisk.retraining import apply_gate_for, load_and_validate
+    from clinrisk.train import train_model
+
+    settings = load_settings(home=tmp_path / "home", spec_dir=REPO / "models")
+    first = retrain(settings, "diabetes_progression")
+    spec, frame, sha = load_and_validate(settings, "diabetes_progression", None)
+    result = train_model(spec, frame, data_sha256=sha)
+    version = registry.log_and_register(settings, result)
+    decision = apply_gate_for(settings, version.version, result.model, result.holdout)
+    html = compare_on_holdout(
+        settings, result.model, version.version, result.holdout, decision, first["version"], "test", "raw"
+    )
+    summary = json.loads((html.parent / "summary.json").read_text())
+    assert summary["challenger_metrics"]["r2"] == summary["champion_metrics"]["r2"] >= 0.4
+    assert "R2" in html.read_text() or "R²" in html.read_text()

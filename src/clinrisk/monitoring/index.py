@@ -70,6 +70,9 @@ def _decision_text(retrain: dict[str, Any]) -> str:
 
 
 def _quality_text(summary: dict[str, Any]) -> str:
+    if summary.get("r2") is not None:
+        floor = summary["floors"].get("r2")
+        return f"R² {summary['r2']:.3f} (floor {floor:g}) on {summary['labelled_rows']} labelled rows"
     if summary.get("recall") is None:
         return escape(summary.get("quality_note") or "no outcomes in the window")
     floors = summary["floors"]
@@ -102,7 +105,8 @@ def monitor_header(summary: dict[str, Any]) -> str:
 
 def retrain_header(summary: dict[str, Any]) -> str:
     """The block on top of a retrain comparison: challenger vs champion on the same holdout."""
-    metrics = ["recall", "precision", "pr_auc", "roc_auc"]
+    shown = ("recall", "precision", "pr_auc", "roc_auc", "r2", "rmse", "mae")  # a regression has the last 3
+    metrics = [m for m in shown if m in summary["challenger_metrics"]]
     champion = summary.get("champion_metrics") or {}
     rows = [
         _row([m, f"{summary['challenger_metrics'][m]:.3f}", f"{champion[m]:.3f}" if m in champion else "-"])

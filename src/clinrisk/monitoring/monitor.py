@@ -22,7 +22,7 @@ from clinrisk.errors import DataValidationError, NoChampionError
 from clinrisk.model import RiskModel
 from clinrisk.monitoring import store
 from clinrisk.monitoring.decision import recommend_retrain
-from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
+from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, floors_for
 from clinrisk.settings import Settings
 from clinrisk.spec import ModelSpec, load_spec
 
@@ -74,7 +74,10 @@ def _outcomes(frame: pd.DataFrame, spec: ModelSpec) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index)
     values = pd.to_numeric(frame[column], errors="coerce")
-    bad = frame[column].notna() & ~values.isin([0, 1])
+    if spec.is_regression:  # a number in the target's units
+        bad = frame[column].notna() & ~np.isfinite(values)
+    else:
+        bad = frame[column].notna() & ~values.isin([0, 1])
     if bad.any():
         lines = ", ".join(str(i + 2) for i in frame.index[bad][:SHOWN_LINES])
         raise DataValidationError(
@@ -102,7 +105,10 @@ def prepare(frame: pd.DataFrame, spec: ModelSpec, model: RiskModel | None) -> pd
     out[OUTCOME] = _outcomes(frame, spec)
     if model is not None:
         scored = model.predict(out)
-        out[PROBABILITY], out[PREDICTION] = scored["probability"], scored["prediction"]
+        if model.is_regression:
+            out[PREDICTION] = scored["prediction"]
+        else:
+            out[PROBABILITY], out[PREDICTION] = scored["probability"], scored["prediction"]
     elif {PROBABILITY, PREDICTION} <= set(frame.columns):
         out[PROBABILITY], out[PREDICTION] = frame[PROBABILITY].astype(float), frame[PREDICTION].astype(float)
     if "model_version" in frame.columns:
@@ -143,7 +149,7 @@ def evaluate(
     from clinrisk.monitoring import reports  # Evidently loads slowly: only when a report is made
 
     now = now or datetime.now(UTC)
-    floors = Floors(settings.drift_share, settings.recall_floor, spec.objective.precision_floor)
+    floors = floors_for(settings, spec)
     labelled, note = labelled_rows(current, reference, settings.min_outcome_rows)
     metadata = {
         "title": f"{spec.name} v{version} monitoring",
@@ -161,6 +167,8 @@ def evaluate(
         facts.precision,
         floors.recall,
         floors.precision,
+        r2=facts.r2,
+        r2_floor=floors.r2,
     )
     summary = {
         "kind": "monitor",
@@ -172,7 +180,12 @@ def evaluate(
         "labelled_rows": 0 if labelled is None else len(labelled),
         "versions_in_window": sorted(current["model_version"].unique()) if "model_version" in current else [],
         "reference": reference_label,
-        "floors": {"drift_share": floors.drift_share, "recall": floors.recall, "precision": floors.precision},
+        "floors": {
+            "drift_share": floors.drift_share,
+            "recall": floors.recall,
+            "precision": floors.precision,
+            "r2": floors.r2,
+        },
         "drift_detected": facts.drift_share is not None and facts.drift_share >= floors.drift_share,
         "drift_share": facts.drift_share,
         "drifted_columns": facts.drifted_columns,
@@ -180,6 +193,7 @@ def evaluate(
         "failed_tests": facts.failed_tests,
         "recall": facts.recall,
         "precision": facts.precision,
+        "r2": facts.r2,
         "quality_note": note,
         "retrain": decision.to_dict(),
     }
@@ -209,6 +223,8 @@ def cli_result(summary: dict[str, Any]) -> dict[str, Any]:
     }
     if summary["recall"] is not None:
         result.update(recall=round(summary["recall"], 4), precision=round(summary["precision"], 4))
+    if summary.get("r2") is not None:
+        result["r2"] = round(summary["r2"], 4)
     return result
 
 

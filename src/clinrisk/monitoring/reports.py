@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from evidently import BinaryClassification, DataDefinition, Dataset, Report
+from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
 from evidently.core.report import Snapshot
 from evidently.metrics import DriftedColumnsCount
-from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
+from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset, RegressionPreset
 from evidently.tests import gte, lt
 from evidently.ui.workspace import Workspace
 
@@ -36,6 +36,7 @@ class ReportFacts:
     failed_tests: list[str] = field(default_factory=list)
     recall: float | None = None
     precision: float | None = None
+    r2: float | None = None
 
     @property
     def drifted_columns(self) -> dict[str, float]:
@@ -46,6 +47,11 @@ def data_definition(spec: ModelSpec, with_quality: bool) -> DataDefinition:
     """Evidently's column mapping, from the spec: 0/1 flags are compared as categories."""
     numeric = [n for n, f in spec.features.items() if f.type == "numeric"]
     categorical = [n for n, f in spec.features.items() if f.type != "numeric"]
+    if spec.is_regression:  # the outcome is a number: Evidently's regression mapping
+        regression = [Regression(target=OUTCOME, prediction=PREDICTION)] if with_quality else None
+        return DataDefinition(
+            numerical_columns=numeric, categorical_columns=categorical, regression=regression
+        )
     quality = [
         BinaryClassification(target=OUTCOME, prediction_labels=PREDICTION, prediction_probas=PROBABILITY)
     ]
@@ -57,6 +63,12 @@ def data_definition(spec: ModelSpec, with_quality: bool) -> DataDefinition:
 
 
 def _dataset(frame: pd.DataFrame, spec: ModelSpec, with_quality: bool) -> Dataset:
+    if spec.is_regression:
+        columns = spec.feature_names + ([OUTCOME, PREDICTION] if with_quality else [])
+        frame = frame[columns].reset_index(drop=True)
+        if with_quality:
+            frame = frame.astype({OUTCOME: float, PREDICTION: float})
+        return Dataset.from_pandas(frame, data_definition=data_definition(spec, with_quality))
     columns = spec.feature_names + ([OUTCOME, PREDICTION, PROBABILITY] if with_quality else [])
     frame = frame[columns].reset_index(drop=True)
     if with_quality:
@@ -64,7 +76,9 @@ def _dataset(frame: pd.DataFrame, spec: ModelSpec, with_quality: bool) -> Datase
     return Dataset.from_pandas(frame, data_definition=data_definition(spec, with_quality))
 
 
-def _quality_preset(floors: Floors) -> ClassificationPreset:
+def _quality_preset(floors: Floors) -> ClassificationPreset | RegressionPreset:
+    if floors.r2 is not None:
+        return RegressionPreset(r2score_tests=[gte(floors.r2)])
     return ClassificationPreset(recall_tests=[gte(floors.recall)], precision_tests=[gte(floors.precision)])
 
 
@@ -165,6 +179,8 @@ def facts(snapshot: Snapshot) -> ReportFacts:
             found.recall = float(value)
         elif kind == "Precision":
             found.precision = float(value)
+        elif kind == "R2Score":
+            found.r2 = float(value)
     return found
 
 
