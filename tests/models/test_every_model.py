@@ -198,3 +198,31 @@ def test_the_retrain_comparison_report_works_for_a_regression(tmp_path):
     summary = json.loads((html.parent / "summary.json").read_text())
     assert summary["challenger_metrics"]["r2"] == summary["champion_metrics"]["r2"] >= 0.4
     assert "R2" in html.read_text() or "R²" in html.read_text()
+
+
+def test_cli_trains_and_scores_a_regression(tmp_path, monkeypatch):
+    """`clinrisk train/predict/models --model diabetes_progression`: R², prediction and model_version."""
+    import json
+
+    from click.testing import CliRunner
+
+    from clinrisk.cli import main
+
+    monkeypatch.setenv("CLINRISK_HOME", str(tmp_path / "home"))
+
+    def run(*args):
+        result = CliRunner().invoke(main, [*args, "--model", "diabetes_progression"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    trained = json.loads(run("train").splitlines()[-1])
+    assert trained["threshold"] is None and trained["metrics"]["r2"] >= 0.4
+    raw = REPO / "data/raw/diabetes-progression.csv"
+    scored_line = json.loads(
+        run("predict", "--input", str(raw), "--output", str(tmp_path / "out.csv")).splitlines()[-1]
+    )
+    assert scored_line["rows_scored"] == 442 and scored_line["scoring_path"] == "onnx"
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns[-2:]) == ["prediction", "model_version"] and "probability" not in out
+    listed = json.loads(run("models", "--json").splitlines()[-1])["versions"][0]
+    assert listed["r2"] == pytest.approx(trained["metrics"]["r2"], abs=1e-4) and listed["recall"] is None
