@@ -199,15 +199,18 @@ class ModelSpec(BaseModel):
         Aliases become feature names and numbers are parsed per the feature's type; a value that
         does not parse is passed on unchanged so that validation names the field. Unknown
         parameters are kept, so validation reports them as extra fields. An empty value is missing.
+        A feature given twice (`age=1&age=2`, or `bp` and `blood_pressure`) stays a list, which
+        validation refuses for that field. `params` may be a dict or a werkzeug MultiDict.
         """
-        record: dict[str, Any] = {}
-        for key, value in params.items():
-            name = self.query_map.get(key)
-            if name is None:
-                record[key] = value
-                continue
-            record[name] = _parse_query_value(value, self.features[name])
-        return record
+        given: dict[str, list[Any]] = {}
+        for key in params:
+            values = params.getlist(key) if hasattr(params, "getlist") else [params[key]]
+            name = self.query_map.get(key, key)
+            feature = self.features.get(name)
+            given.setdefault(name, []).extend(
+                _parse_query_value(v, feature) if feature else v for v in values
+            )
+        return {name: values[0] if len(values) == 1 else values for name, values in given.items()}
 
     @cached_property
     def record_model(self) -> type[BaseModel]:

@@ -153,3 +153,16 @@ def test_regression_spec_needs_a_floor():
     raw["objective"] = {"kind": "regression", "metric": "r2"}
     with pytest.raises(ValidationError, match="floor"):
         ModelSpec.model_validate(raw)
+
+
+@pytest.mark.parametrize("key", ["bp", "blood_pressure"])
+def test_a_feature_given_twice_in_a_query_is_refused(key):
+    """`bp` beside blood_pressure, or blood_pressure twice, fails on blood_pressure: no silent pick."""
+    from werkzeug.datastructures import MultiDict
+
+    spec = spec_of("diabetes")
+    params = MultiDict(DIABETES_QUERY)
+    params.add(key, "90")
+    with pytest.raises(ValidationError) as caught:
+        spec.record_model.model_validate(spec.record_from_query(params), strict=True)
+    assert {e["loc"][0] for e in caught.value.errors()} == {"blood_pressure"}
