@@ -18,10 +18,15 @@ def retrain_markdown(summary: dict[str, Any], reason: str, report: str) -> str:
     verdict = "**promoted to champion**" if summary["promoted"] else "**not promoted**"
     metrics = _table(["metric", "holdout"], [[k, f"{v:.4f}"] for k, v in summary["metrics"].items()])
     reasons = "\n".join(f"- {r}" for r in summary["reasons"])
+    threshold = (
+        "no threshold (regression)"
+        if summary["threshold"] is None
+        else f"threshold {summary['threshold']:.4f}"
+    )
     return (
         f"# Retrain of `{summary['model']}`: version {summary['version']} {verdict}\n\n"
         f"Triggered by: {reason}\n\n"
-        f"Candidate `{summary['candidate']}`, threshold {summary['threshold']:.4f}, compared with champion "
+        f"Candidate `{summary['candidate']}`, {threshold}, compared with champion "
         f"version {summary['compared_with'] or 'none'}.\n\n{metrics}\n\n## Gate\n{reasons}\n\n"
         f"Evidently comparison on the holdout: `{report}`\n"
     )
