@@ -31,8 +31,12 @@ def test_notebook_is_stored_without_outputs(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, monkeypatch):
+def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
     """Every cell runs without error in the project's own Python (ipykernel's `python3` kernel)."""
+    # ipykernel's own `python3` spec says `python`, which jupyter_client runs as sys.executable
+    # (this venv); a user-level spec of that name elsewhere must not take its place.
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
