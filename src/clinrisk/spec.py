@@ -151,6 +151,19 @@ class ModelSpec(BaseModel):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     candidates: list[CandidateSpec] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _names_are_unambiguous(self) -> ModelSpec:
+        """Each data column, alias and query name stands for exactly one feature."""
+        owners: dict[str, set[str]] = {}
+        for name, f in self.features.items():
+            for other in {f.column or name, *f.aliases, *f.query_aliases} - {name}:
+                owners.setdefault(other, set()).add(name)
+        clashes = {n: o for n, o in owners.items() if len(o) > 1 or (n in self.features and o != {n})}
+        if clashes:
+            listed = "; ".join(f"'{n}' names {', '.join(sorted(o))}" for n, o in sorted(clashes.items()))
+            raise ValueError(f"ambiguous column or alias names: {listed}")
+        return self
+
     @property
     def feature_names(self) -> list[str]:
         return list(self.features)

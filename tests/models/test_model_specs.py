@@ -166,3 +166,22 @@ def test_a_feature_given_twice_in_a_query_is_refused(key):
     with pytest.raises(ValidationError) as caught:
         spec.record_model.model_validate(spec.record_from_query(params), strict=True)
     assert {e["loc"][0] for e in caught.value.errors()} == {"blood_pressure"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"glucose": {"column": "Insulin"}},  # two features read one data column
+        {"bmi": {"query_aliases": ["age"]}},  # an alias that is another feature's name
+        {"bmi": {"aliases": ["bp"]}},  # one alias for two features (blood_pressure has `bp`)
+    ],
+)
+def test_ambiguous_names_are_refused(change):
+    """A column, alias or query name that could mean two features makes the spec invalid."""
+    from clinrisk.spec import ModelSpec
+
+    raw = spec_of("diabetes").model_dump(mode="json")
+    for feature, values in change.items():
+        raw["features"][feature].update(values)
+    with pytest.raises(ValidationError, match="ambiguous"):
+        ModelSpec.model_validate(raw)
