@@ -45,6 +45,7 @@ def write_progression_spec(directory, features=None):
     return directory
 
 
+@pytest.mark.slow
 def test_a_model_under_r2_floor_is_refused_and_the_champion_stays(tmp_path):
     """A sex-only model (R² near 0 on unseen rows) is registered but refused; the champion is untouched."""
     specs = write_progression_spec(tmp_path / "specs")
@@ -60,6 +61,7 @@ def test_a_model_under_r2_floor_is_refused_and_the_champion_stays(tmp_path):
     assert tags["gate.decision"] == "rejected"
 
 
+@pytest.mark.slow
 def test_an_identical_retrain_keeps_the_champion(tmp_path):
     """The same data and seed give ΔR² = 0 on the same rows: no credible gain, the champion is kept."""
     settings = load_settings(home=tmp_path / "home", spec_dir=write_progression_spec(tmp_path / "specs"))
