@@ -25,6 +25,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -69,7 +70,8 @@ examples = Table(
     Column("batch_id", String(36), ForeignKey("labelled_batches.batch_id"), nullable=False),
     Column("original_id", String(64), nullable=True),
     Column("features", Text, nullable=False),
-    Column("outcome", Integer, nullable=False),
+    # 0/1 for a classification, the measured value for a regression (Float since migration 0004).
+    Column("outcome", Float, nullable=False),
     Column("arrived_at", DateTime(timezone=True), nullable=False),
     Column("content_hash", String(64), nullable=False),
 )
@@ -96,9 +98,20 @@ def _json_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def content_hash(features: dict[str, Any], outcome: int, original_id: str | None) -> str:
+def outcome_value(outcome: float) -> int | float:
+    """A whole-number outcome as an int (every 0/1 label), any other as a float (a regression's value).
+
+    So a classification's hashes are the ones written before outcomes could be numbers, and a
+    regression's outcome is kept whole, never truncated.
+    """
+    value = float(outcome)
+    return int(value) if value.is_integer() else value
+
+
+def content_hash(features: dict[str, Any], outcome: float, original_id: str | None) -> str:
     """sha256 of one example's canonical JSON (sorted keys): equal content, equal hash."""
-    text = json.dumps({"f": features, "y": int(outcome), "id": original_id}, sort_keys=True, default=str)
+    y = outcome_value(outcome)
+    text = json.dumps({"f": features, "y": y, "id": original_id}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -114,7 +127,7 @@ def records_from_frame(clean: pd.DataFrame, spec: ModelSpec) -> list[dict[str, A
     for index, row in clean.iterrows():
         features = {name: _json_value(row[name]) for name in spec.feature_names}
         original = str(_json_value(row[spec.id_column])) if has_id and pd.notna(row[spec.id_column]) else None
-        outcome = int(row[spec.target.column])
+        outcome = outcome_value(row[spec.target.column])
         records.append(
             {
                 "line": int(index) + 2,

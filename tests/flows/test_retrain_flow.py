@@ -65,6 +65,6 @@ def test_ingest_flow_files_inbox_batches(prefect_harness, settings, monkeypatch,
     results = {r["file"]: r for r in state.result()}
     assert results["lab.csv"]["status"] == "done" and results["lab.csv"]["added"] == 20
     assert results["unlabelled.csv"]["status"] == "rejected"
-    assert "missing column(s): stroke" in (folder / "rejected" / "unlabelled.csv.reason.txt").read_text()
+    assert "missing column: stroke" in (folder / "rejected" / "unlabelled.csv.reason.txt").read_text()
     artifact = markdown_artifacts(state.state_details.flow_run_id)["stroke-ingest"]
     assert "lab.csv" in artifact and "rejected" in artifact

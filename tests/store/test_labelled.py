@@ -82,7 +82,7 @@ def test_rows_already_stored_are_skipped(engine, stroke_spec, raw_stroke, new_pa
     ("change", "message"),
     [
         (lambda f: f.assign(age=f["age"].where(f.index > 2, -3)), "column 'age': value below minimum 0"),
-        (lambda f: f.drop(columns=["bmi"]), "missing column(s): bmi"),
+        (lambda f: f.drop(columns=["bmi"]), "missing column: bmi"),
         (
             lambda f: f.assign(stroke=f["stroke"].where(f.index != 7, 2)),
             "column 'stroke': target must be binary",
@@ -203,7 +203,7 @@ def test_cli_adds_refuses_and_reports(tmp_path, new_patients, monkeypatch):
     bad = clinrisk(
         env, "data", "add", str(write_batch(new_patients.drop(columns=["age"]), tmp_path / "b.csv"))
     )
-    assert bad.returncode == 2 and "missing column(s): age" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "missing column: age" in bad.stderr and "Traceback" not in bad.stderr
     status = json.loads(clinrisk(env, "data", "status").stdout.splitlines()[-1])
     assert (status["rows"], status["positives"], status["by_source"]) == (
         5150,
@@ -225,6 +225,6 @@ def test_inbox_files_go_to_done_or_rejected_with_a_reason(settings, new_patients
     assert results["good.csv"].status == "done" and results["good.csv"].added == 40
     assert results["bad.csv"].status == "rejected" and results["notes.txt"].status == "rejected"
     assert (folder / "done" / "good.csv").is_file()
-    assert "missing column(s): bmi" in (folder / "rejected" / "bad.csv.reason.txt").read_text()
+    assert "missing column: bmi" in (folder / "rejected" / "bad.csv.reason.txt").read_text()
     assert not list(folder.glob("*.csv"))
     assert inbox.ingest(settings, "stroke") == []

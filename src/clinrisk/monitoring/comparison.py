@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from clinrisk import registry
-from clinrisk.evaluate import classification_metrics
+from clinrisk.evaluate import classification_metrics, regression_metrics
 from clinrisk.fairness import clear_gaps, slice_report
 from clinrisk.model import RiskModel
 from clinrisk.monitoring import store
-from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
+from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, floors_for
 from clinrisk.promotion import GateDecision
 from clinrisk.settings import Settings
 
@@ -29,17 +29,24 @@ def scored_holdout(model: RiskModel, holdout: pd.DataFrame) -> pd.DataFrame:
     frame = holdout[spec.feature_names].copy()
     frame[OUTCOME] = holdout[spec.target.column].to_numpy()
     scored = model.predict(frame)
+    if model.is_regression:
+        frame[PREDICTION] = scored["prediction"]
+        return frame
     frame[PROBABILITY], frame[PREDICTION] = scored["probability"], scored["prediction"]
     return frame
 
 
 def _metrics(frame: pd.DataFrame, model: RiskModel) -> dict[str, float]:
+    if model.is_regression:
+        return {k: round(v, 4) for k, v in regression_metrics(frame[OUTCOME], frame[PREDICTION]).items()}
     found = classification_metrics(frame[OUTCOME], frame[PROBABILITY], model.threshold)
     return {k: round(found[k], 4) for k in METRICS}
 
 
 def _slices(spec, scored: pd.DataFrame) -> list[dict]:
-    """Recall, precision and share flagged per spec slice on the scored holdout."""
+    """Recall, precision and share flagged per spec slice on the scored holdout (none for a regression)."""
+    if spec.is_regression:
+        return []
     return slice_report(spec, scored, scored[OUTCOME], scored[PREDICTION])
 
 
@@ -61,7 +68,7 @@ def compare_on_holdout(
     reference = scored_holdout(champion, holdout) if champion else None
     from clinrisk.monitoring import reports  # Evidently loads slowly: only when a report is made
 
-    floors = Floors(settings.drift_share, settings.recall_floor, spec.objective.precision_floor)
+    floors = floors_for(settings, spec)
     title = f"{spec.name} v{version} vs champion v{champion_version or 'none'}"
     snapshot = reports.comparison_snapshot(
         spec, current, reference, floors, {"title": title, "model_version": version}
