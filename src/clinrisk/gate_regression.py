@@ -19,6 +19,7 @@ import pandas as pd
 
 from clinrisk import registry
 from clinrisk.data import validate_frame
+from clinrisk.errors import DataValidationError
 from clinrisk.evaluate import bootstrap_r2, regression_metrics
 from clinrisk.model import RiskModel
 from clinrisk.promotion import BY_GATE, GateDecision, hand_promoted_note, promote
@@ -86,6 +87,36 @@ def score_regression_on(model: RiskModel, holdout: pd.DataFrame, rounds: int) ->
     return regression_metrics(rows[model.spec.target.column], predicted, rounds), predicted
 
 
+def _judge(
+    challenger: RiskModel,
+    mine: dict[str, float],
+    predicted: np.ndarray,
+    evaluation: pd.DataFrame,
+    champion: RiskModel | None,
+) -> GateDecision:
+    """The decision; the champion is scored only when the challenger meets the floor.
+
+    A challenger under the floor is refused whatever the champion does. A champion that cannot be
+    scored on these rows (trained on other features) is kept: nothing shows the challenger is better.
+    """
+    spec = challenger.spec
+    floor, rounds = spec.objective.floor, spec.objective.bootstrap_rounds
+    if champion is None or mine["r2"] < floor:
+        return decide_regression(mine, None, floor)
+    try:
+        theirs, baseline = score_regression_on(champion, evaluation, rounds)
+    except (DataValidationError, KeyError) as exc:
+        meets = f"{_r2_text('challenger', mine)} meets the floor {floor:g}"
+        return GateDecision(
+            False, [meets, f"the champion cannot be scored on these rows ({exc}): champion kept"], mine
+        )
+    y = evaluation[spec.target.column]
+    difference = _interval(bootstrap_r2(y, predicted, rounds, baseline=baseline))
+    decision = decide_regression(mine, theirs, floor, difference)
+    decision.extra["delta_r2"] = difference
+    return decision
+
+
 def apply_regression_gate(
     settings: Settings,
     version: str,
@@ -101,12 +132,7 @@ def apply_regression_gate(
     spec = challenger.spec
     rounds = spec.objective.bootstrap_rounds
     mine, predicted = score_regression_on(challenger, evaluation, rounds)
-    theirs, difference = None, None
-    if champion is not None:
-        theirs, baseline = score_regression_on(champion, evaluation, rounds)
-        y = evaluation[spec.target.column]
-        difference = _interval(bootstrap_r2(y, predicted, rounds, baseline=baseline))
-    decision = decide_regression(mine, theirs, spec.objective.floor, difference)
+    decision = _judge(challenger, mine, predicted, evaluation, champion)
     decision.champion_version = str(champion.info.get("version")) if champion else None
     decision.rows = len(evaluation)
     if decision.promote and (note := hand_promoted_note(settings, spec.name, decision.champion_version)):
@@ -119,7 +145,7 @@ def apply_regression_gate(
         "gate.evaluation_rows": str(len(evaluation)),
         "gate.challenger.r2": _r2_text("challenger", mine),
     }
-    if difference is not None:
+    if (difference := decision.extra.get("delta_r2")) is not None:
         tags["gate.delta_r2"] = f"95 % CI [{difference[0]:.3f}, {difference[1]:.3f}]"
     registry.set_version_tags(settings, spec.name, version, tags)
     if decision.promote:

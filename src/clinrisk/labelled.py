@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Column,
@@ -106,6 +107,15 @@ def outcome_value(outcome: float) -> int | float:
     """
     value = float(outcome)
     return int(value) if value.is_integer() else value
+
+
+def target_values(spec: ModelSpec, outcomes: pd.Series) -> np.ndarray:
+    """Stored outcomes as the spec's target column: a regression's numbers, or the classification's
+    own labels (1 -> `target.positive`, 0 -> `target.negative`, e.g. anemia's Yes/No), which
+    validation encodes back to 0/1."""
+    if spec.is_regression:
+        return outcomes.astype(float).to_numpy()
+    return np.where(outcomes.astype(int).to_numpy() == 1, spec.target.positive, spec.target.negative)
 
 
 def content_hash(features: dict[str, Any], outcome: float, original_id: str | None) -> str:
@@ -299,7 +309,7 @@ def import_feedback(engine: Engine, spec: ModelSpec) -> int:
     if found.empty:
         return 0
     features = pd.DataFrame([json.loads(f) for f in found["features"]])
-    features[spec.target.column] = found["outcome"].to_numpy()
+    features[spec.target.column] = target_values(spec, found["outcome"])
     _, _, reasons = inspect_frame(features, spec, require_target=True)
     valid = (reasons == "").to_numpy()
     if not valid.all():

@@ -76,7 +76,7 @@ def take(settings: Settings, spec: ModelSpec) -> Snapshot:
 def from_rows(spec: ModelSpec, rows: pd.DataFrame) -> Snapshot:
     """A snapshot of stored rows (`labelled.read_rows`), typed as a training frame."""
     features = pd.DataFrame(list(rows["features"]), columns=spec.feature_names)
-    features[spec.target.column] = rows["outcome"].astype(float if spec.is_regression else int).to_numpy()
+    features[spec.target.column] = labelled.target_values(spec, rows["outcome"])
     frame = validate_frame(features, spec, require_target=True, require_both_classes=False)
     frame[ROW_ID] = rows["row_id"].astype(int).to_numpy()
     frame[SOURCE] = rows["source"].to_numpy()

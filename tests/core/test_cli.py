@@ -161,7 +161,8 @@ def test_a_mostly_missing_feature_trains_with_the_warning_on_the_run(
 def test_models_shows_a_rolled_back_version_as_rolled_back(run):
     """After a rollback the withdrawn version is neither challenger nor 'promoted' in `models`."""
     run("train")
-    run("train", "--seed", "5")
+    # From the store a second train would be skipped (nothing new): one file trains again.
+    run("train", "--data", str(RAW_STROKE), "--seed", "5")
     run("promote", "2")
     assert run("rollback")[2] == {
         "model": "stroke",

@@ -46,3 +46,18 @@ def test_a_classification_label_hashes_as_before_the_float_column(outcome):
         features, int(outcome), "9046"
     )
     assert labelled.content_hash(features, 151.4, None) != labelled.content_hash(features, 151, None)
+
+
+def test_a_snapshot_of_text_labels_reads_back_as_the_same_classes(settings):
+    """anemia's Yes/No target is stored as 1/0 and its snapshot validates back to the same classes."""
+    spec = load_spec(REPO / "models" / "anemia.yaml")
+    engine = database.connect(settings.prediction_log_url)
+    try:
+        labelled.ensure_seed(engine, spec, REPO / spec.data.path)
+        snapshot = snapshots.from_rows(spec, labelled.read_rows(engine, spec.name))
+    finally:
+        engine.dispose()
+    raw = pd.read_csv(REPO / spec.data.path)
+    expected = (raw[spec.target.column] == spec.target.positive).astype(int).tolist()
+    assert snapshot.frame[spec.target.column].tolist() == expected
+    assert snapshot.positives == sum(expected) == 26

@@ -6,6 +6,7 @@ threshold; the header adds the gate's intervals and p-value.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from clinrisk.monitoring import store
 from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, floors_for
 from clinrisk.promotion import GateDecision
 from clinrisk.settings import Settings
+
+log = logging.getLogger(__name__)
 
 METRICS = ("recall", "precision", "pr_auc", "roc_auc", "f1", "flagged_share", "brier")
 
@@ -50,6 +53,20 @@ def _slices(spec, scored: pd.DataFrame) -> list[dict]:
     return slice_report(spec, scored, scored[OUTCOME], scored[PREDICTION])
 
 
+def _champion_scored(champion: RiskModel | None, holdout: pd.DataFrame) -> pd.DataFrame | None:
+    """The champion's scored holdout; None without a champion, or when it was trained on features
+    these rows lack (another spec): the report then shows the challenger alone."""
+    if champion is None:
+        return None
+    try:
+        return scored_holdout(champion, holdout)
+    except KeyError as exc:
+        log.warning(
+            "champion v%s cannot score these rows (%s): compared with none", champion.info.get("version"), exc
+        )
+        return None
+
+
 def compare_on_holdout(
     settings: Settings,
     challenger: RiskModel,
@@ -65,7 +82,7 @@ def compare_on_holdout(
     spec = challenger.spec
     champion = registry.load_version(settings, spec.name, champion_version) if champion_version else None
     current = scored_holdout(challenger, holdout)
-    reference = scored_holdout(champion, holdout) if champion else None
+    reference = _champion_scored(champion, holdout)
     from clinrisk.monitoring import reports  # Evidently loads slowly: only when a report is made
 
     floors = floors_for(settings, spec)
@@ -82,7 +99,7 @@ def compare_on_holdout(
         "window": {"start": None, "end": None, "source": data_source},
         "rows": len(holdout),
         "challenger_metrics": _metrics(current, challenger),
-        "champion_metrics": _metrics(reference, champion) if champion else None,
+        "champion_metrics": _metrics(reference, champion) if reference is not None else None,
         "promoted": decision.promote,
         "reasons": decision.reasons,
         # The figures the gate decided on: Wilson estimates (challenger./champion. precision and
@@ -96,7 +113,7 @@ def compare_on_holdout(
         "reason": reason,
         "failed_tests": reports.facts(snapshot).failed_tests,
         "slices": _slices(spec, current),
-        "champion_slices": _slices(spec, reference) if champion else None,
+        "champion_slices": _slices(spec, reference) if reference is not None else None,
     }
     summary["slice_gaps"] = clear_gaps(summary["slices"])
     html = store.publish(settings.reports_dir, settings.evidently_workspace, snapshot, summary, now)
