@@ -27,9 +27,6 @@ install: $(STAMP) ## Build the environment in .venv from Pipfile.lock (only when
 lock: ## Re-resolve Pipfile into Pipfile.lock
 	$(PIPENV) lock
 
-.PHONY: system-packages
-system-packages: ## Install the Debian packages the tests need (chromium, chromium-driver) when missing
-	tools/system-packages.sh
 
 .PHONY: test
 test: system-packages install ## Run the whole test suite (installs system packages and the environment first when needed)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -38,7 +38,9 @@ ONNX_FILE = "model.onnx"
 META_FILE = "scorer.json"
 SIGNATURE_FILE = "scorer.sig"
 PIPELINE_FILE = "pipeline.skops"
-FILES = (ONNX_FILE, META_FILE, SIGNATURE_FILE, PIPELINE_FILE)
+# The pipeline is logged apart, under `explainer/`, so that scoring never downloads it.
+EXPLAINER_PATH = "explainer"
+FILES = (ONNX_FILE, META_FILE, SIGNATURE_FILE)
 # The only non-builtin types skops may build when it reads a pipeline back (exact names; skops
 # trusts scikit-learn's estimators and numpy arrays by default).
 SKOPS_TRUSTED = [
@@ -130,6 +132,13 @@ def build_bundle(model, verification: pd.DataFrame, run_id: str, key: bytes) -> 
     return files
 
 
+def artifact_parts(files: Mapping[str, bytes]) -> dict[str, dict[str, bytes]]:
+    """The bundle's files by the run artifact path they are logged under."""
+    scorer = {name: data for name, data in files.items() if name != PIPELINE_FILE}
+    explainer = {name: data for name, data in files.items() if name == PIPELINE_FILE}
+    return {ARTIFACT_PATH: scorer, **({EXPLAINER_PATH: explainer} if explainer else {})}
+
+
 def write_files(directory: Path, files: Mapping[str, bytes]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
@@ -187,6 +196,8 @@ class ServedModel:
         self.info = {**meta.get("info", {}), "version": str(version)}
         self.files = dict(files)
         self.promotion: dict[str, str] = {}
+        # Fetches `pipeline.skops` when an explanation is first asked for (set by the registry).
+        self.pipeline_loader: Callable[[], bytes | None] | None = None
 
     @cached_property
     def spec(self) -> ModelSpec:
@@ -246,6 +257,8 @@ class ServedModel:
         from clinrisk.model import RiskModel
 
         data = self.files.get(PIPELINE_FILE)
+        if data is None and self.pipeline_loader is not None:
+            data = self.pipeline_loader()
         if data is None or _sha256(data) != self.meta.get("pipeline_sha256"):
             raise BundleError("this version's bundle carries no verified pipeline to explain with")
         pipeline = skops.io.loads(data, trusted=SKOPS_TRUSTED)

@@ -151,10 +151,15 @@ def lowest_not_below(trials: int, floor: float, confidence: float = 0.95) -> flo
     """
     if trials == 0:
         return 0.0
-    for successes in range(trials + 1):
-        if wilson(successes, trials, confidence).high >= floor:
-            return successes / trials
-    return 1.0
+    # The upper bound grows with the successes: bisect for the first count that reaches the floor.
+    low, high = 0, trials
+    while low < high:
+        middle = (low + high) // 2
+        if wilson(middle, trials, confidence).high >= floor:
+            high = middle
+        else:
+            low = middle + 1
+    return low / trials
 
 
 def mcnemar_on_positives(
@@ -206,7 +211,10 @@ def decide(
         positives=recall.trials,
         rows=len(np.asarray(outcomes)),
     )
+    if champion_decisions is not None:
+        _add_champion_estimates(decision, outcomes, champion_decisions, rules)
     if significantly_below(precision, floor):
+        decision.reasons.append("the challenger's precision is significantly below the floor: not promoted")
         return decision
     if champion_decisions is None:
         return _first_model(decision, rules)
@@ -224,6 +232,21 @@ def _first_model(decision: GateDecision, rules: GateRules) -> GateDecision:
     return decision
 
 
+def _add_champion_estimates(
+    decision: GateDecision, outcomes: np.ndarray, champion_decisions: np.ndarray, rules: GateRules
+) -> None:
+    """The champion's precision and recall on the same rows, in the reasons and the intervals."""
+    precision = precision_estimate(outcomes, champion_decisions, rules.confidence)
+    recall = recall_estimate(outcomes, champion_decisions, rules.confidence)
+    decision.champion = {"precision": precision.value, "recall": recall.value}
+    decision.intervals["champion.precision"] = precision.to_dict()
+    decision.intervals["champion.recall"] = recall.to_dict()
+    decision.reasons += [
+        _floor_reason("champion", precision, rules.precision_floor),
+        f"champion recall {recall.text()}",
+    ]
+
+
 def _against_champion(
     decision: GateDecision,
     outcomes: np.ndarray,
@@ -231,20 +254,14 @@ def _against_champion(
     champion_decisions: np.ndarray,
     rules: GateRules,
 ) -> GateDecision:
-    confidence, floor = rules.confidence, rules.precision_floor
-    precision = precision_estimate(outcomes, champion_decisions, confidence)
-    recall = recall_estimate(outcomes, champion_decisions, confidence)
-    decision.champion = {"precision": precision.value, "recall": recall.value}
-    decision.intervals["champion.precision"] = precision.to_dict()
-    decision.intervals["champion.recall"] = recall.to_dict()
-    decision.reasons += [_floor_reason("champion", precision, floor), f"champion recall {recall.text()}"]
+    precision = precision_estimate(outcomes, champion_decisions, rules.confidence)
     if decision.positives < rules.min_positives:
         decision.reasons.append(
             f"the evaluation has {decision.positives} positives, fewer than the {rules.min_positives} needed "
             "to tell challenger and champion apart: the champion stays"
         )
         return decision
-    if significantly_below(precision, floor):
+    if significantly_below(precision, rules.precision_floor):
         decision.promote = True
         decision.reasons.append("the champion's precision is significantly below the floor: replaced")
         return decision

@@ -94,7 +94,7 @@ def apply_gate(
     champion_decisions, champion_metrics = score_on(champion, evaluation) if champion else (None, None)
     decision = decide(outcomes, challenger_decisions, champion_decisions, rules_for(challenger.spec))
     decision.challenger = {**challenger_metrics, **decision.challenger}
-    decision.champion = {**champion_metrics, **decision.champion} if champion else None
+    decision.champion = {**champion_metrics, **(decision.champion or {})} if champion else None
     decision.champion_version = str(champion.info.get("version")) if champion else None
     if decision.promote and (note := hand_promoted_note(settings, name, decision.champion_version)):
         decision.reasons.append(f"{note}; replaced because the gate's rules above allow it")

@@ -8,6 +8,7 @@ are translated into `RegistryError` here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -252,8 +253,9 @@ def _log_bundle(settings: Settings, result, run_id: str, verification: pd.DataFr
         verification = pd.concat([result.holdout, result.reference_sample])
     rows = verification[spec.feature_names]
     files = bundle.build_bundle(result.model, rows, run_id, signing.ensure_key(settings))
-    with tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_artifacts(str(bundle.write_files(Path(tmp), files)), artifact_path=bundle.ARTIFACT_PATH)
+    for path, part in bundle.artifact_parts(files).items():
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_artifacts(str(bundle.write_files(Path(tmp), part)), artifact_path=path)
     return json.loads(files[bundle.META_FILE])
 
 
@@ -417,6 +419,21 @@ def bundle_files(settings: Settings, run_id: str) -> dict[str, bytes]:
         return bundle.read_files(Path(local))
 
 
+def pipeline_bytes(settings: Settings, run_id: str) -> bytes | None:
+    """The run's `explainer/pipeline.skops` (read only when an explanation is asked for), or None."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{bundle.EXPLAINER_PATH}/{bundle.PIPELINE_FILE}", dst_path=tmp
+            )
+        except (MlflowException, FileNotFoundError, OSError):
+            return None
+        return Path(local).read_bytes()
+
+
 def load_served(settings: Settings, name: str, version: str, *, promoted: bool = True) -> bundle.ServedModel:
     """One version as a verified ServedModel (ONNX + signed JSON; nothing unpickled).
 
@@ -436,6 +453,7 @@ def load_served(settings: Settings, name: str, version: str, *, promoted: bool =
     except bundle.BundleError as exc:
         raise bundle.BundleError(f"{name} version {version} is refused: {exc}") from None
     served.promotion = promotion
+    served.pipeline_loader = functools.partial(pipeline_bytes, settings, found.run_id)
     return served
 
 
@@ -453,9 +471,9 @@ def log_bundle(settings: Settings, run_id: str, files: dict[str, bytes]) -> None
         translated_errors(f"logging the scorer bundle to run {run_id}"),
         tempfile.TemporaryDirectory() as tmp,
     ):
-        client(settings).log_artifacts(
-            run_id, str(bundle.write_files(Path(tmp), files)), bundle.ARTIFACT_PATH
-        )
+        for path, part in bundle.artifact_parts(files).items():
+            folder = bundle.write_files(Path(tmp) / path, part)
+            client(settings).log_artifacts(run_id, str(folder), path)
 
 
 def load_alias(settings: Settings, name: str, alias: str = CHAMPION) -> RiskModel:

@@ -143,10 +143,20 @@ def test_requests_without_credentials_are_refused(compose_stack):
     assert response.status_code == 401
 
 
+# Writes 60 real rows under new ids into the worker's inbox volume: new labels for the store
+# (an unchanged store is skipped, so a retrain needs them).
+NEW_LABELS = (
+    "import pandas as pd; f = pd.read_csv('data/raw/healthcare-dataset-stroke-data.csv')"
+    ".sample(60, random_state=4); f.assign(id=f['id'] + 1_000_000)"
+    ".to_csv('/data/clinrisk/inbox/stroke/lab.csv', index=False)"
+)
+
+
 @pytest.fixture(scope="session")
 def retrain_run(compose_stack, prefect_api) -> tuple[dict, dict, dict]:
     """One run of the retrain deployment: (flow run, versions before, versions after)."""
     before = model_versions(compose_stack)
+    compose_stack.exec("prefect-worker", "python", "-c", NEW_LABELS)
     flow_run = run_deployment(prefect_api, "retrain")
     return flow_run, before, model_versions(compose_stack)
 
@@ -166,6 +176,8 @@ def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compos
     reports = compose_stack.exec("prefect-worker", "find", "/data/clinrisk/reports", "-name", "*.html")
     assert "/data/clinrisk/reports/index.html" in reports.split()
     assert len(reports.split()) >= 2
+    done = compose_stack.exec("prefect-worker", "ls", "/data/clinrisk/inbox/stroke/done")
+    assert "lab.csv" in done.split()
 
 
 def test_the_evidently_ui_lists_the_reports_the_flows_saved(compose_stack, retrain_run):

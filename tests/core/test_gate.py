@@ -45,6 +45,19 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_not(fast_settings):
     assert int(tags["gate.evaluation_positives"]) == int(result.holdout["stroke"].sum())
 
 
+def test_a_challenger_under_the_floor_is_refused_against_a_champion(fast_settings):
+    """A challenger flagging almost everyone is refused, with both models' intervals tagged."""
+    first = retrain(fast_settings, "stroke")
+    version, result = register_challenger(fast_settings, threshold_shift=-0.5)
+    champion = promotion.current_champion(fast_settings, "stroke")
+    decision = promotion.apply_gate(fast_settings, version.version, result.model, result.holdout, champion)
+    assert not decision.promote and "significantly below the floor: not promoted" in decision.reasons[-1]
+    assert decision.champion["recall"] > 0 and "pr_auc" in decision.champion
+    tags = registry.version_tags(fast_settings, "stroke", version.version)
+    assert "[" in tags["gate.champion.precision"] and tags["gate.compared_with"] == first["version"]
+    assert registry.alias_version(fast_settings, "stroke", "champion") == first["version"]
+
+
 def test_rollback_restores_the_previous_champion(fast_settings):
     """After a promotion, rollback points champion back at the version before and records why."""
     first = retrain(fast_settings, "stroke")

@@ -8,6 +8,7 @@ import pytest
 from clinrisk.gate import (
     GateRules,
     decide,
+    lowest_not_below,
     mcnemar_on_positives,
     precision_estimate,
     recall_estimate,
@@ -74,6 +75,21 @@ def test_significantly_below_needs_the_whole_interval_under_the_floor(tp, fp, be
     assert significantly_below(precision_estimate(outcomes, decisions), 0.15) is below
 
 
+@pytest.mark.parametrize(("trials", "floor"), [(200, 0.15), (454, 0.15), (49, 0.5), (20, 0.15), (5000, 0.15)])
+def test_lowest_rate_not_below_the_floor_is_where_the_interval_starts_to_reach_it(trials, floor):
+    """At that count the interval reaches the floor; one success fewer and it does not."""
+    cutoff = lowest_not_below(trials, floor)
+    successes = round(cutoff * trials)
+    assert wilson(successes, trials).high >= floor
+    assert successes == 0 or wilson(successes - 1, trials).high < floor
+
+
+def test_lowest_rate_examples():
+    """200 flagged rows need 21 strokes (0.105) to stay consistent with a 0.15 floor; none need 0."""
+    assert lowest_not_below(200, 0.15) == pytest.approx(0.105)
+    assert lowest_not_below(0, 0.15) == 0.0
+
+
 def test_mcnemar_counts_only_discordant_positives():
     """Rows both or neither model flag, and negatives, do not enter the test."""
     outcomes = np.array([1, 1, 1, 1, 1, 0, 0])
@@ -123,6 +139,18 @@ def test_first_model_significantly_below_the_floor_is_refused():
     decision = decide(outcomes, decisions, None, RULES)
     assert not decision.promote
     assert "significantly below the floor" in decision.reasons[0]
+
+
+def test_a_challenger_significantly_below_the_floor_is_refused_with_the_champion_still_shown():
+    """Against a champion, a challenger under the floor is refused; both models' estimates are kept."""
+    outcomes = np.array([1] * 50 + [0] * 3000)
+    challenger = np.array([1] * 45 + [0] * 5 + [1] * 1000 + [0] * 2000)
+    champion = np.array([1] * 40 + [0] * 10 + [1] * 200 + [0] * 2800)
+    decision = decide(outcomes, challenger, champion, RULES)
+    assert not decision.promote and "challenger precision" in decision.reasons[0]
+    assert "significantly below" in decision.reasons[0]
+    assert {"champion.precision", "champion.recall"} <= set(decision.intervals)
+    assert decision.champion["recall"] == pytest.approx(0.8)
 
 
 def test_first_model_on_few_positives_is_promoted_with_a_warning():

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from clinrisk.credentials import mlflow_auth_config
+from clinrisk.stack.config import StackConfig, environment
 from support import VENV_BIN, free_port, stop_process, wait_for_http
 
 ADMIN_PASSWORD = "admin-" + "a" * 20
@@ -95,8 +96,10 @@ def test_an_unauthenticated_mlflow_client_cannot_register_or_move_an_alias(mlflo
 
 @pytest.mark.slow
 def test_an_unauthenticated_prefect_client_cannot_create_a_flow_run(tmp_path):
-    """It answers 401 to API calls without PREFECT_API_AUTH_STRING, and serves those with it."""
+    """It answers 401 to API calls without PREFECT_API_AUTH_STRING, and serves those with it; CORS
+    admits the UI's own origin only (the stack's setting)."""
     port = free_port()
+    config = StackConfig(home=tmp_path, project_dir=tmp_path, prefect_port=port)
     env = {
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect"),
@@ -104,6 +107,9 @@ def test_an_unauthenticated_prefect_client_cannot_create_a_flow_run(tmp_path):
         "PREFECT_SERVER_API_AUTH_STRING": PREFECT_AUTH,
         "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": environment(config)[
+            "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"
+        ],
     }
     command = [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     log = (tmp_path / "prefect.log").open("w")
@@ -121,6 +127,12 @@ def test_an_unauthenticated_prefect_client_cannot_create_a_flow_run(tmp_path):
         # CSRF protection is on: even an authenticated POST needs the CSRF token Prefect's clients fetch.
         no_csrf = requests.post(f"{api}/deployments/filter", json={}, headers=token, timeout=10)
         assert no_csrf.status_code == 403
+        preflight = {"Access-Control-Request-Method": "POST"}
+        for origin, allowed in ((config.prefect_url, True), ("http://evil.example", False)):
+            answer = requests.options(
+                f"{api}/flow_runs/", headers={**preflight, "Origin": origin}, timeout=10
+            )
+            assert (answer.headers.get("access-control-allow-origin") == origin) is allowed
     finally:
         stop_process(process)
         log.close()

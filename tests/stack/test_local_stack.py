@@ -208,10 +208,18 @@ def check_prediction(stack: Stack) -> None:
 
 
 def check_retrain(stack: Stack) -> None:
-    """The retrain deployment runs on the stack's worker, registers version 2 and says who started it."""
+    """With a labelled batch in the inbox, the retrain deployment runs on the stack's worker, ingests
+    it, registers version 2 (an unchanged store would be skipped) and says who started it."""
+    import pandas as pd
+
+    inbox = stack.home / "inbox" / "stroke"
+    inbox.mkdir(parents=True, exist_ok=True)
+    batch = pd.read_csv(RAW_STROKE, na_values=["N/A"]).sample(60, random_state=4)
+    batch.assign(id=batch["id"] + 1_000_000).to_csv(inbox / "lab.csv", index=False)
     state = run_deployment(stack, "retrain")
     assert state["type"] == "COMPLETED", f"{state}\n{stack.output()[-4000:]}"
     assert registered_versions(stack) == ["1", "2"]
+    assert (inbox / "done" / "lab.csv").is_file()
     assert "Retrain of stroke: version 2" in stack.output()
     assert "(started by: Prefect UI or API (manual run))" in stack.output()
 

@@ -108,7 +108,9 @@ def test_a_registered_model_lands_in_the_bucket_and_serves(client_settings, s3_u
 
     keys = bucket_keys(s3_url)
     assert keys and all(key.startswith(f"{PREFIX}/") for key in keys)
-    assert any(f"/{run_id}/artifacts/reference/reference.parquet" in key for key in keys), keys
+    # The signed scorer bundle the service loads; patient rows (the drift reference) never go here.
+    assert any(f"/{run_id}/artifacts/scorer/model.onnx" in key for key in keys), keys
+    assert not any("reference.parquet" in key for key in keys), keys
     model_keys = [key for key in keys if f"/models/{model_id}/artifacts/" in key]
     assert any(key.endswith("/risk_model.joblib") for key in model_keys), (source, keys)
     assert any(key.endswith("/MLmodel") for key in model_keys), keys

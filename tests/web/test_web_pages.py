@@ -195,3 +195,15 @@ def test_the_api_needs_no_csrf_token(page_app):
     client = page_app.test_client()
     response = client.post("/predict", json=PATIENT, auth=("alice", PASSWORD))
     assert response.status_code == 200
+
+
+def test_workers_share_one_generated_session_secret(tmp_path):
+    """Without CLINRISK_SESSION_SECRET, the first worker creates a secret the others read."""
+    from clinrisk.web.pages import session_secret
+
+    settings = load_settings(home=tmp_path / "home")
+    first, second = session_secret(settings), session_secret(settings)
+    assert first == second and len(first) == 64
+    assert (tmp_path / "home" / "session-secret").stat().st_mode & 0o777 == 0o600
+    configured = load_settings(home=tmp_path / "other", session_secret="x" * 40)
+    assert session_secret(configured) == "x" * 40

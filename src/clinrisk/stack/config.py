@@ -106,6 +106,8 @@ def environment(config: StackConfig) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",  # MLflow 3's usage data, off as Prefect's is
         "DO_NOT_TRACK": "true",  # the cross-tool convention MLflow (and Evidently) also read
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        # Browsers may call the API only from the UI's own origin (Prefect's default is any).
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": config.prefect_url,
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         # MLflow's S3 client reads the endpoint of a non-AWS S3 server from this variable only.

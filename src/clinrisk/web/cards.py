@@ -12,12 +12,8 @@ class CardNotFound(Exception):
 
 
 def _missing(exc: RegistryError) -> bool:
-    code = getattr(exc.__cause__, "error_code", "")
-    return (
-        code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
-        or "No such file" in str(exc)
-        or "not found" in str(exc).lower()
-    )
+    """True when MLflow answered that the version or its card does not exist (not when it is down)."""
+    return getattr(exc.__cause__, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
 
 def _facts(runtime, name: str, version: str) -> tuple[dict, dict, list[str]]:
