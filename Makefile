@@ -91,6 +91,7 @@ audit: install ## Check Pipfile.lock's pinned packages for known vulnerabilities
 .PHONY: bench
 bench: install ## Run every benchmark on this machine and update benchmarks/RESULTS.md (~15 min on 2 cores)
 	$(PY) benchmarks/threshold_study.py $(BENCH_ARGS)
+	$(PY) benchmarks/model_study.py $(BENCH_ARGS)
 	$(PY) benchmarks/serving.py $(BENCH_ARGS)
 	$(PY) benchmarks/journal.py $(BENCH_ARGS)
 	$(PY) benchmarks/login_flood.py $(BENCH_ARGS)

@@ -75,7 +75,11 @@ def _sha256(data: bytes) -> str:
 
 
 def _verify_onnx(model, verification: pd.DataFrame) -> tuple[bytes, float]:
-    """ONNX bytes and the largest |Δ calibrated probability| from scikit-learn over every row."""
+    """ONNX bytes and the largest |Δ| from scikit-learn over every row.
+
+    Δ is of calibrated probabilities for a classification, of predicted values (target units)
+    for a regression (which has no calibration: `calibrate` is the identity).
+    """
     from clinrisk.serving.onnx_scorer import OnnxScorer, to_onnx
     from clinrisk.serving.scorer import CalibratedScorer, SklearnScorer, max_abs_difference
 
@@ -109,7 +113,7 @@ def build_bundle(model, verification: pd.DataFrame, run_id: str, key: bytes) -> 
         "format": FORMAT,
         "name": model.spec.name,
         "run_id": run_id,
-        "threshold": float(model.threshold),
+        "threshold": None if model.threshold is None else float(model.threshold),  # None: a regression
         "calibration": model.calibration.as_dict() if getattr(model, "calibration", None) else None,
         "spec_yaml": model.spec_yaml,
         "info": {k: model.info[k] for k in INFO_KEYS if k in model.info} | {"run_id": run_id},
@@ -188,7 +192,7 @@ class ServedModel:
     def __init__(self, onnx: bytes, meta: dict[str, Any], version: str, files: Mapping[str, bytes]):
         self.onnx = onnx
         self.meta = meta
-        self.threshold = float(meta["threshold"])
+        self.threshold = None if meta.get("threshold") is None else float(meta["threshold"])
         self.info = {**meta.get("info", {}), "version": str(version)}
         self.files = dict(files)
         self.promotion: dict[str, str] = {}
@@ -224,9 +228,22 @@ class ServedModel:
         return raw if self.calibration is None else self.calibration.apply(raw)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities (for a regression: the predicted values, see `scores`)."""
         from clinrisk.serving.scorer import score_frame
 
         return score_frame(self.scorer, features, self.spec)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.spec.is_regression
+
+    def predict_value(self, features: pd.DataFrame) -> np.ndarray:
+        """A regression's predicted outcome for each row, in the target's units."""
+        return self.predict_proba(features)
+
+    def scores(self, features: pd.DataFrame) -> np.ndarray:
+        """What the ONNX scorer returns: the probability, or the predicted value of a regression."""
+        return self.predict_proba(features)
 
     @cached_property
     def explainable(self):
@@ -251,6 +268,9 @@ class ServedModel:
         return (np.asarray(proba) >= self.threshold).astype(int)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Probability and 0/1 decision at the threshold (a regression: `prediction` only)."""
+        if self.is_regression:
+            return pd.DataFrame({"prediction": self.predict_value(features)}, index=features.index)
         proba = self.predict_proba(features)
         return pd.DataFrame({"probability": proba, "prediction": self.decide(proba)}, index=features.index)
 

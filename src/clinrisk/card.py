@@ -62,10 +62,57 @@ def _limits(spec, missing: dict[str, float], gaps: list[str]) -> list[str]:
     return rows
 
 
+def _data_facts(result, data_path: Path | str | None) -> dict[str, Any]:
+    spec = result.model.spec
+    path = Path(data_path or spec.data.path)
+    modified = (
+        datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+        if path.exists()
+        else None
+    )
+    return {
+        "path": str(path),
+        "sha256": result.model.info.get("data_sha256"),
+        "modified_at": modified,
+        "rows": result.rows,
+    }
+
+
+def regression_card_facts(result, data_path: Path | str | None = None) -> dict[str, Any]:
+    """A regression's card: holdout R² with its bootstrap interval, RMSE and MAE (target units).
+
+    It has no threshold, calibration or fairness slices (those are rates of 0/1 decisions).
+    """
+    model = result.model
+    spec = model.spec
+    missing = _missing_shares(spec, result.holdout)
+    limits = [line for line in _limits(spec, missing, []) if "risk is a statistical estimate" not in line] + [
+        f"The prediction is a statistical estimate of {spec.target.label} in the target's units, "
+        "not a diagnosis: it does not replace a clinician's judgement."
+    ]
+    return {
+        "kind": "regression",
+        "model": spec.name,
+        "description": spec.description,
+        "candidate": model.info.get("candidate"),
+        "trained_at": model.info.get("trained_at"),
+        "threshold": None,
+        "objective": spec.objective.model_dump(),
+        "data": _data_facts(result, data_path),
+        "holdout": {k: result.holdout_metrics.get(k) for k in ("r2", "r2_low", "r2_high", "rmse", "mae")},
+        "calibration": None,
+        "slices": [],
+        "gaps": [],
+        "limits": limits,
+    }
+
+
 def card_facts(result, data_path: Path | str | None = None) -> dict[str, Any]:
     """Everything the card of a freshly trained model says, as JSON-able values (no version yet)."""
     model = result.model
     spec = model.spec
+    if spec.is_regression:
+        return regression_card_facts(result, data_path)
     holdout = result.holdout
     y = holdout[spec.target.column].to_numpy().astype(int)
     slices = slice_report(spec, holdout, y, model.decide(result.holdout_proba))

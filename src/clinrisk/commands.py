@@ -105,12 +105,13 @@ def models(ctx: click.Context, model_name: str | None, as_json: bool) -> None:
         return
     click.echo(
         f"{'version':>7}  {'aliases':<22} {'gate':<11} {'recall':>6} {'prec':>6} {'roc_auc':>7} {'pr_auc':>6}"
+        f" {'r2':>6}"
     )
     for r in rows:
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
         click.echo(
             f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['gate']:<11} {fmt(r['recall']):>6} "
-            f"{fmt(r['precision']):>6} {fmt(r['roc_auc']):>7} {fmt(r['pr_auc']):>6}"
+            f"{fmt(r['precision']):>6} {fmt(r['roc_auc']):>7} {fmt(r['pr_auc']):>6} {fmt(r.get('r2')):>6}"
         )
         if r.get("gate_precision"):
             click.echo(

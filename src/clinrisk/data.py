@@ -172,7 +172,7 @@ def data_warnings(frame: pd.DataFrame, spec: ModelSpec) -> list[str]:
 
 
 def canonical_columns(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """Rename accepted aliases (e.g. residence_type) to the spec's feature names."""
+    """Rename accepted aliases (e.g. residence_type) and data column names (`%Red Pixel`) to feature names."""
     renames = {a: n for a, n in spec.alias_map.items() if a in frame.columns and n not in frame.columns}
     return frame.rename(columns=renames) if renames else frame
 
@@ -187,14 +187,21 @@ def _problem(column: str, message: str, bad: pd.Series) -> dict:
     return {"column": column, "message": message, "count": len(rows), "lines": _line_numbers(rows)}
 
 
+def _both_names(feature: str, spec: ModelSpec) -> str:
+    """`red_pixel_pct (or '%Red Pixel')` when the data calls a feature otherwise."""
+    column = spec.features[feature].column if feature in spec.features else None
+    return f"{feature} (or '{column}')" if column and column != feature else feature
+
+
 def _check_structure(frame: pd.DataFrame, spec: ModelSpec, require_target: bool) -> None:
     if frame.empty:
         raise DataValidationError("the file has no data rows")
     needed = spec.feature_names + ([spec.target.column] if require_target else [])
     missing = [c for c in needed if c not in frame.columns]
     if missing:
+        named = [_both_names(c, spec) for c in missing]
         raise DataValidationError(
-            f"missing column{'s' * (len(missing) > 1)}: {', '.join(missing)}{_header_hint(frame.columns)}",
+            f"missing column{'s' * (len(missing) > 1)}: {', '.join(named)}{_header_hint(frame.columns)}",
             [{"column": c, "message": "missing column", "count": 0, "lines": []} for c in missing],
         )
 
@@ -248,6 +255,8 @@ def _categorical_checks(
 
 
 def _target_checks(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
+    if spec.is_regression:
+        return _numeric_target_checks(frame, spec)
     raw = frame[spec.target.column]
     labels = {str(spec.target.positive): 1, str(spec.target.negative): 0}
     as_text = raw.map(lambda v: str(int(v)) if isinstance(v, float) and float(v).is_integer() else str(v))
@@ -255,6 +264,19 @@ def _target_checks(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.Series, lis
     bad = raw.notna() & encoded.isna()
     allowed = f"{spec.target.negative} or {spec.target.positive}"
     return encoded, [("missing target", raw.isna()), (f"target must be binary ({allowed})", bad)]
+
+
+def _numeric_target_checks(
+    frame: pd.DataFrame, spec: ModelSpec
+) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
+    """A regression's outcome is a finite number, in the target's own units."""
+    raw = frame[spec.target.column]
+    values = pd.to_numeric(raw, errors="coerce")
+    return values.astype(float), [
+        ("missing target", raw.isna()),
+        ("target must be a number", raw.notna() & values.isna()),
+        ("target must be finite", values.notna() & ~np.isfinite(values)),
+    ]
 
 
 def _duplicate_id_check(frame: pd.DataFrame, spec: ModelSpec) -> list[tuple[str, str, pd.Series]]:
@@ -312,8 +334,9 @@ def validate_frame(
     if problems:
         raise DataValidationError("invalid data:\n" + format_problems(problems), problems)
     if require_target and require_both_classes and clean[spec.target.column].nunique() < 2:
-        raise DataValidationError(f"target '{spec.target.column}' has a single class: nothing to learn")
-    if require_target:
+        what = "a single value" if spec.is_regression else "a single class"
+        raise DataValidationError(f"target '{spec.target.column}' has {what}: nothing to learn")
+    if require_target and not spec.is_regression:
         clean[spec.target.column] = clean[spec.target.column].astype(int)
     return _with_final_types(clean, spec)
 

@@ -102,3 +102,59 @@ def save_calibration_curve(calibration: dict, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def bootstrap_r2(
+    y_true: np.ndarray, predicted: np.ndarray, rounds: int = 1000, seed: int = 0, baseline=None
+) -> np.ndarray:
+    """R² of `rounds` bootstrap resamples of the rows (Efron & Tibshirani 1993, percentile method).
+
+    With `baseline` (another model's predictions on the same rows), returns the paired differences
+    R²(predicted) - R²(baseline) instead, each computed on the same resample. Shape: (rounds,).
+    """
+    from sklearn.metrics import r2_score
+
+    y_true, predicted = np.asarray(y_true, dtype=float), np.asarray(predicted, dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(y_true), size=(rounds, len(y_true)))
+    values = np.empty(rounds)
+    for i, rows in enumerate(draws):
+        values[i] = r2_score(y_true[rows], predicted[rows])
+        if baseline is not None:
+            values[i] -= r2_score(y_true[rows], np.asarray(baseline, dtype=float)[rows])
+    return values
+
+
+def regression_metrics(y_true: np.ndarray, predicted: np.ndarray, rounds: int = 1000) -> dict[str, float]:
+    """R² with its 95 % bootstrap interval, RMSE and MAE (target units) on the given rows."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y_true, predicted = np.asarray(y_true, dtype=float), np.asarray(predicted, dtype=float)
+    low, high = np.percentile(bootstrap_r2(y_true, predicted, rounds), [2.5, 97.5])
+    return {
+        "r2": float(r2_score(y_true, predicted)),
+        "r2_low": float(low),
+        "r2_high": float(high),
+        "rmse": float(np.sqrt(mean_squared_error(y_true, predicted))),
+        "mae": float(mean_absolute_error(y_true, predicted)),
+    }
+
+
+def save_predicted_vs_actual(y_true, predicted, metrics: dict[str, float], path: Path) -> Path:
+    """Scatter of predicted against actual outcomes on the holdout, with the identity line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(y_true, predicted, s=12, alpha=0.7)
+    lo, hi = float(np.min(y_true)), float(np.max(y_true))
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", label="perfect prediction")
+    title = f"Holdout: R² {metrics['r2']:.3f} [{metrics['r2_low']:.3f}, {metrics['r2_high']:.3f}]"
+    ax.set(xlabel="actual", ylabel="predicted", title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -13,7 +13,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from clinrisk.errors import SpecError
 from clinrisk.spec import CandidateSpec, ModelSpec
 
-# Candidates are named in YAML; only these exact classifier classes may be imported. A prefix
+# Candidates are named in YAML; only these exact estimator classes may be imported. A prefix
 # such as "sklearn." would let a spec call any function in scikit-learn (some run commands).
 ALLOWED_ESTIMATORS = frozenset(
     {
@@ -24,6 +24,10 @@ ALLOWED_ESTIMATORS = frozenset(
         "sklearn.ensemble.ExtraTreesClassifier",
         "sklearn.tree.DecisionTreeClassifier",
         "sklearn.ensemble.VotingClassifier",  # soft vote of members that are themselves allowed
+        # Regressors, for specs whose objective.kind is regression.
+        "sklearn.linear_model.SGDRegressor",
+        "sklearn.linear_model.Ridge",
+        "sklearn.linear_model.LinearRegression",
     }
 )
 
@@ -65,7 +69,8 @@ def build_estimator(candidate: CandidateSpec, seed: int, **members: ClassifierMi
 
 
 def build_pipeline(spec: ModelSpec, candidate: CandidateSpec, seed: int) -> Pipeline:
-    """The full model: named preprocessing step then the classifier (an ensemble gets its members)."""
+    """The full model: preprocessing, then the classifier or regressor (an ensemble gets its members)."""
     members = {name: build_estimator(spec.candidate(name), seed) for name in candidate.members}
-    classifier = build_estimator(candidate, seed, **members)
-    return Pipeline([("preprocess", build_preprocessor(spec)), ("classifier", classifier)])
+    estimator = build_estimator(candidate, seed, **members)
+    step = "regressor" if spec.is_regression else "classifier"
+    return Pipeline([("preprocess", build_preprocessor(spec)), (step, estimator)])

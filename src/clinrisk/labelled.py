@@ -20,11 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -69,7 +71,8 @@ examples = Table(
     Column("batch_id", String(36), ForeignKey("labelled_batches.batch_id"), nullable=False),
     Column("original_id", String(64), nullable=True),
     Column("features", Text, nullable=False),
-    Column("outcome", Integer, nullable=False),
+    # 0/1 for a classification, the measured value for a regression (Float since migration 0004).
+    Column("outcome", Float, nullable=False),
     Column("arrived_at", DateTime(timezone=True), nullable=False),
     Column("content_hash", String(64), nullable=False),
 )
@@ -96,9 +99,29 @@ def _json_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def content_hash(features: dict[str, Any], outcome: int, original_id: str | None) -> str:
+def outcome_value(outcome: float) -> int | float:
+    """A whole-number outcome as an int (every 0/1 label), any other as a float (a regression's value).
+
+    So a classification's hashes are the ones written before outcomes could be numbers, and a
+    regression's outcome is kept whole, never truncated.
+    """
+    value = float(outcome)
+    return int(value) if value.is_integer() else value
+
+
+def target_values(spec: ModelSpec, outcomes: pd.Series) -> np.ndarray:
+    """Stored outcomes as the spec's target column: a regression's numbers, or the classification's
+    own labels (1 -> `target.positive`, 0 -> `target.negative`, e.g. anemia's Yes/No), which
+    validation encodes back to 0/1."""
+    if spec.is_regression:
+        return outcomes.astype(float).to_numpy()
+    return np.where(outcomes.astype(int).to_numpy() == 1, spec.target.positive, spec.target.negative)
+
+
+def content_hash(features: dict[str, Any], outcome: float, original_id: str | None) -> str:
     """sha256 of one example's canonical JSON (sorted keys): equal content, equal hash."""
-    text = json.dumps({"f": features, "y": int(outcome), "id": original_id}, sort_keys=True, default=str)
+    y = outcome_value(outcome)
+    text = json.dumps({"f": features, "y": y, "id": original_id}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -114,7 +137,7 @@ def records_from_frame(clean: pd.DataFrame, spec: ModelSpec) -> list[dict[str, A
     for index, row in clean.iterrows():
         features = {name: _json_value(row[name]) for name in spec.feature_names}
         original = str(_json_value(row[spec.id_column])) if has_id and pd.notna(row[spec.id_column]) else None
-        outcome = int(row[spec.target.column])
+        outcome = outcome_value(row[spec.target.column])
         records.append(
             {
                 "line": int(index) + 2,
@@ -286,7 +309,7 @@ def import_feedback(engine: Engine, spec: ModelSpec) -> int:
     if found.empty:
         return 0
     features = pd.DataFrame([json.loads(f) for f in found["features"]])
-    features[spec.target.column] = found["outcome"].to_numpy()
+    features[spec.target.column] = target_values(spec, found["outcome"])
     _, _, reasons = inspect_frame(features, spec, require_target=True)
     valid = (reasons == "").to_numpy()
     if not valid.all():

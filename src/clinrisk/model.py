@@ -21,7 +21,7 @@ from clinrisk.spec import ModelSpec, spec_from_yaml
 @dataclass
 class RiskModel:
     pipeline: Pipeline
-    threshold: float
+    threshold: float | None  # None for a regression: it has no decision to make
     spec_yaml: str
     info: dict[str, Any] = field(default_factory=dict)
     # Maps the pipeline's raw score to a calibrated risk; None for versions trained before it.
@@ -43,11 +43,25 @@ class RiskModel:
         """Calibrated probability of the positive class (a risk in [0, 1]) for each row."""
         return self.calibrate(self.raw_proba(features))
 
+    @property
+    def is_regression(self) -> bool:
+        return self.spec.is_regression
+
+    def predict_value(self, features: pd.DataFrame) -> np.ndarray:
+        """A regression's predicted outcome for each row, in the target's units."""
+        return self.pipeline.predict(features[self.spec.feature_names]).astype(float)
+
+    def scores(self, features: pd.DataFrame) -> np.ndarray:
+        """What a scorer returns: the probability, or the predicted value of a regression."""
+        return self.predict_value(features) if self.is_regression else self.predict_proba(features)
+
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return (np.asarray(proba) >= self.threshold).astype(int)
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Probability and 0/1 decision at the model's own threshold."""
+        """Probability and 0/1 decision at the model's own threshold (a regression: `prediction` only)."""
+        if self.is_regression:
+            return pd.DataFrame({"prediction": self.predict_value(features)}, index=features.index)
         proba = self.predict_proba(features)
         return pd.DataFrame({"probability": proba, "prediction": self.decide(proba)}, index=features.index)
 

@@ -47,9 +47,17 @@ def choose_scorer(
 def score_chunk(
     model: RiskModel | ServedModel, scorer: Scorer, chunk: pd.DataFrame, version: str
 ) -> pd.DataFrame:
-    """Append probability, prediction (at the model's own threshold) and model_version."""
+    """Append probability, prediction (at the model's own threshold) and model_version.
+
+    A regression appends `prediction` (the predicted outcome, in the target's units) and
+    `model_version` only: it has no probability and no threshold.
+    """
     proba = score_frame(scorer, chunk, model.spec)
     out = chunk.copy()
+    if model.is_regression:
+        out["prediction"] = proba
+        out["model_version"] = version
+        return out
     out["probability"] = proba
     out["prediction"] = model.decide(proba)
     out["model_version"] = version

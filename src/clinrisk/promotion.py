@@ -66,7 +66,7 @@ def gate_tags(decision: GateDecision) -> dict[str, str]:
     return tags
 
 
-def _hand_promoted_note(settings: Settings, name: str, version: str | None) -> str | None:
+def hand_promoted_note(settings: Settings, name: str, version: str | None) -> str | None:
     """A reason line when the champion the gate replaces was put there by hand."""
     if version is None:
         return None
@@ -96,7 +96,7 @@ def apply_gate(
     decision.challenger = {**challenger_metrics, **decision.challenger}
     decision.champion = {**champion_metrics, **(decision.champion or {})} if champion else None
     decision.champion_version = str(champion.info.get("version")) if champion else None
-    if decision.promote and (note := _hand_promoted_note(settings, name, decision.champion_version)):
+    if decision.promote and (note := hand_promoted_note(settings, name, decision.champion_version)):
         decision.reasons.append(f"{note}; replaced because the gate's rules above allow it")
     registry.set_version_tags(settings, name, version, gate_tags(decision))
     if decision.promote:

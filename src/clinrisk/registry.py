@@ -114,7 +114,10 @@ def model_signature(spec: ModelSpec):
     inputs = Schema(
         [ColSpec(kinds[f.type], name, required=not f.nullable) for name, f in spec.features.items()]
     )
-    outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "prediction")])
+    if spec.is_regression:
+        outputs = Schema([ColSpec("double", "prediction")])  # the outcome, in the target's units
+    else:
+        outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "prediction")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -148,9 +151,20 @@ PYFUNC_CODE = Path(__file__).resolve().parent / "mlflow_code" / "risk_model_pyfu
 def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
     import mlflow
 
-    from clinrisk.evaluate import save_calibration_curve, save_confusion_matrix, save_pr_curve
+    from clinrisk.evaluate import (
+        save_calibration_curve,
+        save_confusion_matrix,
+        save_pr_curve,
+        save_predicted_vs_actual,
+    )
 
     y = result.holdout[spec.target.column]
+    if spec.is_regression:
+        figure = workdir / "predicted_vs_actual.png"
+        mlflow.log_artifact(
+            str(save_predicted_vs_actual(y, result.holdout_proba, result.holdout_metrics, figure))
+        )
+        return
     floor = spec.objective.precision_floor
     mlflow.log_artifact(
         str(save_pr_curve(y, result.holdout_proba, result.model.threshold, floor, workdir / "pr_curve.png"))
@@ -164,6 +178,17 @@ def _log_figures(result, spec: ModelSpec, workdir: Path) -> None:
 
 
 def _log_run_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
+    import mlflow
+
+    if spec.is_regression:
+        _log_regression_facts(result, spec, data_path)
+    else:
+        _log_classification_facts(result, spec, data_path)
+    if getattr(result, "data_warnings", None):
+        mlflow.set_tag("data_warnings", "; ".join(result.data_warnings))
+
+
+def _log_classification_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
     import mlflow
 
     mlflow.log_params(
@@ -186,8 +211,6 @@ def _log_run_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
             mlflow.log_metric(f"cv_{score.name}_recall_at_floor", score.choice.recall)
     mlflow.log_metrics({f"holdout_{k}": v for k, v in result.holdout_metrics.items()})
     mlflow.set_tags({"data_sha256": result.model.info["data_sha256"], **provenance()})
-    if getattr(result, "data_warnings", None):
-        mlflow.set_tag("data_warnings", "; ".join(result.data_warnings))
 
 
 def _log_datasets(inputs: list[DatasetInput]) -> None:
@@ -234,6 +257,28 @@ def _log_bundle(settings: Settings, result, run_id: str, verification: pd.DataFr
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.log_artifacts(str(bundle.write_files(Path(tmp), part)), artifact_path=path)
     return json.loads(files[bundle.META_FILE])
+
+
+def _log_regression_facts(result, spec: ModelSpec, data_path: Path | None) -> None:
+    """Params and metrics of a regression run: the R² floor, out-of-fold and holdout R²."""
+    import mlflow
+
+    mlflow.log_params(
+        {
+            "model": spec.name,
+            "kind": "regression",
+            "candidate": result.best.name,
+            "seed": result.model.info["seed"],
+            "r2_floor": spec.objective.floor,
+            "data_path": str(data_path or spec.data.path),
+            **{f"rows_{k}": v for k, v in result.rows.items()},
+        }
+    )
+    for score in result.candidates:
+        if score.failure is None:
+            mlflow.log_metrics({f"cv_{score.name}_r2": score.r2, f"cv_{score.name}_rmse": score.rmse})
+    mlflow.log_metrics({f"holdout_{k}": v for k, v in result.holdout_metrics.items()})
+    mlflow.set_tags({"data_sha256": result.model.info["data_sha256"], **provenance()})
 
 
 def log_and_register(
@@ -566,7 +611,10 @@ def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
                     "gate_precision": mv.tags.get("gate.challenger.precision"),
                     "gate_recall": mv.tags.get("gate.challenger.recall"),
                     "gate_p_value": mv.tags.get("gate.p_value"),
-                    **{k: metrics.get(f"holdout_{k}") for k in ("recall", "precision", "roc_auc", "pr_auc")},
+                    **{
+                        k: metrics.get(f"holdout_{k}")
+                        for k in ("recall", "precision", "roc_auc", "pr_auc", "r2")
+                    },
                 }
             )
         return rows

@@ -10,7 +10,8 @@ very same functions, each wrapped as a Prefect task. In order:
    otherwise `download_champion` fetches its model, once, for the gate and the report;
 5. `plan`: which rows train the challenger and which rows both models are scored on;
 6. `train.train_model`, then `served_model` (refit on every row, threshold kept);
-7. `register` (run, dataset inputs, version, snapshot tags), `promotion.apply_gate`;
+7. `register` (run, dataset inputs, version, snapshot tags), `apply_gate_for` (the statistical
+   gate of `clinrisk.promotion` for a classification, `clinrisk.gate_regression`'s R² gate otherwise);
 8. the comparison report (`monitoring.comparison`), and `summary` for the JSON line.
 """
 
@@ -136,7 +137,8 @@ def skip_reason(data: TrainingData, champion: Champion) -> str | None:
 def plan(data: TrainingData, champion: Champion) -> EvaluationPlan:
     """Step 5: training rows and evaluation rows (see `snapshots.plan_evaluation`)."""
     if data.snapshot is None:
-        return EvaluationPlan(data.frame, None, "stratified holdout of the file")
+        split = "random" if data.spec.is_regression else "stratified"
+        return EvaluationPlan(data.frame, None, f"{split} holdout of the file")
     return snapshots.plan_evaluation(data.snapshot, data.spec, champion.members)
 
 
@@ -175,11 +177,12 @@ def dataset_inputs(data: TrainingData, result: TrainingResult) -> list[registry.
 
     def counts(frame: pd.DataFrame) -> dict[str, str]:
         by_source = frame[snapshots.SOURCE].value_counts().sort_index()
-        return {
-            "rows": str(len(frame)),
-            "positives": str(int(frame[target].sum())),
-            "by_source": pd.Series(by_source).to_json(),
-        }
+        outcome = (
+            {"outcome_mean": f"{frame[target].mean():.6g}"}
+            if spec.is_regression
+            else {"positives": str(int(frame[target].sum()))}
+        )
+        return {"rows": str(len(frame)), **outcome, "by_source": pd.Series(by_source).to_json()}
 
     name = f"{spec.name}-labelled"
     source = f"clinrisk-store:{spec.name}"
@@ -222,6 +225,33 @@ def register(
     return version
 
 
+def apply_gate_for(
+    settings: Settings,
+    version: str,
+    challenger: RiskModel,
+    evaluation: pd.DataFrame,
+    champion: RiskModel | None,
+) -> GateDecision:
+    """Step 7b: the gate of the model's kind, with the champion loaded once by `download_champion`.
+
+    A regression is judged by R² on the evaluation rows (`clinrisk.gate_regression`); a
+    classification by the statistical gate (`clinrisk.promotion.apply_gate`).
+    """
+    if challenger.is_regression:
+        from clinrisk.gate_regression import apply_regression_gate
+
+        return apply_regression_gate(settings, version, challenger, evaluation, champion)
+    return apply_gate(settings, version, challenger, evaluation, champion)
+
+
+def _headline(result: TrainingResult) -> tuple[float | None, dict[str, float]]:
+    """The threshold and holdout metrics the JSON line shows (a regression: none, and R², RMSE, MAE)."""
+    if result.model.is_regression:
+        return None, {k: round(v, 4) for k, v in result.holdout_metrics.items()}
+    keys = ("recall", "precision", "roc_auc", "pr_auc", "f1", "flagged_share")
+    return round(result.model.threshold, 6), {k: round(result.holdout_metrics[k], 4) for k in keys}
+
+
 def summary(
     result: TrainingResult,
     version: registry.RegisteredVersion,
@@ -230,14 +260,14 @@ def summary(
     evaluation_rule: str | None = None,
 ) -> dict[str, Any]:
     """The JSON line `clinrisk train` prints last."""
-    keys = ("recall", "precision", "roc_auc", "pr_auc", "f1", "flagged_share")
+    threshold, metrics = _headline(result)
     outcome = {
         "run_id": version.run_id,
         "model": version.name,
         "version": version.version,
         "candidate": result.best.name,
-        "threshold": round(result.model.threshold, 6),
-        "metrics": {k: round(result.holdout_metrics[k], 4) for k in keys},
+        "threshold": threshold,
+        "metrics": metrics,
         "promoted": decision.promote,
         "reasons": decision.reasons,
         "compared_with": decision.champion_version,
@@ -304,7 +334,7 @@ def retrain(
     split = plan(data, champion)
     result = train_model(data.spec, split.train, seed, data.sha256, split.evaluation)
     version = register(settings, data, result, served_model(data, result, seed), split.rule)
-    decision = apply_gate(settings, version.version, result.model, result.holdout, champion.model)
+    decision = apply_gate_for(settings, version.version, result.model, result.holdout, champion.model)
     registry.refresh_card(settings, version.name, version.version)
     report = write_report(settings, result, version, decision, reason, data)
     return {**summary(result, version, decision, data, split.rule), "report": str(report)}

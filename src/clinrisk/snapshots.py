@@ -76,7 +76,7 @@ def take(settings: Settings, spec: ModelSpec) -> Snapshot:
 def from_rows(spec: ModelSpec, rows: pd.DataFrame) -> Snapshot:
     """A snapshot of stored rows (`labelled.read_rows`), typed as a training frame."""
     features = pd.DataFrame(list(rows["features"]), columns=spec.feature_names)
-    features[spec.target.column] = rows["outcome"].astype(int).to_numpy()
+    features[spec.target.column] = labelled.target_values(spec, rows["outcome"])
     frame = validate_frame(features, spec, require_target=True, require_both_classes=False)
     frame[ROW_ID] = rows["row_id"].astype(int).to_numpy()
     frame[SOURCE] = rows["source"].to_numpy()
@@ -87,7 +87,7 @@ def from_rows(spec: ModelSpec, rows: pd.DataFrame) -> Snapshot:
         model_name=spec.name,
         frame=frame,
         digest=labelled.digest_of(list(rows["content_hash"])),
-        positives=int(frame[spec.target.column].sum()),
+        positives=0 if spec.is_regression else int(frame[spec.target.column].sum()),
         by_source={str(k): int(v) for k, v in sorted(counts.items())},
     )
 
@@ -133,13 +133,12 @@ def plan_evaluation(snapshot: Snapshot, spec: ModelSpec, champion_members: set[i
     newest first, up to `holdout_fraction` of the snapshot, are held out; older new rows train.
     """
     frame = snapshot.frame
+    split = "random" if spec.is_regression else "stratified"  # a number has no classes to stratify by
     if champion_members is None:
-        return EvaluationPlan(frame, None, "stratified holdout of the snapshot (no champion snapshot known)")
+        return EvaluationPlan(frame, None, f"{split} holdout of the snapshot (no champion snapshot known)")
     new = frame[~frame[ROW_ID].isin(champion_members)]
     if new.empty:
-        return EvaluationPlan(
-            frame, None, "stratified holdout of the snapshot (no row is new to the champion)"
-        )
+        return EvaluationPlan(frame, None, f"{split} holdout of the snapshot (no row is new to the champion)")
     cap = max(1, math.ceil(spec.training.holdout_fraction * len(frame)))
     newest = new.sort_values([ARRIVED_AT, ROW_ID], ascending=False).head(cap)
     train = frame[~frame[ROW_ID].isin(newest[ROW_ID])]

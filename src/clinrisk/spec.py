@@ -8,16 +8,20 @@ spec file and no new code.
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     create_model,
     model_validator,
@@ -41,6 +45,10 @@ class FeatureSpec(BaseModel):
     # Values that stand for "not measured" in the raw data (e.g. 0 for glucose in Pima).
     missing_values: list[float] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
+    # The column's name in the data files when it differs from the API name (e.g. `%Red Pixel`).
+    column: str | None = None
+    # Extra names accepted as GET query parameters (short forms such as `bp`).
+    query_aliases: list[str] = Field(default_factory=list)
     description: str | None = None
 
     @model_validator(mode="after")
@@ -71,10 +79,11 @@ class TargetSpec(BaseModel):
 
 
 class ObjectiveSpec(BaseModel):
-    """Maximise recall subject to a precision floor, with a safety margin on the floor."""
+    """Classification: maximise recall subject to a precision floor, with a safety margin on the floor."""
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["classification"] = "classification"
     maximise: Literal["recall"] = "recall"
     precision_floor: float = Field(gt=0, lt=1)
     safety_margin: float = Field(default=0.0, ge=0, lt=1)
@@ -93,11 +102,42 @@ class GateSpec(BaseModel):
     min_positives: int = Field(default=30, ge=1)
 
 
+class RegressionObjectiveSpec(BaseModel):
+    """Regression: the metric (R², coefficient of determination) on unseen rows must reach `floor`.
+
+    The gate judges R² on the holdout with a percentile bootstrap interval of
+    `bootstrap_rounds` resamples (Efron & Tibshirani 1993); see `clinrisk.gate_regression`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["regression"]
+    metric: Literal["r2"] = "r2"
+    floor: float = Field(gt=-1, lt=1)
+    bootstrap_rounds: int = Field(default=1000, ge=100)
+
+
+def _objective_kind(raw: Any) -> str:
+    """Specs written before regression existed have no `kind`: they are classifications."""
+    if isinstance(raw, Mapping):
+        return raw.get("kind", "classification")
+    return getattr(raw, "kind", "classification")
+
+
+Objective = Annotated[
+    Annotated[ObjectiveSpec, Tag("classification")] | Annotated[RegressionObjectiveSpec, Tag("regression")],
+    Discriminator(_objective_kind),
+]
+
+
 class TrainingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     cv_folds: int = Field(default=5, ge=2)
+    # Repetitions of the K-fold split, each shuffled anew; out-of-fold scores are averaged over
+    # them. More than 1 steadies the threshold when positives are few (e.g. 26 for anemia).
+    cv_repeats: int = Field(default=1, ge=1)
     seed: int = 42
     reference_sample_rows: int = Field(default=2000, ge=10)
     # After the gate has judged the model fitted without the evaluation rows, the version that is
@@ -149,7 +189,7 @@ class ModelSpec(BaseModel):
     id_column: str | None = None
     target: TargetSpec
     features: dict[str, FeatureSpec]
-    objective: ObjectiveSpec
+    objective: Objective
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     candidates: list[CandidateSpec] = Field(min_length=1)
@@ -182,6 +222,19 @@ class ModelSpec(BaseModel):
     def candidate(self, name: str) -> CandidateSpec:
         return next(c for c in self.candidates if c.name == name)
 
+    @model_validator(mode="after")
+    def _names_are_unambiguous(self) -> ModelSpec:
+        """Each data column, alias and query name stands for exactly one feature."""
+        owners: dict[str, set[str]] = {}
+        for name, f in self.features.items():
+            for other in {f.column or name, *f.aliases, *f.query_aliases} - {name}:
+                owners.setdefault(other, set()).add(name)
+        clashes = {n: o for n, o in owners.items() if len(o) > 1 or (n in self.features and o != {n})}
+        if clashes:
+            listed = "; ".join(f"'{n}' names {', '.join(sorted(o))}" for n, o in sorted(clashes.items()))
+            raise ValueError(f"ambiguous column or alias names: {listed}")
+        return self
+
     @property
     def feature_names(self) -> list[str]:
         return list(self.features)
@@ -194,10 +247,54 @@ class ModelSpec(BaseModel):
     def categorical_features(self) -> list[str]:
         return [n for n, f in self.features.items() if f.type == "categorical"]
 
+    @property
+    def is_regression(self) -> bool:
+        return self.objective.kind == "regression"
+
     @cached_property
     def alias_map(self) -> dict[str, str]:
-        """Map every accepted alternative field name to its canonical feature name."""
-        return {alias: name for name, f in self.features.items() for alias in f.aliases}
+        """Map every accepted alternative field name (and data column name) to its feature name."""
+        aliases = {alias: name for name, f in self.features.items() for alias in f.aliases}
+        return {**aliases, **self.column_map}
+
+    @cached_property
+    def column_map(self) -> dict[str, str]:
+        """Data column name -> API feature name, for features whose data column is named otherwise."""
+        return {f.column: name for name, f in self.features.items() if f.column and f.column != name}
+
+    def data_column(self, feature: str) -> str:
+        """The name a feature has in the data files (its API name unless `column` says otherwise)."""
+        return self.features[feature].column or feature
+
+    def to_data_columns(self, frame):
+        """Rename API feature names back to the data's column names (the reverse of loading)."""
+        return frame.rename(columns={api: column for column, api in self.column_map.items()})
+
+    @cached_property
+    def query_map(self) -> dict[str, str]:
+        """Every accepted GET query-parameter name -> feature name (the name itself included)."""
+        names = {name: name for name in self.features}
+        aliases = {a: name for name, f in self.features.items() for a in [*f.aliases, *f.query_aliases]}
+        return {**aliases, **names}
+
+    def record_from_query(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """One record from GET query parameters (strings), ready for strict `record_model` validation.
+
+        Aliases become feature names and numbers are parsed per the feature's type; a value that
+        does not parse is passed on unchanged so that validation names the field. Unknown
+        parameters are kept, so validation reports them as extra fields. An empty value is missing.
+        A feature given twice (`age=1&age=2`, or `bp` and `blood_pressure`) stays a list, which
+        validation refuses for that field. `params` may be a dict or a werkzeug MultiDict.
+        """
+        given: dict[str, list[Any]] = {}
+        for key in params:
+            values = params.getlist(key) if hasattr(params, "getlist") else [params[key]]
+            name = self.query_map.get(key, key)
+            feature = self.features.get(name)
+            given.setdefault(name, []).extend(
+                _parse_query_value(v, feature) if feature else v for v in values
+            )
+        return {name: values[0] if len(values) == 1 else values for name, values in given.items()}
 
     @cached_property
     def record_model(self) -> type[BaseModel]:
@@ -227,6 +324,21 @@ def _field_definition(name: str, feature: FeatureSpec) -> tuple[Any, Any]:
     return annotation, Field(default, **constraints)
 
 
+def _parse_query_value(value: Any, feature: FeatureSpec) -> Any:
+    """A query string as the JSON value it stands for: a number, 0/1, a category or None."""
+    if not isinstance(value, str) or feature.type == "categorical":
+        return value if value != "" else None
+    if value.strip() == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if feature.type == "binary" and number.is_integer():
+        return int(number)
+    return number
+
+
 def build_record_model(spec: ModelSpec) -> type[BaseModel]:
     """Create the pydantic model of one record: strict fields, no unknown extras."""
     fields = {name: _field_definition(name, f) for name, f in spec.features.items()}
@@ -245,7 +357,15 @@ def load_spec(path: Path) -> ModelSpec:
     try:
         return ModelSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"model spec {path} is invalid:\n{exc}") from None
+        raise SpecError(f"model spec {path} is invalid:\n{_without_union_tags(str(exc))}") from None
+
+
+def _without_union_tags(message: str) -> str:
+    """`objective.classification.precision_floor` -> `objective.precision_floor`: the field as written.
+
+    pydantic names the chosen member of a tagged union in an error's path; the YAML has no such key.
+    """
+    return re.sub(r"^objective\.(classification|regression)(?=\.|$)", "objective", message, flags=re.M)
 
 
 def spec_from_yaml(text: str) -> ModelSpec:

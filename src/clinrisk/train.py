@@ -40,6 +40,8 @@ class CandidateScore:
 
 @dataclass
 class TrainingResult:
+    """A trained model and its evidence; for a regression `holdout_proba` holds predicted values."""
+
     model: RiskModel
     best: CandidateScore
     candidates: list[CandidateScore]
@@ -64,12 +66,16 @@ def split_holdout(frame: pd.DataFrame, spec: ModelSpec, seed: int) -> tuple[pd.D
 def out_of_fold_scores(
     spec: ModelSpec, candidate: CandidateSpec, train: pd.DataFrame, seed: int
 ) -> np.ndarray:
-    folds = StratifiedKFold(n_splits=spec.training.cv_folds, shuffle=True, random_state=seed)
-    pipeline = build_pipeline(spec, candidate, seed)
-    proba = cross_val_predict(
-        pipeline, train[spec.feature_names], train[spec.target.column], cv=folds, method="predict_proba"
-    )
-    return proba[:, 1]
+    """Out-of-fold probabilities, averaged over `cv_repeats` differently shuffled K-fold splits."""
+    repeats = []
+    for repeat in range(spec.training.cv_repeats):
+        folds = StratifiedKFold(n_splits=spec.training.cv_folds, shuffle=True, random_state=seed + repeat)
+        pipeline = build_pipeline(spec, candidate, seed)
+        proba = cross_val_predict(
+            pipeline, train[spec.feature_names], train[spec.target.column], cv=folds, method="predict_proba"
+        )
+        repeats.append(proba[:, 1])
+    return np.mean(repeats, axis=0)
 
 
 def score_candidate(
@@ -135,6 +141,10 @@ def train_model(
     warnings = data_warnings(frame, spec)
     for warning in warnings:
         log.warning("%s", warning)
+    if spec.is_regression:
+        from clinrisk.train_regression import train_regression
+
+        return train_regression(spec, frame, seed, data_sha256, evaluation, warnings)
     if evaluation is None:
         train, holdout = split_holdout(frame, spec, seed)
     else:

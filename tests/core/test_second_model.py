@@ -20,4 +20,4 @@ def test_diabetes_trains_registers_and_scores_from_its_spec_alone(settings, tmp_
     report = score_file(model, model.info["version"], REPO / "data/raw/diabetes.csv", tmp_path / "scored.csv")
     scored = pd.read_csv(tmp_path / "scored.csv")
     assert report.rows_scored == len(scored) == 768
-    assert scored.loc[scored["Glucose"].isna(), "probability"].notna().all()  # zeros read as missing
+    assert scored.loc[scored["glucose"].isna(), "probability"].notna().all()  # zeros read as missing

@@ -114,6 +114,8 @@ def test_only_allow_listed_estimator_classes_are_built(estimator, tmp_path):
     with pytest.raises(SpecError, match="must be one of"):
         build_estimator(candidate, seed=0)
     assert not marker.exists()
+
+
 def test_an_ensemble_must_name_plain_candidates(tmp_path, stroke_spec):
     """A member that is not a candidate of the spec fails naming the ensemble and the member."""
     raw = stroke_spec.model_dump(mode="json")

@@ -99,12 +99,12 @@ def test_a_fresh_sqlite_database_is_created_at_the_newest_revision(tmp_path):
     """A new database gets every table through the migrations, and a second connect changes nothing."""
     url = f"sqlite:///{tmp_path / 'new' / 'predictions.db'}"
     engine = database.connect(url)
-    assert database.current_revision(engine) == database.head_revision() == "0003"
+    assert database.current_revision(engine) == database.head_revision() == "0004"
     assert {"predictions", "feedback", "labelled_examples", "labelled_batches"} <= set(
         inspect(engine).get_table_names()
     )
     database.upgrade(engine)  # already at head: a no-op
-    assert database.current_revision(engine) == "0003"
+    assert database.current_revision(engine) == "0004"
 
 
 def test_a_sqlite_database_of_the_previous_schema_upgrades_without_losing_a_row(tmp_path):

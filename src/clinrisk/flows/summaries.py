@@ -27,10 +27,15 @@ def retrain_markdown(summary: dict[str, Any], reason: str, report: str) -> str:
     """Challenger metrics, the gate's decision with its reasons, and where the comparison is."""
     metrics = _table(["metric", "holdout"], [[k, f"{v:.4f}"] for k, v in summary["metrics"].items()])
     reasons = "\n".join(f"- {r}" for r in summary["reasons"])
+    threshold = (
+        "no threshold (regression)"
+        if summary["threshold"] is None
+        else f"threshold {summary['threshold']:.4f}"
+    )
     return (
         f"# {retrain_title(summary, reason)}\n\n"
         f"Started by: {reason}\n\n"
-        f"Candidate `{summary['candidate']}`, threshold {summary['threshold']:.4f}, compared with champion "
+        f"Candidate `{summary['candidate']}`, {threshold}, compared with champion "
         f"version {summary['compared_with'] or 'none'}.\n\n{metrics}\n\n## Gate\n{reasons}\n\n"
         f"Evidently comparison on the holdout: `{report}`\n"
     )

@@ -13,7 +13,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from clinrisk import inbox, predict, promotion, registry, retraining, train
+from clinrisk import inbox, predict, registry, retraining, train
 from clinrisk.errors import DataValidationError, NoChampionError, NoThresholdError, SpecError
 from clinrisk.flows import triggering
 from clinrisk.flows.triggering import BadDeploymentError
@@ -45,7 +45,7 @@ plan_evaluation = compute_task(retraining.plan, name="plan-evaluation-rows")
 train_candidates = compute_task(train.train_model, name="train-candidates-and-threshold")
 refit_on_all = compute_task(retraining.served_model, name="refit-on-all-rows")
 log_and_register = io_task(retraining.register, name="log-and-register")
-apply_gate = io_task(promotion.apply_gate, name="promotion-gate")
+apply_gate = io_task(retraining.apply_gate_for, name="promotion-gate")
 refresh_card = io_task(registry.refresh_card, name="write-model-card")
 compare_on_holdout = io_task(retraining.write_report, name="evidently-comparison")
 

@@ -6,19 +6,22 @@ threshold; the header adds the gate's intervals and p-value.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from clinrisk import registry
-from clinrisk.evaluate import classification_metrics
+from clinrisk.evaluate import classification_metrics, regression_metrics
 from clinrisk.fairness import clear_gaps, slice_report
 from clinrisk.model import RiskModel
 from clinrisk.monitoring import store
-from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
+from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, floors_for
 from clinrisk.promotion import GateDecision
 from clinrisk.settings import Settings
+
+log = logging.getLogger(__name__)
 
 METRICS = ("recall", "precision", "pr_auc", "roc_auc", "f1", "flagged_share", "brier")
 
@@ -29,18 +32,39 @@ def scored_holdout(model: RiskModel, holdout: pd.DataFrame) -> pd.DataFrame:
     frame = holdout[spec.feature_names].copy()
     frame[OUTCOME] = holdout[spec.target.column].to_numpy()
     scored = model.predict(frame)
+    if model.is_regression:
+        frame[PREDICTION] = scored["prediction"]
+        return frame
     frame[PROBABILITY], frame[PREDICTION] = scored["probability"], scored["prediction"]
     return frame
 
 
 def _metrics(frame: pd.DataFrame, model: RiskModel) -> dict[str, float]:
+    if model.is_regression:
+        return {k: round(v, 4) for k, v in regression_metrics(frame[OUTCOME], frame[PREDICTION]).items()}
     found = classification_metrics(frame[OUTCOME], frame[PROBABILITY], model.threshold)
     return {k: round(found[k], 4) for k in METRICS}
 
 
 def _slices(spec, scored: pd.DataFrame) -> list[dict]:
-    """Recall, precision and share flagged per spec slice on the scored holdout."""
+    """Recall, precision and share flagged per spec slice on the scored holdout (none for a regression)."""
+    if spec.is_regression:
+        return []
     return slice_report(spec, scored, scored[OUTCOME], scored[PREDICTION])
+
+
+def _champion_scored(champion: RiskModel | None, holdout: pd.DataFrame) -> pd.DataFrame | None:
+    """The champion's scored holdout; None without a champion, or when it was trained on features
+    these rows lack (another spec): the report then shows the challenger alone."""
+    if champion is None:
+        return None
+    try:
+        return scored_holdout(champion, holdout)
+    except KeyError as exc:
+        log.warning(
+            "champion v%s cannot score these rows (%s): compared with none", champion.info.get("version"), exc
+        )
+        return None
 
 
 def compare_on_holdout(
@@ -58,10 +82,10 @@ def compare_on_holdout(
     spec = challenger.spec
     champion = registry.load_version(settings, spec.name, champion_version) if champion_version else None
     current = scored_holdout(challenger, holdout)
-    reference = scored_holdout(champion, holdout) if champion else None
+    reference = _champion_scored(champion, holdout)
     from clinrisk.monitoring import reports  # Evidently loads slowly: only when a report is made
 
-    floors = Floors(settings.drift_share, settings.recall_floor, spec.objective.precision_floor)
+    floors = floors_for(settings, spec)
     title = f"{spec.name} v{version} vs champion v{champion_version or 'none'}"
     snapshot = reports.comparison_snapshot(
         spec, current, reference, floors, {"title": title, "model_version": version}
@@ -75,7 +99,7 @@ def compare_on_holdout(
         "window": {"start": None, "end": None, "source": data_source},
         "rows": len(holdout),
         "challenger_metrics": _metrics(current, challenger),
-        "champion_metrics": _metrics(reference, champion) if champion else None,
+        "champion_metrics": _metrics(reference, champion) if reference is not None else None,
         "promoted": decision.promote,
         "reasons": decision.reasons,
         # The figures the gate decided on: Wilson estimates (challenger./champion. precision and
@@ -89,7 +113,7 @@ def compare_on_holdout(
         "reason": reason,
         "failed_tests": reports.facts(snapshot).failed_tests,
         "slices": _slices(spec, current),
-        "champion_slices": _slices(spec, reference) if champion else None,
+        "champion_slices": _slices(spec, reference) if reference is not None else None,
     }
     summary["slice_gaps"] = clear_gaps(summary["slices"])
     html = store.publish(settings.reports_dir, settings.evidently_workspace, snapshot, summary, now)

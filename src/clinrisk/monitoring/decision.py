@@ -32,6 +32,8 @@ def recommend_retrain(
     precision: float | None = None,
     recall_floor: float = 0.0,
     precision_floor: float = 0.0,
+    r2: float | None = None,
+    r2_floor: float | None = None,
 ) -> RetrainDecision:
     """Recommend a retrain when the drifted-feature share reaches `limit` or quality breaches a floor."""
     causes = []
@@ -42,6 +44,8 @@ def recommend_retrain(
         causes.append(f"recall {recall:.3f} is below the floor {recall_floor:g}")
     if precision is not None and precision < precision_floor:
         causes.append(f"precision {precision:.3f} is below the floor {precision_floor:g}")
+    if r2 is not None and r2_floor is not None and r2 < r2_floor:
+        causes.append(f"R² {r2:.3f} is below the floor {r2_floor:g}")
     return RetrainDecision(recommended=bool(causes), causes=causes)
 
 

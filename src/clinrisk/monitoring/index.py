@@ -18,8 +18,8 @@ from clinrisk import outputs
 from clinrisk.wording import count_of
 
 SUMMARY = "summary.json"
-# Brier is absent from summaries written before calibration was reported.
-RETRAIN_METRICS = ["recall", "precision", "pr_auc", "roc_auc", "brier"]
+# Brier is absent from summaries written before calibration was reported; a regression has the last 3.
+RETRAIN_METRICS = ["recall", "precision", "pr_auc", "roc_auc", "brier", "r2", "rmse", "mae"]
 SKIPPED = "skipped"
 
 
@@ -75,6 +75,9 @@ def decision_text(retrain: dict[str, Any]) -> str:
 
 
 def _quality_text(summary: dict[str, Any]) -> str:
+    if summary.get("r2") is not None:
+        floor = summary["floors"].get("r2")
+        return f"R² {summary['r2']:.3f} (floor {floor:g}) on {summary['labelled_rows']} labelled rows"
     if summary.get("recall") is None:
         return summary.get("quality_note") or "no outcomes in the window"
     floors, quality = summary["floors"], summary.get("quality")
@@ -132,7 +135,8 @@ def retrain_header(summary: dict[str, Any]) -> str:
         s=summary,
         metrics=[m for m in RETRAIN_METRICS if m in summary["challenger_metrics"]],
         champion=summary.get("champion_metrics") or {},
-        gate=_gate_rows(summary["gate"]) if summary.get("gate") else None,
+        # A regression's gate decides on R² (its reasons say how); it has no Wilson estimates.
+        gate=_gate_rows(summary["gate"]) if (summary.get("gate") or {}).get("intervals") else None,
         slices=_slices_block(summary.get("slices"), "challenger on the holdout"),
     )
 

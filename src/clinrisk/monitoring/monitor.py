@@ -23,7 +23,7 @@ from clinrisk.gate import Estimate, precision_estimate, recall_estimate, signifi
 from clinrisk.model import RiskModel
 from clinrisk.monitoring import store
 from clinrisk.monitoring.decision import recommend_retrain
-from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors
+from clinrisk.monitoring.schema import OUTCOME, PREDICTION, PROBABILITY, Floors, floors_for
 from clinrisk.settings import Settings
 from clinrisk.spec import ModelSpec, load_spec
 from clinrisk.wording import count_of, rows_at
@@ -130,16 +130,20 @@ def _outcomes(frame: pd.DataFrame, spec: ModelSpec) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index)
     values = pd.to_numeric(frame[column], errors="coerce")
-    bad = frame[column].notna() & ~values.isin([0, 1])
+    if spec.is_regression:  # a number in the target's units
+        bad = frame[column].notna() & ~np.isfinite(values)
+        rule = "outcome must be a finite number or empty"
+    else:
+        bad = frame[column].notna() & ~values.isin([0, 1])
+        rule = "outcome must be 0, 1 or empty"
     if bad.any():
         lines = [int(i) + 2 for i in frame.index[bad][:SHOWN_LINES]]
         raise DataValidationError(
-            f"invalid data:\n  column '{column}': outcome must be 0, 1 or empty "
-            f"({rows_at(int(bad.sum()), lines)})",
+            f"invalid data:\n  column '{column}': {rule} ({rows_at(int(bad.sum()), lines)})",
             [
                 {
                     "column": column,
-                    "message": "outcome must be 0, 1 or empty",
+                    "message": rule,
                     "count": int(bad.sum()),
                     "lines": [],
                 }
@@ -162,10 +166,13 @@ def prepare(frame: pd.DataFrame, spec: ModelSpec, model: RiskModel | None) -> pd
     if {PROBABILITY, PREDICTION} <= set(frame.columns):
         out[PROBABILITY] = pd.to_numeric(frame[PROBABILITY], errors="coerce").astype(float)
         out[PREDICTION] = pd.to_numeric(frame[PREDICTION], errors="coerce").astype(float)
+    elif spec.is_regression and PREDICTION in frame.columns:  # a regression logs no probability
+        out[PREDICTION] = pd.to_numeric(frame[PREDICTION], errors="coerce").astype(float)
     unscored = out[PREDICTION].isna()
     if model is not None and unscored.any():
         scored = model.predict(out.loc[unscored])
-        out.loc[unscored, PROBABILITY] = scored["probability"]
+        if not spec.is_regression:
+            out.loc[unscored, PROBABILITY] = scored["probability"]
         out.loc[unscored, PREDICTION] = scored["prediction"].astype(float)
     if out[PREDICTION].isna().all():
         out = out.drop(columns=[PROBABILITY, PREDICTION])
@@ -177,17 +184,25 @@ def prepare(frame: pd.DataFrame, spec: ModelSpec, model: RiskModel | None) -> pd
 
 
 def labelled_rows(
-    current: pd.DataFrame, reference: pd.DataFrame, min_rows: int
+    current: pd.DataFrame, reference: pd.DataFrame, min_rows: int, regression: bool = False
 ) -> tuple[pd.DataFrame | None, str | None]:
-    """The rows whose outcome has arrived, or None with the reason quality cannot be judged."""
+    """The rows whose outcome has arrived, or None with the reason quality cannot be judged.
+
+    A regression's outcomes and predictions are numbers (target units); a classification's are 0/1.
+    """
     if PREDICTION not in current.columns or PREDICTION not in reference.columns:
         return None, "no model to score the rows with and no logged predictions: quality not judged"
+    kind = float if regression else int
     labelled = current[current[OUTCOME].notna() & current[PREDICTION].notna()].astype(
-        {OUTCOME: int, PREDICTION: int}
+        {OUTCOME: kind, PREDICTION: kind}
     )
     if len(labelled) < min_rows:
         found = count_of(len(labelled), "row")
         return None, f"{found} with outcomes (at least {min_rows} needed): quality not judged"
+    if regression:
+        if labelled[OUTCOME].nunique() < 2 or reference[OUTCOME].notna().sum() < 2:
+            return None, "the outcomes do not vary (or the reference has none): R² undefined, not judged"
+        return labelled, None
     if labelled[OUTCOME].sum() == 0:
         return (
             None,
@@ -239,8 +254,8 @@ def evaluate(
     from clinrisk.monitoring import reports  # Evidently loads slowly: only when a report is made
 
     now = now or datetime.now(UTC)
-    floors = Floors(settings.drift_share, settings.recall_floor, spec.objective.precision_floor)
-    labelled, note = labelled_rows(current, reference, settings.min_outcome_rows)
+    floors = floors_for(settings, spec)
+    labelled, note = labelled_rows(current, reference, settings.min_outcome_rows, spec.is_regression)
     metadata = {
         "title": f"{spec.name} v{version} monitoring",
         "model": spec.name,
@@ -250,8 +265,10 @@ def evaluate(
     snapshot = reports.monitoring_snapshot(spec, drift_rows(current), reference, labelled, floors, metadata)
     facts = reports.facts(snapshot)
     health = reports.column_health(spec, current, reference)
-    quality = quality_estimates(labelled, 1 - spec.gate.alpha)
-    decision = recommend_retrain(facts.drift_share, facts.drifted_columns, floors.drift_share)
+    quality = None if spec.is_regression else quality_estimates(labelled, 1 - spec.gate.alpha)
+    decision = recommend_retrain(
+        facts.drift_share, facts.drifted_columns, floors.drift_share, r2=facts.r2, r2_floor=floors.r2
+    )
     decision.causes += quality_causes(quality, floors)
     decision.recommended = bool(decision.causes)
     summary = {
@@ -265,7 +282,12 @@ def evaluate(
         "labelled_rows": 0 if labelled is None else len(labelled),
         "versions_in_window": sorted(current["model_version"].unique()) if "model_version" in current else [],
         "reference": reference_label,
-        "floors": {"drift_share": floors.drift_share, "recall": floors.recall, "precision": floors.precision},
+        "floors": {
+            "drift_share": floors.drift_share,
+            "recall": floors.recall,
+            "precision": floors.precision,
+            "r2": floors.r2,
+        },
         "drift_detected": facts.drift_share is not None and facts.drift_share >= floors.drift_share,
         "drift_share": facts.drift_share,
         "drifted_columns": facts.drifted_columns,
@@ -277,6 +299,7 @@ def evaluate(
         "precision": quality["precision"].value if quality else None,
         # Wilson estimates of the outcomes in the window, on the decisions that were served.
         "quality": {k: e.to_dict() for k, e in quality.items()} if quality else None,
+        "r2": facts.r2,
         "quality_note": note,
         "retrain": decision.to_dict(),
         "slices": outcome_slices(spec, labelled),
@@ -288,7 +311,7 @@ def outcome_slices(spec: ModelSpec, labelled: pd.DataFrame | None) -> list[dict]
     """Fairness slices of the rows whose outcome has arrived (None when quality is not judged)."""
     from clinrisk.fairness import slice_report
 
-    if labelled is None:
+    if labelled is None or spec.is_regression:
         return None
     return slice_report(spec, labelled, labelled[OUTCOME].astype(int), labelled[PREDICTION].astype(int))
 
@@ -319,6 +342,8 @@ def cli_result(summary: dict[str, Any]) -> dict[str, Any]:
     if summary["recall"] is not None:
         result.update(recall=round(summary["recall"], 4), precision=round(summary["precision"], 4))
         result["quality"] = summary.get("quality")
+    if summary.get("r2") is not None:
+        result["r2"] = round(summary["r2"], 4)
     return result
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from evidently import BinaryClassification, DataDefinition, Dataset, Report
+from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
 from evidently.core.report import Snapshot
 from evidently.metrics import DriftedColumnsCount
-from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
+from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset, RegressionPreset
 from evidently.tests import gte, lt
 from evidently.ui.workspace import Workspace
 
@@ -38,6 +38,7 @@ class ReportFacts:
     failed_tests: list[str] = field(default_factory=list)
     recall: float | None = None
     precision: float | None = None
+    r2: float | None = None
 
     @property
     def drifted_columns(self) -> dict[str, float]:
@@ -93,10 +94,16 @@ def data_definition(spec: ModelSpec, with_quality: bool) -> DataDefinition:
     """Evidently's column mapping, from the spec: 0/1 flags are compared as categories.
 
     Quality is judged on the model's own 0/1 decisions (`prediction`, made at its threshold),
-    never on probabilities: given probabilities, Evidently would cut them at 0.5.
+    never on probabilities: given probabilities, Evidently would cut them at 0.5. A regression's
+    quality uses Evidently's regression mapping (outcome and predicted value, both numbers).
     """
     numeric = [n for n, f in spec.features.items() if f.type == "numeric"]
     categorical = [n for n, f in spec.features.items() if f.type != "numeric"]
+    if spec.is_regression:  # the outcome is a number: Evidently's regression mapping
+        regression = [Regression(target=OUTCOME, prediction=PREDICTION)] if with_quality else None
+        return DataDefinition(
+            numerical_columns=numeric, categorical_columns=categorical, regression=regression
+        )
     quality = [BinaryClassification(target=OUTCOME, prediction_labels=PREDICTION)]
     return DataDefinition(
         numerical_columns=numeric,
@@ -109,7 +116,9 @@ def _dataset(frame: pd.DataFrame, spec: ModelSpec, with_quality: bool) -> Datase
     columns = spec.feature_names + ([OUTCOME, PREDICTION] if with_quality else [])
     frame = frame[columns].reset_index(drop=True)
     if with_quality:
-        frame = frame.astype({OUTCOME: int, PREDICTION: int})
+        # A regression's outcome and prediction are numbers in the target's units; a classification's are 0/1.
+        kind = float if spec.is_regression else int
+        frame = frame.astype({OUTCOME: kind, PREDICTION: kind})
     return Dataset.from_pandas(frame, data_definition=data_definition(spec, with_quality))
 
 
@@ -128,7 +137,12 @@ def quality_test_values(frame: pd.DataFrame, floors: Floors, spec: ModelSpec) ->
     )
 
 
-def _quality_preset(frame: pd.DataFrame, floors: Floors, spec: ModelSpec) -> ClassificationPreset:
+def _quality_preset(
+    frame: pd.DataFrame, floors: Floors, spec: ModelSpec
+) -> ClassificationPreset | RegressionPreset:
+    """Quality tests: R² against its floor for a regression, Wilson-aware recall and precision otherwise."""
+    if floors.r2 is not None:
+        return RegressionPreset(r2score_tests=[gte(floors.r2)])
     recall, precision = quality_test_values(frame, floors, spec)
     return ClassificationPreset(recall_tests=[gte(recall)], precision_tests=[gte(precision)])
 
@@ -236,6 +250,8 @@ def facts(snapshot: Snapshot) -> ReportFacts:
             found.recall = float(value)
         elif kind == "Precision":
             found.precision = float(value)
+        elif kind == "R2Score":
+            found.r2 = float(value)
     return found
 
 

@@ -175,11 +175,13 @@ def to_onnx(pipeline: Pipeline, spec: ModelSpec) -> bytes:
         (name, StringTensorType([None, 1]) if feature.type == "categorical" else DoubleTensorType([None, 1]))
         for name, feature in spec.features.items()
     ]
+    # A regressor has no probabilities to unzip; its one output is the predicted value.
+    options = {} if spec.is_regression else {id(pipeline.steps[-1][1]): {"zipmap": False}}
     model = convert_sklearn(
         pipeline,
         initial_types=inputs,
         target_opset=TARGET_OPSET,
-        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+        options=options,
         custom_conversion_functions={
             SimpleImputer: _convert_imputer,
             HistGradientBoostingClassifier: _convert_hist_gradient_boosting,
@@ -206,12 +208,18 @@ class OnnxScorer:
         options.inter_op_num_threads = 1
         self._session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
         self._categorical = set(spec.categorical_features)
+        self._regression = spec.is_regression
+        self._output = self._session.get_outputs()[0].name if self._regression else PROBABILITIES
 
     @classmethod
     def from_pipeline(cls, pipeline: Pipeline, spec: ModelSpec) -> OnnxScorer:
         return cls(to_onnx(pipeline, spec), spec)
 
     def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        """Probability of the positive class for column arrays (float64 numbers, object strings)."""
+        """Probability of the positive class for column arrays (float64 numbers, object strings).
+
+        For a regression: the predicted value of each row, in the target's units.
+        """
         feeds = {name: values.reshape(-1, 1) for name, values in columns.items()}
-        return self._session.run([PROBABILITIES], feeds)[0][:, 1]
+        found = self._session.run([self._output], feeds)[0]
+        return found.reshape(-1).astype(np.float64) if self._regression else found[:, 1]

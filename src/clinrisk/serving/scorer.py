@@ -57,7 +57,8 @@ class SklearnScorer:
         self._model = model
 
     def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        return self._model.predict_proba(pd.DataFrame(columns))
+        """Probabilities; for a regression, the predicted values (the model's `scores`)."""
+        return self._model.scores(pd.DataFrame(columns))
 
 
 class CalibratedScorer:

@@ -22,6 +22,8 @@ def score(
     loaded: LoadedModel, records: list[dict[str, Any]], user: str | None = None
 ) -> tuple[list[dict], list[dict]]:
     """One result per record, in order, and the matching prediction-log rows."""
+    if loaded.model.is_regression:
+        return score_regression(loaded, records)
     proba = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
     decisions = loaded.model.decide(proba)
     now = datetime.now(UTC)
@@ -61,6 +63,8 @@ def explanations_for(loaded: LoadedModel, records: list[dict[str, Any]]) -> list
     from clinrisk.errors import ExplanationUnavailable
     from clinrisk.explain import explain
 
+    if loaded.model.is_regression:
+        raise ApiError(501, "explanation_unavailable", "explanations are given for classifications only")
     frame = pd.DataFrame(columns_from_records(records, loaded.model.spec))
     try:
         explanations = explain(loaded.model.explainable, frame)
@@ -80,6 +84,26 @@ def add_explanations(loaded: LoadedModel, records: list[dict[str, Any]], results
         result["explanation"] = explanation
 
 
+def score_regression(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """A regression's answers: the predicted outcome (target units) and the version, no probability.
+
+    Not written to the prediction log yet: its table holds a probability and a 0/1 decision,
+    and a numeric outcome needs its own columns (issue #16, per-model logs).
+    """
+    values = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
+    model_ref = {"name": loaded.name, "version": loaded.version}
+    results = [
+        {
+            "prediction_id": str(uuid.uuid4()),
+            "prediction": value,
+            "model_version": loaded.version,
+            "model": model_ref,
+        }
+        for value in values.tolist()
+    ]
+    return results, []
+
+
 @bp.post("/predict")
 @requires_auth
 def predict():
@@ -91,8 +115,9 @@ def predict():
     results, rows = score(loaded, records, g.get("user"))
     if explain_requested():
         add_explanations(loaded, records, results)
-    runtime.writer.submit(rows)
-    runtime.metrics.count_predictions(loaded.name, loaded.version, len(rows))
+    if rows:
+        runtime.writer.submit(rows)
+    runtime.metrics.count_predictions(loaded.name, loaded.version, len(results))
     response = jsonify(results if many else results[0])
     response.headers["X-Model-Version"] = loaded.version
     return response

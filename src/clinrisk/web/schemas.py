@@ -121,7 +121,7 @@ class ScoringPathInfo(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     version: str
-    threshold: float
+    threshold: float | None = Field(description="The decision threshold; null for a regression")
     candidate: str | None
     holdout_metrics: dict[str, float]
     trained_at: str | None
