@@ -17,7 +17,8 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from web_support import PASSWORD, PATIENT
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web-e2e")]
@@ -61,7 +62,10 @@ def fill_patient(browser, patient: dict) -> None:
         else:
             element.clear()
             element.send_keys(str(value))
-    browser.find_element(By.ID, "assess").click()
+    button = browser.find_element(By.ID, "assess")
+    button.click()
+    # The answer is a new page: wait for the old one to go, so no element of it is used after.
+    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(button))
 
 
 def screenshot(browser, name: str) -> None:
