@@ -18,7 +18,7 @@ from clinrisk.bundle import ServedModel
 from clinrisk.data import iter_table, split_valid_rows, validate_frame
 from clinrisk.errors import DataValidationError
 from clinrisk.model import RiskModel
-from clinrisk.serving.scorer import ONNX, SKLEARN, Scorer, build_scorer, score_frame
+from clinrisk.serving.scorer import SKLEARN, Scorer, build_scorer, score_frame
 
 DEFAULT_CHUNK_ROWS = 50_000
 
@@ -39,7 +39,7 @@ def choose_scorer(
     """A signed bundle's ONNX scorer (verified at registration); for an in-memory RiskModel, the
     lean ONNX scorer if it matches scikit-learn on every row of the first chunk, else sklearn."""
     if isinstance(model, ServedModel):
-        return model.scorer, ONNX
+        return model.scorer, model.scorer.path
     scorer, path = build_scorer(model, fast_path=fast_path, verification=first_chunk)
     return scorer, path.active
 

@@ -95,10 +95,10 @@ def test_invalid_input_gets_a_4xx_naming_the_field(live_service, data, content_t
     assert field in [problem["field"] for problem in response.json()["errors"]]
 
 
-def test_model_reports_the_verified_onnx_path(live_service):
-    """It converts the champion to ONNX, verifies it on the real file and says so on /model."""
+def test_model_reports_the_verified_lean_scorer(live_service):
+    """It serves the lean scorer stored and verified on the real file at registration, and says so."""
     body = requests.get(f"{live_service.url}/model", headers=bearer(live_service), timeout=30).json()
-    assert body["scoring_path"]["active"] == "onnx"
+    assert body["scoring_path"]["active"] in ("numpy", "tree-ensemble")
     assert body["scoring_path"]["verified_rows"] == 5110
     assert body["loaded_from"] == "registry"
 

@@ -20,7 +20,7 @@ from clinrisk import registry, signing
 from clinrisk.bundle import BundleError, ServedModel
 from clinrisk.errors import RegistryError
 from clinrisk.serving import cache
-from clinrisk.serving.scorer import ONNX, Scorer, ScoringPath
+from clinrisk.serving.scorer import Scorer, ScoringPath
 from clinrisk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -169,10 +169,11 @@ class ChampionHolder:
         return ServingState(DEGRADED, f"{problem}; serving the cached version {loaded.version}", loaded)
 
     def _prepare(self, model: ServedModel, version: str, origin: str) -> LoadedModel:
-        """Open the ONNX session and build the request schema now, off the request path."""
+        """Build the scorer (ONNX session) and the request schema now, off the request path."""
         facts = model.verification
         scoring = ScoringPath(
-            ONNX, f"{facts['reason']} at registration", facts.get("max_abs_diff"), facts.get("rows", 0)
+            model.scorer.path,
+            f"{facts['reason']} at registration", facts.get("max_abs_diff"), facts.get("rows", 0)
         )
         _ = model.spec.record_model
         now = datetime.now(UTC).isoformat(timespec="seconds")
