@@ -196,10 +196,9 @@ class LeanScorer:
         return self._session.run([TREES_OUTPUT], {"X": matrix})[0][:, 0] + self._offset
 
     def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        """Probability of the positive class: the logistic function (scipy's expit) of `decision`."""
-        from scipy.special import expit
-
-        return expit(self.decision(columns))
+        """Probability of the positive class: the logistic function of `decision`."""
+        with np.errstate(over="ignore"):  # exp overflows to inf for log-odds below -709: p = 0
+            return 1.0 / (1.0 + np.exp(-self.decision(columns)))
 
 
 def _session(graph: bytes | None):

@@ -40,7 +40,12 @@ class Runtime:
         self._lock = threading.Lock()
 
     def ensure_started(self) -> None:
-        """Load the champion and start the threads, once per process."""
+        """Load the champion and start the threads, once per process.
+
+        With a watcher, a champion in the local cache is served at once and the registry is
+        asked right after, off the start-up path (a worker is ready in about a second, not
+        after importing MLflow and downloading); otherwise the registry is asked first.
+        """
         if self._pid == os.getpid():
             return
         with self._lock:
@@ -48,9 +53,11 @@ class Runtime:
                 return
             self.writer.start()
             self._warn_without_users()
-            self.holder.refresh()
+            from_cache = self.watcher is not None and self.holder.start_from_cache()
+            if not from_cache:
+                self.holder.refresh()
             if self.watcher is not None:
-                self.watcher.start()
+                self.watcher.start(check_now=from_cache)
             atexit.register(self.close)
             self._pid = os.getpid()
 
