@@ -412,9 +412,11 @@ def profile_app(requests: int, records_file: Path) -> str:
 
     from clinrisk.settings import load_settings
     from clinrisk.web import create_app
+    from clinrisk.web.runtime import WORKER_SWITCH_INTERVAL
 
     records = json.loads(records_file.read_text())
-    app = create_app(load_settings(auth_enabled=False))
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL)  # as gunicorn_conf sets it in each worker
+    app = create_app(load_settings(auth_enabled=False), watch=False)  # no registry poll mid-profile
     client = app.test_client()
     for record in records[:20]:
         client.post("/predict", json=record)

@@ -24,6 +24,13 @@ from clinrisk.web.users import UserError, UserStore
 log = logging.getLogger(__name__)
 
 
+# Python hands the GIL from a busy thread to a waiting one only every switch interval (5 ms by
+# default). A request thread that releases it (a socket read, the scorer's native call) then
+# waits behind the log writer or the watcher for up to 5 ms each time: most of a request's
+# latency under load. Workers use a 0.5 ms interval (set by gunicorn_conf.post_worker_init).
+WORKER_SWITCH_INTERVAL = 0.0005
+
+
 class Runtime:
     """The shared state of the app, kept in `app.extensions["clinrisk"]`."""
 
