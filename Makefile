@@ -95,6 +95,7 @@ audit: install ## Check Pipfile.lock's pinned packages for known vulnerabilities
 bench: install ## Run every benchmark on this machine and update benchmarks/RESULTS.md (~15 min on 2 cores)
 	$(PY) benchmarks/threshold_study.py $(BENCH_ARGS)
 	$(PY) benchmarks/serving.py $(BENCH_ARGS)
+	$(PY) benchmarks/startup.py $(BENCH_ARGS)
 	$(PY) benchmarks/batch.py $(BENCH_ARGS)
 	$(PY) benchmarks/retrain.py $(BENCH_ARGS)
 
