@@ -132,7 +132,9 @@ def _append_csv(handle, frame: pd.DataFrame, *, header: bool) -> None:
         handle.write(frame.to_csv(header=header, index=False).encode())
         return
     options = pacsv.WriteOptions(include_header=header, quoting_style="needed")
-    pacsv.write_csv(table, handle, write_options=options)
+    buffer = pa.BufferOutputStream()  # one chunk in memory; the file write below raises plain OSErrors
+    pacsv.write_csv(table, buffer, write_options=options)
+    handle.write(buffer.getvalue().to_pybytes())
 
 
 def check_paths(input_path: Path, output_path: Path, rejects_path: Path) -> None:
