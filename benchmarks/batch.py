@@ -300,7 +300,7 @@ def render(m: dict, args: argparse.Namespace) -> str:
     """The markdown section: rows per second and peak memory of each way, ratios and verdicts."""
     r = rates(m, args.rows)
     lines = [
-        "## Batch scoring: `clinrisk predict` vs plain `predict_proba`",
+        "## Batch scoring: `clinrisk predict` vs plain `predict_proba` and `mlflow models predict`",
         "",
         common.run_stamp(),
         "",
