@@ -41,8 +41,23 @@ def render(runs: dict[str, common.Measured]) -> str:
             "process may use (`CLINRISK_THREADS` unset).",
             "",
             common.markdown_table(["threads", "wall (s)", "peak RSS (MB)"], rows),
+            "",
+            comparison(runs),
         ]
     )
+
+
+def comparison(runs: dict[str, common.Measured]) -> str:
+    """Which thread count was faster in this run, and what to set on a shared host."""
+    if len(runs) < 2:
+        return ""
+    default, one = (m.seconds for m in runs.values())
+    if one < default:
+        return (
+            f"One thread was {default / one:.1f}x faster than the default in this run: OpenMP threads "
+            "wait for cores that other jobs hold. On a shared host, set `CLINRISK_THREADS=1`."
+        )
+    return f"The default was {one / default:.1f}x faster than one thread in this run."
 
 
 def main(argv: list[str] | None = None) -> int:
