@@ -36,8 +36,8 @@ class ScoringReport:
 def choose_scorer(
     model: RiskModel | ServedModel, first_chunk: pd.DataFrame, fast_path: bool
 ) -> tuple[Scorer, str]:
-    """A signed bundle's ONNX scorer (verified at registration); for an in-memory RiskModel, the
-    lean ONNX scorer if it matches scikit-learn on every row of the first chunk, else sklearn."""
+    """A signed bundle's stored scorer (verified at registration; no check per file); for an
+    in-memory RiskModel, the ONNX scorer if it matches scikit-learn on the first chunk, else sklearn."""
     if isinstance(model, ServedModel):
         return model.scorer, model.scorer.path
     scorer, path = build_scorer(model, fast_path=fast_path, verification=first_chunk)
