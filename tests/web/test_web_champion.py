@@ -186,7 +186,7 @@ def test_a_worker_starts_from_its_cache_then_confirms_with_the_registry(holder_s
     assert source.loads == []  # the registry named the cached version: still nothing downloaded
 
 
-def test_a_cached_champion_the_registry_replaced_is_swapped_at_the_first_check(holder_settings, logistic_model):
+def test_a_cached_champion_the_registry_replaced_is_swapped_at_first_check(holder_settings, logistic_model):
     """It swaps in the registry's champion when the cache held an older one."""
     cache.save(
         cache.cache_dir(holder_settings, "stroke"), signed_bundle(logistic_model, holder_settings, "3")
