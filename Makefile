@@ -95,7 +95,9 @@ bench: install ## Run every benchmark on this machine and update benchmarks/RESU
 	$(PY) benchmarks/serving.py $(BENCH_ARGS)
 	$(PY) benchmarks/journal.py $(BENCH_ARGS)
 	$(PY) benchmarks/login_flood.py $(BENCH_ARGS)
+	$(PY) benchmarks/startup.py $(BENCH_ARGS)
 	$(PY) benchmarks/batch.py $(BENCH_ARGS)
+	$(PY) benchmarks/train_time.py $(BENCH_ARGS)
 	$(PY) benchmarks/retrain.py $(BENCH_ARGS)
 
 .PHONY: bench-quick

@@ -33,7 +33,18 @@ RESULTS = BENCH_DIR / "RESULTS.md"
 QUICK_RESULTS = WORK_DIR / "RESULTS-quick.md"
 VENV_BIN = Path(sys.executable).parent
 SPEC_PATH = REPO / "models" / "stroke.yaml"
-SECTIONS = ("machine", "threshold", "models", "serving", "journal", "login-flood", "batch", "retrain")
+SECTIONS = (
+    "machine",
+    "threshold",
+    "models",
+    "serving",
+    "startup",
+    "journal",
+    "login-flood",
+    "batch",
+    "train",
+    "retrain",
+)
 PACKAGES = ("scikit-learn", "numpy", "pandas", "mlflow", "prefect", "flask", "gunicorn", "onnxruntime")
 HEADER = """# Benchmark results
 

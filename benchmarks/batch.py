@@ -61,26 +61,28 @@ def plain_predict_proba(input_path: Path) -> dict:
 
 
 def lean_scorer(input_path: Path) -> dict:
-    """Score the same in-memory DataFrame with the lean ONNX scorer the web service uses."""
+    """Score the same in-memory DataFrame with the champion bundle's stored lean scorer."""
     import numpy as np
 
     from clinrisk import registry
     from clinrisk.data import read_table
-    from clinrisk.serving.onnx_scorer import OnnxScorer
-    from clinrisk.serving.scorer import CalibratedScorer, score_frame
+    from clinrisk.serving.scorer import score_frame
     from clinrisk.settings import load_settings
 
-    model = registry.load_alias(load_settings(), "stroke", registry.CHAMPION)
-    frame = read_table(input_path, model.spec)
+    settings = load_settings()
     started = time.perf_counter()
-    scorer = CalibratedScorer(OnnxScorer.from_pipeline(model.pipeline, model.spec), model)
+    served = registry.load_served_alias(settings, "stroke", registry.CHAMPION)
+    scorer = served.scorer
     built = time.perf_counter() - started
+    model = registry.load_alias(settings, "stroke", registry.CHAMPION)
+    frame = read_table(input_path, model.spec)
     started = time.perf_counter()
     proba = score_frame(scorer, frame, model.spec)
     scored = time.perf_counter() - started
     sample = frame.iloc[:LEAN_CHECK_ROWS]
     diff = float(np.max(np.abs(proba[: len(sample)] - model.predict_proba(sample))))
-    return {"rows": len(proba), "build_seconds": built, "predict_seconds": scored, "max_abs_diff": diff}
+    return {"rows": len(proba), "build_seconds": built, "predict_seconds": scored, "max_abs_diff": diff,
+            "path": scorer.path}  # fmt: skip
 
 
 def profile_score_file(input_path: Path, output_path: Path, chunk_rows: int) -> dict:
@@ -93,7 +95,7 @@ def profile_score_file(input_path: Path, output_path: Path, chunk_rows: int) -> 
     from clinrisk.predict import score_file
     from clinrisk.settings import load_settings
 
-    model = registry.load_alias(load_settings(), "stroke", registry.CHAMPION)
+    model = registry.load_served_alias(load_settings(), "stroke", registry.CHAMPION)  # as `predict` does
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.runcall(
@@ -145,6 +147,19 @@ def clinrisk_predict(home: Path, input_path: Path, chunk_rows: int, rows: int) -
     return result, report.get("scoring_path", "sklearn")
 
 
+def mlflow_predict(home: Path, input_path: Path) -> common.Measured:
+    """`mlflow models predict` on the same champion and file (local environment, CSV in, JSON out)."""
+    output = input_path.with_name(f"{input_path.stem}.mlflow.json")
+    command = [
+        str(common.VENV_BIN / "mlflow"), "models", "predict", "-m", "models:/stroke@champion",
+        "--env-manager", "local", "-i", str(input_path), "-t", input_path.suffix.lstrip("."),
+        "-o", str(output),
+    ]  # fmt: skip
+    result = common.check(common.measure(command, common.bench_env(home)), "mlflow models predict")
+    output.unlink(missing_ok=True)
+    return result
+
+
 def lean_available() -> bool:
     """Whether the web service's lean (ONNX) scorer exists in this checkout."""
     import importlib.util
@@ -164,8 +179,9 @@ def measure_all(args: argparse.Namespace, home: Path) -> dict:
     spec = common.load_spec()
     frame = common.real_data(spec)
     suffix = f".{args.format}"
-    print("training the champion ...", flush=True)
-    common.train_champion(home)
+    if args.home is None:
+        print("training the champion ...", flush=True)
+        common.train_champion(home)
     print(f"writing {args.rows:,} and {args.small_rows:,} rows ...", flush=True)
     big = write_input(frame, spec, args.rows, home / f"big{suffix}", seed=1)
     small = write_input(frame, spec, args.small_rows, home / f"small{suffix}", seed=2)
@@ -175,6 +191,13 @@ def measure_all(args: argparse.Namespace, home: Path) -> dict:
     out["tiny"], _ = clinrisk_predict(home, tiny, args.chunk_rows, 1)
     out["big"], out["scoring_path"] = clinrisk_predict(home, big, args.chunk_rows, args.rows)
     out["small"], _ = clinrisk_predict(home, small, args.chunk_rows, args.small_rows)
+    if args.format == "csv":  # MLflow's CLI reads CSV or JSON only
+        print("mlflow models predict ...", flush=True)
+        out["mlflow"] = mlflow_predict(home, big)
+    if args.parquet_too and args.format == "csv":
+        parquet = write_input(frame, spec, args.rows, home / "big.parquet", seed=1)
+        print("clinrisk predict, Parquet in and out ...", flush=True)
+        out["parquet"], _ = clinrisk_predict(home, parquet, args.chunk_rows, args.rows)
     print("plain predict_proba ...", flush=True)
     out["plain"], out["plain_times"] = in_fresh_process(home, "--plain-only", str(big))
     if lean_available():
@@ -206,6 +229,8 @@ def rates(m: dict, rows: int) -> dict[str, float]:
         "plain_predict": rows / plain["predict_seconds"],
         "plain_read_predict": rows / (plain["read_seconds"] + plain["predict_seconds"]),
         "lean_predict": rows / m["lean_times"]["predict_seconds"] if "lean_times" in m else float("nan"),
+        "mlflow": rows / m["mlflow"].seconds if "mlflow" in m else float("nan"),
+        "parquet": rows / m["parquet"].seconds if "parquet" in m else float("nan"),
     }
 
 
@@ -223,11 +248,20 @@ def table_rows(m: dict, r: dict, args: argparse.Namespace) -> list[list[str]]:
         ["plain: read the file + `predict_proba`", f"{r['plain_read_predict']:,.0f}",
          f"{plain['read_seconds'] + plain['predict_seconds']:.1f}", "(same process)"],
     ]  # fmt: skip
+    if "mlflow" in m:
+        slower = r["ours_end"] / r["mlflow"]
+        rows.append([f"`mlflow models predict --env-manager local` (ours is {slower:.1f}x faster)",
+                     f"{r['mlflow']:,.0f}", f"{m['mlflow'].seconds:.1f}",
+                     f"{m['mlflow'].peak_rss_mb:,.0f}"])  # fmt: skip
+    if "parquet" in m:
+        rows.append(["`clinrisk predict`, Parquet in and out, end to end", f"{r['parquet']:,.0f}",
+                     f"{m['parquet'].seconds:.1f}", f"{m['parquet'].peak_rss_mb:,.0f}"])  # fmt: skip
     if "lean" in m:
         lean = m["lean_times"]
         checked = min(LEAN_CHECK_ROWS, args.rows)
-        rows.append([f"lean ONNX scorer (`clinrisk.serving`) on the in-memory DataFrame "
-                     f"(+{lean['build_seconds']:.1f} s to convert; max abs diff from scikit-learn "
+        path = lean.get("path", "onnx")
+        rows.append([f"the bundle's stored lean scorer ({path}) on the in-memory DataFrame "
+                     f"({lean['build_seconds']:.1f} s to load; max abs diff from scikit-learn "
                      f"{lean['max_abs_diff']:.1e} on {checked:,} rows)", f"{r['lean_predict']:,.0f}",
                      f"{lean['predict_seconds']:.1f}", f"{m['lean'].peak_rss_mb:,.0f}"])  # fmt: skip
     return rows
@@ -266,7 +300,7 @@ def render(m: dict, args: argparse.Namespace) -> str:
     """The markdown section: rows per second and peak memory of each way, ratios and verdicts."""
     r = rates(m, args.rows)
     lines = [
-        "## Batch scoring: `clinrisk predict` vs plain `predict_proba`",
+        "## Batch scoring: `clinrisk predict` vs plain `predict_proba` and `mlflow models predict`",
         "",
         common.run_stamp(),
         "",
@@ -340,6 +374,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="Skip the cProfile run.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 100,000 rows, written under .work/.")
     parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
+    parser.add_argument("--home", type=Path, default=None, help="Reuse this state directory's champion.")
+    parser.add_argument(
+        "--no-parquet", dest="parquet_too", action="store_false", help="Skip the Parquet run."
+    )
     parser.add_argument("--plain-only", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--lean-only", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--profile-only", type=Path, default=None, help=argparse.SUPPRESS)
@@ -363,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(profile_score_file(args.profile_only, args.profile_output, args.chunk_rows)))
         return 0
     with common.work_dir("batch") as tmp:
-        measured = measure_all(args, Path(tmp))
+        measured = measure_all(args, args.home.resolve() if args.home else Path(tmp))
     common.save_raw("batch", measured)
     body = render(measured, args)
     print(body)

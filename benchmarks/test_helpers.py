@@ -103,26 +103,31 @@ def test_batch_parse_args_quick_shrinks_the_run():
     assert args.rows < 1_000_000 and args.small_rows < args.rows
 
 
-def _load(server: str, concurrency: int, seconds: float, cpu_ms: float):
-    import numpy as np
-
-    latencies = np.linspace(1.0, 20.0, 100)
-    return serving.LoadResult(server, concurrency, 100, 0, seconds, latencies, cpu_ms, 0.3, 0.5)
+def _load(server: str, concurrency: int, seconds: float, cpu_ms: float, p99: float = 20.0):
+    return serving.LoadResult(server, concurrency, 1000, 0, seconds, 2.0, p99, cpu_ms, 0.5)
 
 
-def test_serving_render_states_ratios_and_the_target():
-    """It reports each server, the ratios per level and whether the c=8 target was met."""
-    args = serving.parse_args(["--concurrency", "1", "8"])
+def test_serving_render_states_the_floor_mlflow_and_the_targets():
+    """It reports each server, ours as a share of the floor and a multiple of MLflow, and each target."""
+    args = serving.parse_args(["--concurrency", "8"])
     results = [
-        _load(name, level, seconds, cpu)
-        for level in (1, 8)
-        for name, seconds, cpu in (("clinrisk serve", 0.1, 2.0), ("mlflow models serve", 2.0, 40.0))
+        _load(serving.OURS, 8, 1.0, 1.0, p99=8.0),
+        _load(serving.HELLO, 8, 0.5, 0.4),
+        _load(serving.MLFLOW, 8, 40.0, 40.0, p99=400.0),
     ]
     agree = {"rows": 200, "singles": 20, "max_abs_diff": 1e-16}
-    text = serving.render(results, agree, args, 2, {"clinrisk serve": 10.0, "mlflow models serve": 20.0})
-    assert "20.00x" in text  # throughput and CPU ratios
-    assert "target ≥ 10x: met" in text and "target ≤ 10 ms: missed" in text
-    assert "Little's law" in text
+    text = serving.render(results, agree, args, 2, {serving.OURS: 3.0, serving.MLFLOW: 20.0})
+    assert "| 8 | 8.00 | 1000 | 50% | 40.00x |" in text
+    assert "target ≤ 10 ms: met" in text and "target ≥ 50%: met" in text and "target ≥ 30x: met" in text
+
+
+def test_serving_reads_the_totals_wrk_prints():
+    """It parses post.lua's totals line and ignores wrk's own output."""
+    totals = '{"requests": 5, "socket_errors": 0, "status_errors": 1, "duration_us": 10}'
+    output = f"Running 10s test\nWRK_JSON {totals}\n"
+    assert serving.parse_wrk(output)["status_errors"] == 1
+    with pytest.raises(RuntimeError, match="no totals"):
+        serving.parse_wrk("Running 10s test\n")
 
 
 def _measured(seconds: float, rss: float) -> common.Measured:

@@ -38,9 +38,10 @@ ONNX_FILE = "model.onnx"
 META_FILE = "scorer.json"
 SIGNATURE_FILE = "scorer.sig"
 PIPELINE_FILE = "pipeline.skops"
+LEAN_FILE = "lean.onnx"  # the TreeEnsemble node of a gradient-boosting lean scorer
 # The pipeline is logged apart, under `explainer/`, so that scoring never downloads it.
 EXPLAINER_PATH = "explainer"
-FILES = (ONNX_FILE, META_FILE, SIGNATURE_FILE)
+FILES = (ONNX_FILE, META_FILE, SIGNATURE_FILE, LEAN_FILE)
 # The only non-builtin types skops may build when it reads a pipeline back (exact names; skops
 # trusts scikit-learn's estimators and numpy arrays by default).
 SKOPS_TRUSTED = [
@@ -89,6 +90,30 @@ def _verify_onnx(model, verification: pd.DataFrame) -> tuple[bytes, float]:
     return onnx, diff
 
 
+def _lean_scorer(model, verification: pd.DataFrame) -> tuple[dict[str, Any], bytes | None]:
+    """The lean scorer's JSON section (and tree graph) when it matches scikit-learn within TOLERANCE.
+
+    The section says why there is none otherwise; a bundle without one is served by its ONNX graph.
+    """
+    from clinrisk.serving.numpy_scorer import LeanScorer, lean_parameters
+    from clinrisk.serving.scorer import CalibratedScorer, SklearnScorer, max_abs_difference
+
+    try:
+        parameters, graph = lean_parameters(model.pipeline)
+        lean = CalibratedScorer(LeanScorer(parameters, graph), model)
+        diff = max_abs_difference(lean, SklearnScorer(model), verification, model.spec)
+    except Exception as exc:  # an unsupported shape, or onnxruntime refusing the graph
+        return {"servable": False, "reason": f"no lean scorer: {type(exc).__name__}: {str(exc)[:200]}"}, None
+    checked = {"max_abs_diff": diff, "rows": len(verification), "tolerance": TOLERANCE}
+    if not diff <= TOLERANCE:
+        reason = f"the lean scorer differs from scikit-learn by {diff:.3g} > {TOLERANCE:g}"
+        return {"servable": False, "reason": reason, "verification": checked}, None
+    section = {"servable": True, "parameters": parameters, "verification": checked}
+    if graph is not None:
+        section["graph_sha256"] = _sha256(graph)
+    return section, graph
+
+
 def _pipeline_bytes(model) -> bytes:
     import skops.io
 
@@ -109,6 +134,7 @@ def build_bundle(model, verification: pd.DataFrame, run_id: str, key: bytes) -> 
         reason = f"ONNX conversion failed: {type(exc).__name__}: {str(exc)[:200]}"
     if diff is not None and not diff <= TOLERANCE:
         reason = f"ONNX differs from scikit-learn by {diff:.3g} > {TOLERANCE:g} on {len(verification)} rows"
+    lean, lean_graph = _lean_scorer(model, verification) if not reason else ({}, None)
     meta = {
         "format": FORMAT,
         "name": model.spec.name,
@@ -122,12 +148,15 @@ def build_bundle(model, verification: pd.DataFrame, run_id: str, key: bytes) -> 
         "onnx_sha256": _sha256(onnx) if not reason else None,
         "pipeline_sha256": _sha256(pipeline),
         "verification": {"max_abs_diff": diff, "rows": len(verification), "tolerance": TOLERANCE},
+        "lean": lean,
         "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     meta_bytes = json.dumps(meta, indent=2, default=float).encode()
     files = {META_FILE: meta_bytes, SIGNATURE_FILE: signing.sign(key, BUNDLE_PURPOSE, meta_bytes).encode()}
     if not reason:
         files[ONNX_FILE] = onnx
+    if lean_graph is not None:
+        files[LEAN_FILE] = lean_graph
     files[PIPELINE_FILE] = pipeline
     return files
 
@@ -167,6 +196,9 @@ def verified_meta(files: Mapping[str, bytes], key: bytes, *, name: str, run_id: 
     meta = json.loads(files[META_FILE])
     if meta.get("servable") and _sha256(files.get(ONNX_FILE, b"")) != meta.get("onnx_sha256"):
         raise BundleError("its ONNX file does not match the signed hash")
+    lean = meta.get("lean") or {}
+    if lean.get("graph_sha256") and _sha256(files.get(LEAN_FILE, b"")) != lean["graph_sha256"]:
+        raise BundleError("its lean scorer's graph does not match the signed hash")
     if meta.get("name") != name or (run_id is not None and meta.get("run_id") != run_id):
         raise BundleError("its scorer bundle was signed for another model or run")
     if not meta.get("servable"):
@@ -205,15 +237,28 @@ class ServedModel:
 
     @cached_property
     def scorer(self):
-        """The ONNX graph's raw score followed by the signed calibration map."""
-        from clinrisk.serving.onnx_scorer import OnnxScorer
+        """The lean scorer when the bundle carries a verified one, else the full ONNX graph, then
+        the signed calibration map. Bundles signed before lean scorers existed use ONNX."""
         from clinrisk.serving.scorer import CalibratedScorer
+
+        lean = self.meta.get("lean") or {}
+        if lean.get("servable"):
+            from clinrisk.serving.numpy_scorer import LeanScorer
+
+            return CalibratedScorer(LeanScorer(lean["parameters"], self.files.get(LEAN_FILE)), self)
+        from clinrisk.serving.onnx_scorer import OnnxScorer
 
         return CalibratedScorer(OnnxScorer(self.onnx, self.spec), self)
 
     @property
     def verification(self) -> dict[str, Any]:
-        return {**self.meta.get("verification", {}), "reason": self.meta.get("reason", "")}
+        """The check at registration of the scorer in use (lean, else the ONNX graph), with why."""
+        lean = self.meta.get("lean") or {}
+        onnx_reason = self.meta.get("reason", "")
+        if lean.get("servable"):
+            return {**lean["verification"], "reason": f"lean scorer {onnx_reason}"}
+        why_not = f" ({lean['reason']})" if lean.get("reason") else ""
+        return {**self.meta.get("verification", {}), "reason": f"ONNX graph {onnx_reason}{why_not}"}
 
     @cached_property
     def calibration(self):

@@ -17,9 +17,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.calibration import calibration_curve
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss
 
 from clinrisk.errors import NoThresholdError
 
@@ -60,6 +57,8 @@ class PlattCalibration:
 
 def fit_platt(y_true: np.ndarray, raw_oof: np.ndarray) -> PlattCalibration:
     """Fit Platt's map on out-of-fold raw probabilities; raises NoThresholdError if it is not increasing."""
+    from sklearn.linear_model import LogisticRegression  # here: the service imports only `apply`
+
     features = logit(raw_oof).reshape(-1, 1)
     fitted = LogisticRegression(C=np.inf).fit(features, np.asarray(y_true).astype(int))
     a, b = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
@@ -71,6 +70,8 @@ def fit_platt(y_true: np.ndarray, raw_oof: np.ndarray) -> PlattCalibration:
 
 def curve(y_true: np.ndarray, proba: np.ndarray, bins: int = CURVE_BINS) -> dict[str, list[float]]:
     """Reliability curve on quantile bins: mean predicted risk, observed rate and count per bin."""
+    from sklearn.calibration import calibration_curve
+
     y = np.asarray(y_true).astype(int)
     proba = np.asarray(proba, dtype=np.float64)
     observed, predicted = calibration_curve(y, proba, n_bins=bins, strategy="quantile")
@@ -89,6 +90,8 @@ def summary(
     calibration: PlattCalibration, raw_threshold: float, y_holdout: np.ndarray, raw_holdout: np.ndarray
 ) -> dict[str, Any]:
     """What the card and the run record: the map, both thresholds, Brier before/after, the curve."""
+    from sklearn.metrics import brier_score_loss
+
     calibrated = calibration.apply(raw_holdout)
     y = np.asarray(y_holdout).astype(int)
     return {

@@ -25,9 +25,11 @@ def _settings_for(model_name: str | None):
 def train(data: Path | None, model_name: str | None, seed: int | None) -> None:
     """Train on the labelled store (or one file), register a challenger and apply the promotion gate."""
     from clinrisk.retraining import retrain
+    from clinrisk.threads import limited
 
     settings, name = _settings_for(model_name)
-    result = retrain(settings, name, data, seed)
+    with limited(settings.threads):
+        result = retrain(settings, name, data, seed)
     if result.get("skipped"):
         click.echo(f"{name}: nothing trained, {result['skipped']}", err=True)
     else:
@@ -47,18 +49,20 @@ def predict(input_path, output_path, model_name, skip_invalid, rejects_path, chu
     """Score a file with the champion: adds probability, prediction and model_version."""
     from clinrisk import registry
     from clinrisk.predict import score_file
+    from clinrisk.threads import limited
 
     settings, name = _settings_for(model_name)
     model = registry.load_served_alias(settings, name, registry.CHAMPION)
-    report = score_file(
-        model,
-        model.info["version"],
-        input_path,
-        output_path,
-        chunk_rows=chunk_rows,
-        skip_invalid=skip_invalid,
-        rejects_path=rejects_path,
-    )
+    with limited(settings.threads):
+        report = score_file(
+            model,
+            model.info["version"],
+            input_path,
+            output_path,
+            chunk_rows=chunk_rows,
+            skip_invalid=skip_invalid,
+            rejects_path=rejects_path,
+        )
     emit_json(asdict(report))
 
 

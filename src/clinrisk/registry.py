@@ -16,15 +16,17 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from clinrisk import bundle, signing
 from clinrisk.errors import NoChampionError, RegistryError
-from clinrisk.model import RiskModel
 from clinrisk.settings import PROJECT_ROOT, Settings
 from clinrisk.spec import ModelSpec, file_sha256
+
+if TYPE_CHECKING:  # scikit-learn stays out of the service's start-up
+    from clinrisk.model import RiskModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

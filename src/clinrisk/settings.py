@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     fast_path: bool = True
+    # Threads for OpenMP/BLAS in training, `predict` and the flows; unset: the cores this process
+    # may run on (see clinrisk.threads).
+    threads: int | None = Field(default=None, ge=1)
     # Answered predictions not yet in the log, per worker, replayed after a crash (local disk only).
     journal_dir: Path | None = None
     access_log: bool = False  # one line per request; off so the stack's banner stays readable

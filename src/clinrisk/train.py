@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
-from threadpoolctl import threadpool_limits
 
 from clinrisk.calibration import calibrate_model
 from clinrisk.data import data_warnings
@@ -122,9 +121,7 @@ def reference_sample(train: pd.DataFrame, spec: ModelSpec, seed: int) -> pd.Data
     return train[columns].sample(n=rows, random_state=seed).reset_index(drop=True)
 
 
-# HistGradientBoosting's OpenMP threads fight for the few cores of a shared host (25x slower on
-# 2 busy cores); one thread per training keeps it predictable.
-@threadpool_limits.wrap(limits=1, user_api="openmp")
+# The OpenMP thread count is set by the caller from settings (clinrisk.threads.limited).
 def train_model(
     spec: ModelSpec,
     frame: pd.DataFrame,

@@ -59,7 +59,7 @@ def test_predict_scores_the_full_real_file(run, tmp_path):
         "predict", "--input", str(RAW_STROKE), "--output", str(tmp_path / "out.csv"), "--chunk-rows", "1000"
     )
     assert code == 0 and report["rows_scored"] == 5110
-    assert report["scoring_path"] == "onnx"  # the lean scorer, verified on the first chunk
+    assert report["scoring_path"] == "numpy"  # the bundle's lean scorer, verified at registration
     scored = pd.read_csv(tmp_path / "out.csv")
     assert len(scored) == 5110
     assert scored["probability"].between(0, 1).all()

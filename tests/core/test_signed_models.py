@@ -91,9 +91,9 @@ def with_threshold(files: dict) -> None:
 
 
 def test_the_champion_is_served_from_its_signed_bundle_without_unpickling(registry_settings, no_unpickling):
-    """It serves the champion through ONNX from the signed bundle; no pickle is read."""
+    """It serves the champion through the bundle's stored lean scorer; no pickle is read."""
     state = serving_holder(registry_settings).state
-    assert state.loaded.version == "1" and state.loaded.scoring.active == "onnx"
+    assert state.loaded.version == "1" and state.loaded.scoring.active == "numpy"  # the fast spec's LR
     assert state.loaded.scoring.verified_rows == 5110  # the training snapshot, verified once
     assert "at registration" in state.loaded.scoring.reason
 
@@ -158,7 +158,7 @@ def test_a_planted_cache_file_is_never_executed(tmp_path, registry_settings):
 
 
 def test_predict_loads_only_the_bundle(registry_settings, tmp_path, monkeypatch, no_unpickling):
-    """`clinrisk predict` scores with the signed ONNX bundle, never a pickle."""
+    """`clinrisk predict` scores with the signed bundle's lean scorer, never a pickle."""
     monkeypatch.setenv("CLINRISK_HOME", str(registry_settings.home))
     monkeypatch.setenv("CLINRISK_SPEC_DIR", str(registry_settings.spec_dir))
     pd.read_csv(RAW_STROKE).head(200).to_csv(tmp_path / "in.csv", index=False)
@@ -166,7 +166,7 @@ def test_predict_loads_only_the_bundle(registry_settings, tmp_path, monkeypatch,
         main, ["predict", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output.strip().splitlines()[-1])["scoring_path"] == "onnx"
+    assert json.loads(result.output.strip().splitlines()[-1])["scoring_path"] == "numpy"
 
 
 def test_upgrade_signs_versions_registered_before_bundles(tmp_path):

@@ -134,11 +134,11 @@ def test_invalid_feedback_is_422(client, body):
 
 
 def test_model_describes_the_champion_and_its_scoring_path(client):
-    """It shows version, threshold, metrics, provenance and the verified ONNX path."""
+    """It shows version, threshold, metrics, provenance and the lean scorer verified at registration."""
     body = client.get("/model").json
     assert body["version"] == "1" and body["status"] == "ready"
     assert {"threshold", "holdout_metrics", "trained_at", "data_sha256"} <= set(body)
-    assert body["scoring_path"]["active"] == "onnx"
+    assert body["scoring_path"]["active"] == "numpy"  # logistic regression
     assert body["scoring_path"]["verified_rows"] == 5110
     assert body["scoring_path"]["max_abs_diff"] <= 1e-5
 

@@ -169,3 +169,48 @@ def test_watcher_polls_until_stopped(holder_settings, logistic_model):
     watcher.stop()
     assert source.loads == ["1"]
     assert watcher.holder.state.status == READY
+
+
+def test_a_worker_starts_from_its_cache_then_confirms_with_the_registry(holder_settings, logistic_model):
+    """It serves the cached champion at start without downloading, then confirms it off the start-up path."""
+    cache.save(
+        cache.cache_dir(holder_settings, "stroke"), signed_bundle(logistic_model, holder_settings, "3")
+    )
+    source = FakeRegistry({"3": logistic_model}, "3", holder_settings)
+    holder = ChampionHolder(holder_settings, source)
+    assert holder.start_from_cache()
+    assert holder.state.status == DEGRADED and holder.state.loaded.origin == "cache"
+    assert source.loads == []  # nothing downloaded to become ready
+    confirmed = holder.refresh()
+    assert confirmed.status == READY and confirmed.loaded.origin == "registry"
+    assert source.loads == []  # the registry named the cached version: still nothing downloaded
+
+
+def test_a_cached_champion_the_registry_replaced_is_swapped_at_first_check(holder_settings, logistic_model):
+    """It swaps in the registry's champion when the cache held an older one."""
+    cache.save(
+        cache.cache_dir(holder_settings, "stroke"), signed_bundle(logistic_model, holder_settings, "3")
+    )
+    source = FakeRegistry({"3": logistic_model, "4": logistic_model}, "4", holder_settings)
+    holder = ChampionHolder(holder_settings, source)
+    assert holder.start_from_cache() and holder.state.loaded.version == "3"
+    assert holder.refresh().loaded.version == "4"
+
+
+def test_no_training_data_is_read_when_a_worker_starts(holder_settings, logistic_model, monkeypatch):
+    """It loads and serves the champion without reading any data file (no data/raw beside the service)."""
+    import pandas as pd
+
+    source = FakeRegistry({"1": logistic_model}, "1", holder_settings)
+    signed_bundle(logistic_model, holder_settings, "1")  # built (and verified) before the worker starts
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a data file was read at start-up")
+
+    for name in ("read_csv", "read_parquet"):
+        monkeypatch.setattr(pd, name, refuse)
+    app = make_app(holder_settings.model_copy(update={"auth_enabled": False}), source, watch=False)
+    client = app.test_client()
+    assert client.get("/ready").status_code == 200
+    assert client.post("/predict", json=PATIENT).status_code == 200
+    app.extensions["clinrisk"].close()

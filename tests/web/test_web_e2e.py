@@ -95,10 +95,10 @@ def test_invalid_input_gets_a_4xx_naming_the_field(live_service, data, content_t
     assert field in [problem["field"] for problem in response.json()["errors"]]
 
 
-def test_model_reports_the_verified_onnx_path(live_service):
-    """It converts the champion to ONNX, verifies it on the real file and says so on /model."""
+def test_model_reports_the_verified_lean_scorer(live_service):
+    """It serves the lean scorer stored and verified on the real file at registration, and says so."""
     body = requests.get(f"{live_service.url}/model", headers=bearer(live_service), timeout=30).json()
-    assert body["scoring_path"]["active"] == "onnx"
+    assert body["scoring_path"]["active"] in ("numpy", "tree-ensemble")
     assert body["scoring_path"]["verified_rows"] == 5110
     assert body["loaded_from"] == "registry"
 
@@ -222,15 +222,19 @@ def test_promotion_swaps_the_answering_version_without_failed_requests(e2e_regis
 
 
 def test_registry_down_at_start_serves_the_cached_champion_as_degraded(e2e_registry, live_service, tmp_path):
-    """It starts from the champion cached on local disk when the registry is unreachable."""
+    """It starts from the champion cached on disk; /ready says the registry is unreachable once asked."""
     home = tmp_path / "home"
     shutil.copytree(live_service.home / "serving-cache", home / "serving-cache")
     cached = json.loads((home / "serving-cache" / "stroke" / "meta.json").read_text())["version"]
     unreachable = f"http://127.0.0.1:{free_port()}"
     env = service_env(home, e2e_registry["spec_dir"], unreachable, auth_enabled="false")
     with gunicorn_service(env, workers=1) as service:
+        answer = post(f"{service.url}/predict", PATIENT)  # served from the cache at once
+        deadline = time.monotonic() + 60  # the registry is asked off the start-up path
         ready = requests.get(f"{service.url}/ready", timeout=30)
-        answer = post(f"{service.url}/predict", PATIENT)
+        while "unreachable" not in (ready.json()["reason"] or "") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            ready = requests.get(f"{service.url}/ready", timeout=30)
     assert ready.status_code == 200
     assert ready.json()["status"] == "degraded" and "unreachable" in ready.json()["reason"]
     assert answer.status_code == 200 and answer.json()["model"]["version"] == cached

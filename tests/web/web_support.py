@@ -25,6 +25,8 @@ def service_env(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) 
         CLINRISK_SPEC_DIR=str(spec_dir),
         CLINRISK_TRACKING_URI=tracking_uri,
         CLINRISK_REGISTRY_URI=tracking_uri,
+        # One signing key per registry (beside its specs): the trainer signs, every service verifies.
+        CLINRISK_SIGNING_KEY_FILE=str(Path(spec_dir).parent / "signing.key"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         MLFLOW_DISABLE_TELEMETRY="true",
         # One signing key per registry, as in production: the trainer signs, services verify.

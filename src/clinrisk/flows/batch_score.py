@@ -9,6 +9,7 @@ from prefect import flow
 
 from clinrisk.flows import summaries, tasks
 from clinrisk.settings import load_settings
+from clinrisk.threads import limited
 
 
 def default_output(input_path: str) -> str:
@@ -29,15 +30,16 @@ def batch_score(
     settings = load_settings()
     name = model_name or settings.model_name
     champion = tasks.load_served_champion(settings, name)
-    report = tasks.score_file(
-        champion,
-        champion.info["version"],
-        input_path,
-        output_path or default_output(input_path),
-        chunk_rows=chunk_rows,
-        skip_invalid=skip_invalid,
-        progress=False,
-    )
+    with limited(settings.threads):
+        report = tasks.score_file(
+            champion,
+            champion.info["version"],
+            input_path,
+            output_path or default_output(input_path),
+            chunk_rows=chunk_rows,
+            skip_invalid=skip_invalid,
+            progress=False,
+        )
     result = asdict(report)
     tasks.publish_artifact("batch-score", name, summaries.batch_markdown(result, input_path))
     return result

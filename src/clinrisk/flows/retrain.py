@@ -7,6 +7,7 @@ from prefect import flow
 from clinrisk.flows import origin, summaries, tasks
 from clinrisk.retraining import skip_reason, skipped_summary, summary
 from clinrisk.settings import load_settings
+from clinrisk.threads import limited
 
 
 @flow(name="retrain", log_prints=True)
@@ -36,8 +37,9 @@ def retrain(
         return {**outcome, "reason": reason}
     champion = tasks.download_champion(settings, name, champion)
     split = tasks.plan_evaluation(data, champion)
-    result = tasks.train_candidates(data.spec, split.train, seed, data.sha256, split.evaluation)
-    served = tasks.refit_on_all(data, result, seed)
+    with limited(settings.threads):
+        result = tasks.train_candidates(data.spec, split.train, seed, data.sha256, split.evaluation)
+        served = tasks.refit_on_all(data, result, seed)
     version = tasks.log_and_register(settings, data, result, served, split.rule)
     decision = tasks.apply_gate(settings, version.version, result.model, result.holdout, champion.model)
     tasks.refresh_card(settings, version.name, version.version)

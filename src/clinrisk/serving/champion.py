@@ -20,7 +20,7 @@ from clinrisk import registry, signing
 from clinrisk.bundle import BundleError, ServedModel
 from clinrisk.errors import RegistryError
 from clinrisk.serving import cache
-from clinrisk.serving.scorer import ONNX, Scorer, ScoringPath
+from clinrisk.serving.scorer import Scorer, ScoringPath
 from clinrisk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,25 @@ class ChampionHolder:
     def state(self) -> ServingState:
         return self._state
 
+    def start_from_cache(self) -> bool:
+        """At worker start, serve the cached champion at once if it verifies; True when it does.
+
+        No registry round trip and no download: the worker is ready in the time it takes to
+        read and verify a few files. The state stays 'degraded' until the first `refresh()`
+        (the watcher's, right after) confirms the version or swaps in the registry's champion.
+        """
+        with self._lock:
+            if self._state.loaded is not None:
+                return True
+            cached = self._load_cache()
+            if cached is None:
+                return False
+            loaded = self._prepare(cached, str(cached.info.get("version", "unknown")), FROM_CACHE)
+            reason = f"serving the cached version {loaded.version} until the registry confirms it"
+            self._state = ServingState(DEGRADED, reason, loaded)
+            self._log_change(ServingState(LOADING, None, None), self._state)
+        return True
+
     def refresh(self) -> ServingState:
         """Check the registry once and swap in a new champion if there is one (never raises)."""
         with self._lock:
@@ -169,10 +188,13 @@ class ChampionHolder:
         return ServingState(DEGRADED, f"{problem}; serving the cached version {loaded.version}", loaded)
 
     def _prepare(self, model: ServedModel, version: str, origin: str) -> LoadedModel:
-        """Open the ONNX session and build the request schema now, off the request path."""
+        """Build the scorer (ONNX session) and the request schema now, off the request path."""
         facts = model.verification
         scoring = ScoringPath(
-            ONNX, f"{facts['reason']} at registration", facts.get("max_abs_diff"), facts.get("rows", 0)
+            model.scorer.path,
+            f"{facts['reason']} at registration",
+            facts.get("max_abs_diff"),
+            facts.get("rows", 0),
         )
         _ = model.spec.record_model
         now = datetime.now(UTC).isoformat(timespec="seconds")

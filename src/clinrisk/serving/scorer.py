@@ -13,14 +13,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from clinrisk.model import RiskModel
 from clinrisk.spec import ModelSpec
 from clinrisk.wording import count_of
+
+if TYPE_CHECKING:  # scikit-learn stays out of the service's start-up
+    from clinrisk.model import RiskModel
 
 log = logging.getLogger(__name__)
 

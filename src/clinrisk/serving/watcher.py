@@ -19,9 +19,12 @@ class ChampionWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, *, check_now: bool = False) -> None:
+        """Poll every `interval` seconds; with `check_now`, refresh once at once (off the caller's thread)."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="champion-watcher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(check_now,), name="champion-watcher", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -29,6 +32,8 @@ class ChampionWatcher:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _run(self) -> None:
+    def _run(self, check_now: bool = False) -> None:
+        if check_now:
+            self.holder.refresh()
         while not self._stop.wait(self.interval):
             self.holder.refresh()

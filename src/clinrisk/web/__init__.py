@@ -14,12 +14,13 @@ def create_app(
     """Build the app; tests inject settings and a fake model source, production reads the environment."""
     from clinrisk.web import api, docs, metrics, ops, pages
     from clinrisk.web.errors import register_error_handlers
+    from clinrisk.web.jsonio import OrjsonProvider
     from clinrisk.web.runtime import Runtime
 
     settings = settings or load_settings()
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
     runtime = Runtime(settings, model_source, watch=watch)
     app.extensions["clinrisk"] = runtime
     register_error_handlers(app)

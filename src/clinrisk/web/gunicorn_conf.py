@@ -71,7 +71,11 @@ def on_starting(server) -> None:
 def post_worker_init(worker) -> None:
     """In each worker, before it accepts requests: load the champion and start its threads."""
     import logging
+    import sys
 
+    from clinrisk.web.runtime import WORKER_SWITCH_INTERVAL
+
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
     package_log = logging.getLogger("clinrisk")
     package_log.handlers = list(worker.log.error_log.handlers)
     package_log.setLevel(logging.INFO)

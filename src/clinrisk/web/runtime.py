@@ -24,6 +24,13 @@ from clinrisk.web.users import UserError, UserStore
 log = logging.getLogger(__name__)
 
 
+# Python hands the GIL from a busy thread to a waiting one only every switch interval (5 ms by
+# default). A request thread that releases it (a socket read, the scorer's native call) then
+# waits behind the log writer or the watcher for up to 5 ms each time: most of a request's
+# latency under load. Workers use a 0.5 ms interval (set by gunicorn_conf.post_worker_init).
+WORKER_SWITCH_INTERVAL = 0.0005
+
+
 class Runtime:
     """The shared state of the app, kept in `app.extensions["clinrisk"]`."""
 
@@ -40,7 +47,12 @@ class Runtime:
         self._lock = threading.Lock()
 
     def ensure_started(self) -> None:
-        """Load the champion and start the threads, once per process."""
+        """Load the champion and start the threads, once per process.
+
+        With a watcher, a champion in the local cache is served at once and the registry is
+        asked right after, off the start-up path (a worker is ready in about a second, not
+        after importing MLflow and downloading); otherwise the registry is asked first.
+        """
         if self._pid == os.getpid():
             return
         with self._lock:
@@ -48,9 +60,11 @@ class Runtime:
                 return
             self.writer.start()
             self._warn_without_users()
-            self.holder.refresh()
+            from_cache = self.watcher is not None and self.holder.start_from_cache()
+            if not from_cache:
+                self.holder.refresh()
             if self.watcher is not None:
-                self.watcher.start()
+                self.watcher.start(check_now=from_cache)
             atexit.register(self.close)
             self._pid = os.getpid()
 

@@ -112,7 +112,11 @@ class Readiness(BaseModel):
 
 
 class ScoringPathInfo(BaseModel):
-    active: Literal["onnx", "sklearn"]
+    active: Literal["numpy", "tree-ensemble", "onnx", "sklearn"] = Field(
+        description="numpy: logistic regression in numpy; tree-ensemble: numpy preprocessing and one "
+        "ONNX TreeEnsemble node; onnx: the whole pipeline as an ONNX graph (versions signed before "
+        "lean scorers, or models they cannot express); sklearn: scikit-learn"
+    )
     reason: str
     max_abs_diff: float | None
     verified_rows: int
