@@ -29,8 +29,6 @@ def service_env(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) 
         CLINRISK_SIGNING_KEY_FILE=str(Path(spec_dir).parent / "signing.key"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         MLFLOW_DISABLE_TELEMETRY="true",
-        # One signing key per registry, as in production: the trainer signs, services verify.
-        CLINRISK_SIGNING_KEY_FILE=str(Path(spec_dir).parent / "signing.key"),
     )
     env.update({f"CLINRISK_{k.upper()}": v for k, v in settings.items()})
     return env
