@@ -120,8 +120,13 @@ def models(ctx: click.Context, model_name: str | None, as_json: bool) -> None:
         if r.get("gate_precision"):
             click.echo(
                 f"{'':>9}gate: precision {r['gate_precision']}, recall {r['gate_recall']}, "
-                f"McNemar p {r['gate_p_value']}"
+                f"McNemar p {_p_value_text(r['gate_p_value'])}"
             )
+
+
+def _p_value_text(found: str | None) -> str:
+    """The gate's p-value tag, or why there is none (a first model has nobody to compare with)."""
+    return "not run (no champion to compare with)" if found in (None, "", "none") else found
 
 
 @models.command("upgrade")

@@ -86,7 +86,8 @@ def compare_on_holdout(
     from clinrisk.monitoring import reports  # Evidently loads slowly: only when a report is made
 
     floors = floors_for(settings, spec)
-    title = f"{spec.name} v{version} vs champion v{champion_version or 'none'}"
+    against = f"champion v{champion_version}" if champion_version else "no champion yet"
+    title = f"{spec.name} v{version} vs {against}"
     snapshot = reports.comparison_snapshot(
         spec, current, reference, floors, {"title": title, "model_version": version}
     )

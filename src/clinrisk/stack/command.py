@@ -41,21 +41,21 @@ def clinrisk_command(config: StackConfig) -> str:
     return shown(in_project if in_project.exists() else Path(executable("clinrisk")), config)
 
 
-def describe(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> str:
+def describe(config: StackConfig, admin: Admin | None, auth_enabled: bool, model_name: str = "stroke") -> str:
     """The banner printed once everything answers: URLs, how to authenticate and run a flow."""
     rows = [
         ("Prediction service", f"{config.service_url}  (POST /predict)"),
         ("API docs", f"{config.service_url}/docs"),
         ("MLflow UI", config.mlflow_url),
         ("Prefect UI", config.prefect_url),
-        ("Evidently UI", f"{config.evidently_url}  (project clinrisk-<model>)"),
+        ("Evidently UI", f"{config.evidently_url}  (project clinrisk-{model_name})"),
         ("Reports", f"{config.reports_index.as_uri()}  (written by the flows)"),
     ]
     clinrisk = clinrisk_command(config)
     lines = ["", f"clinrisk stack is up; state in {config.home}", ""]
     lines += [f"  {name:<20}{url}" for name, url in rows]
     lines += ["", *auth_lines(config, admin, auth_enabled)]
-    lines += ["", f"Run a flow now: {clinrisk} flows run monitor   (or retrain; --param key=value)"]
+    lines += ["", f"Run a flow now: {clinrisk} flows run monitor --wait   (or retrain; --param key=value)"]
     lines += ["", "Ctrl-C stops every process of the stack."]
     return "\n".join(lines) + "\n"
 
@@ -132,7 +132,7 @@ def up(
     prepare_home(config)
     env = {**os.environ, **environment(config)}
     admin = ensure_admin(settings, env)
-    banner = describe(config, admin, settings.auth_enabled)
+    banner = describe(config, admin, settings.auth_enabled, settings.model_name)
     supervisor = processes.supervisor(config, env, train=not no_train, redeploy=redeploy)
     threading.Thread(target=announce_when_ready, args=(config, banner, supervisor.echo), daemon=True).start()
     sys.exit(processes.run(supervisor))
