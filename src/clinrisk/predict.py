@@ -6,6 +6,7 @@ half-way through a file never leaves a partial output behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,10 @@ class _TableWriter:
         self.tmp = None
 
     def discard(self) -> None:
-        self._close()
+        # Closing flushes what is buffered, which fails again on a full disk: the file goes anyway.
+        with contextlib.suppress(OSError):
+            self._close()
+        self._handle, self._writer = None, None
         if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
 

@@ -216,12 +216,15 @@ def _validate_record(item: Any, record_model: type[BaseModel], prefix: tuple) ->
 
 
 def explain_requested() -> bool:
-    """`?explain=true|1|yes` asks for reasons; anything else than true/false words is a 422."""
-    raw = request.args.get("explain", "false").strip().lower()
-    if raw in ("true", "1", "yes"):
-        return True
-    if raw in ("false", "0", "no", ""):
+    """`?explain=true` asks for reasons, `false` (or no parameter) does not; any other value is a 422.
+
+    Exactly the two spellings of an OpenAPI boolean in a query, so the document and the service agree.
+    """
+    raw = request.args.get("explain")
+    if raw is None or raw == "false":
         return False
+    if raw == "true":
+        return True
     message = f"explain must be true or false, not '{raw[:20]}'"
     raise _invalid([problem(("query", "explain"), message, "bool_parsing")])
 
