@@ -43,6 +43,8 @@ TIER_OF_MODULE = {
     "stack/test_readme.py": "code",
     "web/test_web_e2e.py": "e2e",
     "web/test_web_fuzz.py": "integration",
+    "web/test_web_browser.py": "browser",
+    "store/test_loop.py": "e2e",
 }
 TIER_OF_DIRECTORY = {"flows": "integration", "compose": "e2e", "web": "code"}
 
