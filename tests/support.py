@@ -81,14 +81,18 @@ def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
 
 
 @contextmanager
-def mlflow_server(workdir: Path):
-    """A real `mlflow server` with an SQLite backend and proxied local artifacts."""
+def mlflow_server(workdir: Path, *options: str, env: dict[str, str] | None = None):
+    """A real `mlflow server` with an SQLite backend and proxied local artifacts.
+
+    `options` go before the others (e.g. `--app-name basic-auth`); `env` is added to the environment.
+    """
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     command = [
         str(VENV_BIN / "mlflow"),
         "server",
+        *options,
         "--backend-store-uri",
         f"sqlite:///{workdir / 'mlflow.db'}",
         "--artifacts-destination",

@@ -31,6 +31,7 @@ import pandas as pd
 
 from clinrisk import signing
 from clinrisk.errors import ClinriskError
+from clinrisk.model import Decisions, RiskModel
 from clinrisk.spec import ModelSpec, spec_from_yaml
 
 ARTIFACT_PATH = "scorer"
@@ -214,7 +215,7 @@ def read_bundle(
     return ServedModel(files[ONNX_FILE], meta, version, dict(files))
 
 
-class ServedModel:
+class ServedModel(Decisions):
     """What serving and batch scoring hold: ONNX scorer, threshold, spec and facts, no pickle.
 
     It answers like `RiskModel` where scoring needs it (`spec`, `threshold`, `info`,
@@ -278,10 +279,6 @@ class ServedModel:
 
         return score_frame(self.scorer, features, self.spec)
 
-    @property
-    def is_regression(self) -> bool:
-        return self.spec.is_regression
-
     def predict_value(self, features: pd.DataFrame) -> np.ndarray:
         """A regression's predicted outcome for each row, in the target's units."""
         return self.predict_proba(features)
@@ -299,8 +296,6 @@ class ServedModel:
         """
         import skops.io
 
-        from clinrisk.model import RiskModel
-
         data = self.files.get(PIPELINE_FILE)
         if data is None and self.pipeline_loader is not None:
             data = self.pipeline_loader()
@@ -308,16 +303,6 @@ class ServedModel:
             raise BundleError("this version's bundle carries no verified pipeline to explain with")
         pipeline = skops.io.loads(data, trusted=SKOPS_TRUSTED)
         return RiskModel(pipeline, self.threshold, self.meta["spec_yaml"], dict(self.info), self.calibration)
-
-    def decide(self, proba: np.ndarray) -> np.ndarray:
-        return (np.asarray(proba) >= self.threshold).astype(int)
-
-    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Probability and 0/1 decision at the threshold (a regression: `prediction` only)."""
-        if self.is_regression:
-            return pd.DataFrame({"prediction": self.predict_value(features)}, index=features.index)
-        proba = self.predict_proba(features)
-        return pd.DataFrame({"probability": proba, "prediction": self.decide(proba)}, index=features.index)
 
 
 def promotion_record(

@@ -8,18 +8,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from clinrisk.calibration import PlattCalibration
 from clinrisk.spec import ModelSpec, spec_from_yaml
 
+if TYPE_CHECKING:  # scikit-learn is not imported where only bundles are served
+    from sklearn.pipeline import Pipeline
+
+
+class Decisions:
+    """Decisions from scores, shared by the fitted `RiskModel` and the served `bundle.ServedModel`.
+
+    Needs `spec`, `threshold`, `predict_proba` and `predict_value` from the class it is mixed into.
+    """
+
+    @property
+    def is_regression(self) -> bool:
+        return self.spec.is_regression
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        return (np.asarray(proba) >= self.threshold).astype(int)
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Probability and 0/1 decision at the model's own threshold (a regression: `prediction` only)."""
+        if self.is_regression:
+            return pd.DataFrame({"prediction": self.predict_value(features)}, index=features.index)
+        proba = self.predict_proba(features)
+        return pd.DataFrame({"probability": proba, "prediction": self.decide(proba)}, index=features.index)
+
 
 @dataclass
-class RiskModel:
+class RiskModel(Decisions):
     pipeline: Pipeline
     threshold: float | None  # None for a regression: it has no decision to make
     spec_yaml: str
@@ -43,10 +66,6 @@ class RiskModel:
         """Calibrated probability of the positive class (a risk in [0, 1]) for each row."""
         return self.calibrate(self.raw_proba(features))
 
-    @property
-    def is_regression(self) -> bool:
-        return self.spec.is_regression
-
     def predict_value(self, features: pd.DataFrame) -> np.ndarray:
         """A regression's predicted outcome for each row, in the target's units."""
         return self.pipeline.predict(features[self.spec.feature_names]).astype(float)
@@ -54,16 +73,6 @@ class RiskModel:
     def scores(self, features: pd.DataFrame) -> np.ndarray:
         """What a scorer returns: the probability, or the predicted value of a regression."""
         return self.predict_value(features) if self.is_regression else self.predict_proba(features)
-
-    def decide(self, proba: np.ndarray) -> np.ndarray:
-        return (np.asarray(proba) >= self.threshold).astype(int)
-
-    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Probability and 0/1 decision at the model's own threshold (a regression: `prediction` only)."""
-        if self.is_regression:
-            return pd.DataFrame({"prediction": self.predict_value(features)}, index=features.index)
-        proba = self.predict_proba(features)
-        return pd.DataFrame({"probability": proba, "prediction": self.decide(proba)}, index=features.index)
 
     def __getstate__(self) -> dict[str, Any]:
         # The derived spec holds a dynamically built pydantic class that cannot be pickled.

@@ -11,7 +11,7 @@ import requests
 
 from clinrisk.credentials import mlflow_auth_config
 from clinrisk.stack.config import StackConfig, environment
-from support import VENV_BIN, free_port, stop_process, wait_for_http
+from support import VENV_BIN, free_port, mlflow_server, stop_process, wait_for_http
 
 ADMIN_PASSWORD = "admin-" + "a" * 20
 PREFECT_AUTH = "clinrisk:" + "p" * 24
@@ -22,31 +22,13 @@ def mlflow_auth_url(tmp_path_factory):
     """`mlflow server --app-name basic-auth` with our config: nobody has permissions by default."""
     root = tmp_path_factory.mktemp("mlflow-auth")
     config = mlflow_auth_config(root / "basic_auth.ini", f"sqlite:///{root / 'auth.db'}")
-    port = free_port()
     env = {
-        **os.environ,
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 32,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
-    command = [str(VENV_BIN / "mlflow"), "server", "--app-name", "basic-auth"]
-    command += [
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(root / "a"),
-    ]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/health", timeout=120, process=process)
+    with mlflow_server(root / "server", "--app-name", "basic-auth", env=env) as url:
         yield url
-    finally:
-        stop_process(process)
-        log.close()
 
 
 def mlflow_call(url: str, path: str, body: dict, auth: tuple[str, str] | None) -> requests.Response:
