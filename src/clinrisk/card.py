@@ -118,12 +118,6 @@ def card_facts(result, data_path: Path | str | None = None) -> dict[str, Any]:
     slices = slice_report(spec, holdout, y, model.decide(result.holdout_proba))
     gaps = clear_gaps(slices)
     missing = _missing_shares(spec, holdout)
-    path = Path(data_path or spec.data.path)
-    modified = (
-        datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
-        if path.exists()
-        else None
-    )
     return {
         "model": spec.name,
         "description": spec.description,
@@ -131,13 +125,7 @@ def card_facts(result, data_path: Path | str | None = None) -> dict[str, Any]:
         "trained_at": model.info.get("trained_at"),
         "threshold": model.threshold,
         "objective": spec.objective.model_dump(),
-        "data": {
-            "path": str(path),
-            "sha256": model.info.get("data_sha256"),
-            "modified_at": modified,
-            "rows": result.rows,
-            "positives_holdout": int(y.sum()),
-        },
+        "data": {**_data_facts(result, data_path), "positives_holdout": int(y.sum())},
         "holdout": {
             "rates": holdout_rates(result.holdout_metrics),
             **{k: result.holdout_metrics.get(k) for k in ("roc_auc", "pr_auc", "brier")},

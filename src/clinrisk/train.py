@@ -121,6 +121,20 @@ def reference_sample(train: pd.DataFrame, spec: ModelSpec, seed: int) -> pd.Data
     return train[columns].sample(n=rows, random_state=seed).reset_index(drop=True)
 
 
+def training_facts(
+    spec: ModelSpec, candidate: str, seed: int, data_sha256: str | None, metrics: dict
+) -> dict:
+    """What every trained model records about itself in `RiskModel.info` (both kinds)."""
+    return {
+        "model": spec.name,
+        "candidate": candidate,
+        "seed": seed,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_sha256": data_sha256,
+        "holdout_metrics": metrics,
+    }
+
+
 # The OpenMP thread count is set by the caller from settings (clinrisk.threads.limited).
 def train_model(
     spec: ModelSpec,
@@ -164,12 +178,7 @@ def train_model(
     holdout_proba = model.predict_proba(holdout)
     metrics = classification_metrics(holdout[spec.target.column], holdout_proba, model.threshold)
     model.info = {
-        "model": spec.name,
-        "candidate": best.name,
-        "seed": seed,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data_sha256": data_sha256,
-        "holdout_metrics": metrics,
+        **training_facts(spec, best.name, seed, data_sha256, metrics),
         "calibration": calibration,
         # The average training patient, which linear explanations start from.
         "transformed_means": transformed_means(pipeline, train, spec.feature_names),

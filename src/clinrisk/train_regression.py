@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -69,7 +68,7 @@ def train_regression(
     The holdout is a random split of `frame`, or `evaluation` when given (rows kept apart by the
     caller, e.g. those the champion never saw; `frame` is then all training rows).
     """
-    from clinrisk.train import TrainingResult, reference_sample
+    from clinrisk.train import TrainingResult, reference_sample, training_facts
 
     if evaluation is None:
         train, holdout = train_test_split(frame, test_size=spec.training.holdout_fraction, random_state=seed)
@@ -84,12 +83,7 @@ def train_regression(
     predicted = model.predict_value(holdout)
     metrics = regression_metrics(holdout[spec.target.column], predicted, spec.objective.bootstrap_rounds)
     model.info = {
-        "model": spec.name,
-        "candidate": best.name,
-        "seed": seed,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data_sha256": data_sha256,
-        "holdout_metrics": metrics,
+        **training_facts(spec, best.name, seed, data_sha256, metrics),
         "data_warnings": warnings or [],
     }
     return TrainingResult(
