@@ -33,6 +33,8 @@ SECRETS = (
     "PREFECT_SERVER_API_AUTH_STRING",
     "EVIDENTLY_SECRET",
 )
+# The MLflow accounts of the stack: training and promotion write, the web service only reads.
+WRITER, READER = "clinrisk-writer", "clinrisk-reader"
 PLACEHOLDERS = {
     "admin", "password", "password1234", "changeme", "change-me", "secret", "postgres", "mlflow",
     "prefect", "predictions", "evidently", "admin:admin", "test", "default",
@@ -94,6 +96,46 @@ def generate(home: Path) -> tuple[Path, list[str]]:
         out.write("".join(f"{k}={v}\n" for k, v in values.items()))
     os.replace(tmp, path)
     return path, added
+
+
+def load(home: Path) -> dict[str, str]:
+    """The secrets `generate` wrote into `<home>/credentials.env`; empty when there is none."""
+    path = home / CREDENTIALS_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def client_environment(values: Mapping[str, str], role: str) -> dict[str, str]:
+    """What an MLflow and Prefect client of the stack needs: `writer` (training, promotion, the
+    CLI, the worker's flows) or `reader` (the web service, which never needs Prefect)."""
+    if role == "reader":
+        return {
+            "MLFLOW_TRACKING_USERNAME": READER,
+            "MLFLOW_TRACKING_PASSWORD": values["MLFLOW_READER_PASSWORD"],
+        }
+    return {
+        "MLFLOW_TRACKING_USERNAME": WRITER,
+        "MLFLOW_TRACKING_PASSWORD": values["MLFLOW_WRITER_PASSWORD"],
+        "PREFECT_API_AUTH_STRING": values["PREFECT_SERVER_API_AUTH_STRING"],
+    }
+
+
+def use_stack_credentials(home: Path, role: str = "writer") -> None:
+    """Let this process's MLflow and Prefect clients log in to the stack started with `home`.
+
+    Only variables the environment does not set are filled in, and only when `make up` (or
+    `clinrisk credentials`) generated `<home>/credentials.env`: a command pasted into a new
+    shell then works as it did in the stack's own processes.
+    """
+    try:
+        wanted = client_environment(load(home), role)
+    except KeyError:  # no credentials file (no stack yet), or one from before these accounts
+        return
+    for name, value in wanted.items():
+        os.environ.setdefault(name, value)
 
 
 def mlflow_auth_config(path: Path, database_uri: str) -> Path:
