@@ -39,6 +39,7 @@ PLACEHOLDERS = {
     "admin", "password", "password1234", "changeme", "change-me", "secret", "postgres", "mlflow",
     "prefect", "predictions", "evidently", "admin:admin", "test", "default",
 }  # fmt: skip
+PLACEHOLDER_PREFIXES = ("change-me", "changeme", "change_me")  # .env.example's and compose's defaults
 
 
 def is_loopback(address: str) -> bool:
@@ -53,7 +54,8 @@ def is_loopback(address: str) -> bool:
 def weak(value: str) -> bool:
     """A placeholder, a default, or shorter than MIN_SECRET_LENGTH."""
     secret = value.rpartition(":")[2] if value.count(":") == 1 else value  # "user:password" strings
-    return secret.lower() in PLACEHOLDERS or len(secret) < MIN_SECRET_LENGTH
+    placeholder = secret.lower() in PLACEHOLDERS or secret.lower().startswith(PLACEHOLDER_PREFIXES)
+    return placeholder or len(secret) < MIN_SECRET_LENGTH
 
 
 def refuse_weak(address: str, values: Mapping[str, str | None]) -> None:
@@ -165,7 +167,12 @@ def main(argv: list[str]) -> int:
 
     The published address comes from CLINRISK_PUBLISHED_ADDRESS (compose passes
     CLINRISK_BIND_ADDRESS there); a variable holding a URL is judged by its password.
+    `python -m clinrisk.credentials mlflow-auth-config PATH DATABASE_URI` writes MLflow's
+    basic-auth settings for the mlflow container.
     """
+    if len(argv) == 3 and argv[0] == "mlflow-auth-config":
+        mlflow_auth_config(Path(argv[1]), argv[2])
+        return 0
     if not argv or argv[0] != "check":
         print("usage: python -m clinrisk.credentials check VAR [VAR...]", file=sys.stderr)
         return 2

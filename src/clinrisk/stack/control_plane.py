@@ -85,6 +85,8 @@ def ensure_mlflow_accounts(url: str, values: Mapping[str, str]) -> None:
             grant = {"username": user, "resource_type": resource_type, "resource_id": "*"}
             grant["permission"] = GRANTS[user]
             answer = mlflow_call(url, "3.0/mlflow/users/permissions/grant", grant, admin)
+            if answer.status_code == 400 and "RESOURCE_ALREADY_EXISTS" in answer.text:
+                continue  # granted on an earlier start
             check(answer, f"granting {GRANTS[user]} on every {resource_type} to {user}")
 
 
