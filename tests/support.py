@@ -54,13 +54,17 @@ def wait_for_http(url: str, timeout: float = 60.0, process: subprocess.Popen | N
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def prefect_api_call(method: str, url: str, **kwargs) -> requests.Response:
+def prefect_api_call(method: str, url: str, auth_string: str | None = None, **kwargs) -> requests.Response:
     """Call the Prefect REST API, retrying 429/502/503 as Prefect's own client does.
 
     A Prefect server on SQLite answers 503 while its database is briefly locked by the scheduler.
+    With `auth_string` (PREFECT_API_AUTH_STRING), the call logs in and carries a CSRF token.
     """
+    from clinrisk.stack.control_plane import PrefectApi
+
+    api = PrefectApi(url[: url.index("/api") + len("/api")], auth_string)
     for attempt in range(6):
-        response = requests.request(method, url, timeout=30, **kwargs)
+        response = api.request(method, url, timeout=30, **kwargs)
         if response.status_code not in (429, 502, 503):
             break
         time.sleep(2**attempt * 0.5)

@@ -60,13 +60,34 @@ class LazyGroup(click.Group):
             sys.exit(EXIT_ERROR)
 
 
+# Which stack account a command logs in to MLflow with (default: the writer); `up` gives each
+# of its processes its own, so it takes none itself.
+ACCOUNT_OF = {"serve": "reader", "up": None}
+
+
 @click.group(cls=LazyGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Retrain, monitor and serve clinical risk models (stroke first)."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    use_stack_credentials(ACCOUNT_OF.get(ctx.invoked_subcommand, "writer"))
+
+
+def use_stack_credentials(role: str | None) -> None:
+    """Log in to the local stack's MLflow and Prefect with the credentials `make up` generated."""
+    if role is None:
+        return
+    from clinrisk import credentials
+    from clinrisk.settings import load_settings
+
+    try:
+        home = load_settings().home
+    except ClinriskError:  # the command itself reports invalid settings
+        return
+    credentials.use_stack_credentials(home, role)
 
 
 def emit_json(payload: dict) -> None:

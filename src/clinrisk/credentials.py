@@ -33,10 +33,13 @@ SECRETS = (
     "PREFECT_SERVER_API_AUTH_STRING",
     "EVIDENTLY_SECRET",
 )
+# The MLflow accounts of the stack: training and promotion write, the web service only reads.
+WRITER, READER = "clinrisk-writer", "clinrisk-reader"
 PLACEHOLDERS = {
     "admin", "password", "password1234", "changeme", "change-me", "secret", "postgres", "mlflow",
     "prefect", "predictions", "evidently", "admin:admin", "test", "default",
 }  # fmt: skip
+PLACEHOLDER_PREFIXES = ("change-me", "changeme", "change_me")  # .env.example's and compose's defaults
 
 
 def is_loopback(address: str) -> bool:
@@ -51,7 +54,8 @@ def is_loopback(address: str) -> bool:
 def weak(value: str) -> bool:
     """A placeholder, a default, or shorter than MIN_SECRET_LENGTH."""
     secret = value.rpartition(":")[2] if value.count(":") == 1 else value  # "user:password" strings
-    return secret.lower() in PLACEHOLDERS or len(secret) < MIN_SECRET_LENGTH
+    placeholder = secret.lower() in PLACEHOLDERS or secret.lower().startswith(PLACEHOLDER_PREFIXES)
+    return placeholder or len(secret) < MIN_SECRET_LENGTH
 
 
 def refuse_weak(address: str, values: Mapping[str, str | None]) -> None:
@@ -96,6 +100,46 @@ def generate(home: Path) -> tuple[Path, list[str]]:
     return path, added
 
 
+def load(home: Path) -> dict[str, str]:
+    """The secrets `generate` wrote into `<home>/credentials.env`; empty when there is none."""
+    path = home / CREDENTIALS_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def client_environment(values: Mapping[str, str], role: str) -> dict[str, str]:
+    """What an MLflow and Prefect client of the stack needs: `writer` (training, promotion, the
+    CLI, the worker's flows) or `reader` (the web service, which never needs Prefect)."""
+    if role == "reader":
+        return {
+            "MLFLOW_TRACKING_USERNAME": READER,
+            "MLFLOW_TRACKING_PASSWORD": values["MLFLOW_READER_PASSWORD"],
+        }
+    return {
+        "MLFLOW_TRACKING_USERNAME": WRITER,
+        "MLFLOW_TRACKING_PASSWORD": values["MLFLOW_WRITER_PASSWORD"],
+        "PREFECT_API_AUTH_STRING": values["PREFECT_SERVER_API_AUTH_STRING"],
+    }
+
+
+def use_stack_credentials(home: Path, role: str = "writer") -> None:
+    """Let this process's MLflow and Prefect clients log in to the stack started with `home`.
+
+    Only variables the environment does not set are filled in, and only when `make up` (or
+    `clinrisk credentials`) generated `<home>/credentials.env`: a command pasted into a new
+    shell then works as it did in the stack's own processes.
+    """
+    try:
+        wanted = client_environment(load(home), role)
+    except KeyError:  # no credentials file (no stack yet), or one from before these accounts
+        return
+    for name, value in wanted.items():
+        os.environ.setdefault(name, value)
+
+
 def mlflow_auth_config(path: Path, database_uri: str) -> Path:
     """MLflow's basic-auth settings (for MLFLOW_AUTH_CONFIG_PATH): nobody may do anything by default.
 
@@ -123,7 +167,12 @@ def main(argv: list[str]) -> int:
 
     The published address comes from CLINRISK_PUBLISHED_ADDRESS (compose passes
     CLINRISK_BIND_ADDRESS there); a variable holding a URL is judged by its password.
+    `python -m clinrisk.credentials mlflow-auth-config PATH DATABASE_URI` writes MLflow's
+    basic-auth settings for the mlflow container.
     """
+    if len(argv) == 3 and argv[0] == "mlflow-auth-config":
+        mlflow_auth_config(Path(argv[1]), argv[2])
+        return 0
     if not argv or argv[0] != "check":
         print("usage: python -m clinrisk.credentials check VAR [VAR...]", file=sys.stderr)
         return 2

@@ -390,7 +390,21 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 return None
+            if exc.error_code == "PERMISSION_DENIED" and not _model_exists(settings, name):
+                return None  # MLflow's basic-auth app answers 403, not 404, for a missing model's alias
             raise
+
+
+def _model_exists(settings: Settings, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(settings).get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
 
 
 def load_version(settings: Settings, name: str, version: str) -> RiskModel:

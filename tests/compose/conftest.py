@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from clinrisk.credentials import SECRETS
 from support import REPO, free_port
 
 SERVICES = ("postgres", "mlflow", "prefect-server", "init", "prefect-worker", "web", "evidently-ui")
@@ -111,6 +112,8 @@ def compose_stack(request):
     }
     password = secrets.token_urlsafe(12)
     env = {**os.environ, "CLINRISK_ADMIN_PASSWORD": password, "CLINRISK_BIND_ADDRESS": "127.0.0.1"}
+    # The control plane's secrets as `clinrisk credentials` writes them (compose reads them from .env).
+    env |= {name: secrets.token_urlsafe(24) for name in SECRETS if name != "CLINRISK_ADMIN_PASSWORD"}
     env |= {"CLINRISK_WEB_PORT": str(ports["web"]), "CLINRISK_MLFLOW_PORT": str(ports["mlflow"])}
     env |= {
         "CLINRISK_PREFECT_PORT": str(ports["prefect-server"]),
@@ -153,3 +156,15 @@ def auth(compose_stack) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def prefect_api(compose_stack) -> str:
     return f"{compose_stack.url('prefect-server')}/api"
+
+
+@pytest.fixture(scope="session")
+def prefect_auth(compose_stack) -> str:
+    """PREFECT_API_AUTH_STRING of the stack's worker and init."""
+    return compose_stack.env["PREFECT_SERVER_API_AUTH_STRING"]
+
+
+@pytest.fixture(scope="session")
+def mlflow_writer(compose_stack) -> tuple[str, str]:
+    """The MLflow account that trains and promotes."""
+    return "clinrisk-writer", compose_stack.env["MLFLOW_WRITER_PASSWORD"]

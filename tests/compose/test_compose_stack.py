@@ -56,15 +56,20 @@ def wait_for_row(stack, query: str, timeout: float = 60) -> str:
     raise AssertionError(f"no row for {query!r} within {timeout} s")
 
 
-def run_deployment(prefect_api: str, name: str, timeout: float = 600) -> dict:
-    """Create a flow run of a deployment through the Prefect API and wait for its end."""
+def deployment_id(prefect_api: str, auth_string: str, name: str) -> str:
     body = {"deployments": {"name": {"any_": [name]}}}
-    found = prefect_api_call("POST", f"{prefect_api}/deployments/filter", json=body).json()
+    found = prefect_api_call("POST", f"{prefect_api}/deployments/filter", auth_string, json=body).json()
     assert found, f"deployment {name} is not registered"
-    run = prefect_api_call("POST", f"{prefect_api}/deployments/{found[0]['id']}/create_flow_run", json={})
+    return found[0]["id"]
+
+
+def run_deployment(prefect_api: str, auth_string: str, name: str, timeout: float = 600) -> dict:
+    """Create a flow run of a deployment through the (authenticated) Prefect API and wait for its end."""
+    found = deployment_id(prefect_api, auth_string, name)
+    run = prefect_api_call("POST", f"{prefect_api}/deployments/{found}/create_flow_run", auth_string, json={})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        flow_run = prefect_api_call("GET", f"{prefect_api}/flow_runs/{run.json()['id']}").json()
+        flow_run = prefect_api_call("GET", f"{prefect_api}/flow_runs/{run.json()['id']}", auth_string).json()
         if flow_run["state"]["type"] in TERMINAL_STATES:
             return flow_run
         time.sleep(3)
@@ -75,6 +80,7 @@ def model_versions(stack) -> dict[str, dict]:
     response = requests.get(
         f"{stack.url('mlflow')}/api/2.0/mlflow/model-versions/search",
         params={"filter": "name='stroke'"},
+        auth=("clinrisk-writer", stack.env["MLFLOW_WRITER_PASSWORD"]),
         timeout=30,
     )
     response.raise_for_status()
@@ -153,15 +159,17 @@ NEW_LABELS = (
 
 
 @pytest.fixture(scope="session")
-def retrain_run(compose_stack, prefect_api) -> tuple[dict, dict, dict]:
+def retrain_run(compose_stack, prefect_api, prefect_auth) -> tuple[dict, dict, dict]:
     """One run of the retrain deployment: (flow run, versions before, versions after)."""
     before = model_versions(compose_stack)
     compose_stack.exec("prefect-worker", "python", "-c", NEW_LABELS)
-    flow_run = run_deployment(prefect_api, "retrain")
+    flow_run = run_deployment(prefect_api, prefect_auth, "retrain")
     return flow_run, before, model_versions(compose_stack)
 
 
-def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compose_stack, retrain_run):
+def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(
+    compose_stack, retrain_run, mlflow_writer
+):
     """It runs the retrain deployment on the worker: a new MLflow run and version, and a report file."""
     flow_run, before, after = retrain_run
     assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
@@ -170,6 +178,7 @@ def test_a_retrain_through_the_prefect_api_logs_a_run_and_writes_a_report(compos
     run = requests.get(
         f"{compose_stack.url('mlflow')}/api/2.0/mlflow/runs/get",
         params={"run_id": new[0]["run_id"]},
+        auth=mlflow_writer,
         timeout=30,
     ).json()["run"]
     assert run["info"]["status"] == "FINISHED"
@@ -194,6 +203,39 @@ def test_the_evidently_ui_lists_the_reports_the_flows_saved(compose_stack, retra
 
 
 def test_the_ui_of_each_server_answers(compose_stack):
-    """It serves the MLflow, Prefect and Evidently UIs on their published ports."""
-    for service, path in (("mlflow", "/"), ("prefect-server", "/"), ("evidently-ui", "/")):
+    """It serves the MLflow (after a login), Prefect and Evidently UIs on their published ports."""
+    admin = ("admin", compose_stack.env["MLFLOW_AUTH_ADMIN_PASSWORD"])
+    assert requests.get(compose_stack.url("mlflow"), timeout=30).status_code == 401
+    assert requests.get(compose_stack.url("mlflow"), auth=admin, timeout=30).status_code == 200
+    for service, path in (("prefect-server", "/"), ("evidently-ui", "/")):
         assert requests.get(f"{compose_stack.url(service)}{path}", timeout=30).status_code == 200, service
+
+
+def test_an_anonymous_client_can_neither_change_the_served_model_nor_start_a_flow(
+    compose_stack, auth, prefect_api, prefect_auth, mlflow_writer
+):
+    """Without credentials (or as the web service's read-only account) MLflow refuses a new version
+    and an alias move, and Prefect a flow run; the service keeps answering from its champion."""
+    mlflow = compose_stack.url("mlflow")
+    reader = ("clinrisk-reader", compose_stack.env["MLFLOW_READER_PASSWORD"])
+    run_id = model_versions(compose_stack)["1"]["run_id"]
+    version = {"name": "stroke", "source": f"runs:/{run_id}/model", "run_id": run_id}
+    alias = {"name": "stroke", "alias": "champion", "version": "1"}
+    for who, refused in ((None, 401), (reader, 403), (("clinrisk-writer", "wrong-password-123"), 401)):
+        for path, body in (("model-versions/create", version), ("registered-models/alias", alias)):
+            answer = requests.post(f"{mlflow}/api/2.0/mlflow/{path}", json=body, auth=who, timeout=30)
+            assert answer.status_code == refused, (who, path, answer.text)
+    deployment = deployment_id(prefect_api, prefect_auth, "retrain")
+    for path, body in (
+        (f"/deployments/{deployment}/create_flow_run", {}),
+        ("/flow_runs/", {"flow_id": deployment}),
+    ):
+        # 403: Prefect's CSRF check answers before its auth check (a CSRF token needs a login too)
+        assert requests.post(f"{prefect_api}{path}", json=body, timeout=30).status_code in (401, 403)
+    assert requests.get(f"{prefect_api}/deployments/{deployment}", timeout=30).status_code == 401
+    project = requests.post(
+        f"{compose_stack.url('evidently-ui')}/api/projects", json={"name": "x"}, timeout=30
+    )
+    assert project.status_code in (401, 403)
+    wait_for_ready(f"{compose_stack.url('web')}/ready")
+    assert requests.post(f"{compose_stack.url('web')}/predict", json=PATIENT, auth=auth, timeout=30).ok

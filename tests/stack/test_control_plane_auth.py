@@ -1,4 +1,5 @@
-"""The control plane refuses anonymous changes: MLflow's basic-auth app and Prefect's auth string."""
+"""The control plane refuses anonymous changes: MLflow's basic-auth app and Prefect's auth string,
+started with the stack's own settings (clinrisk.stack.control_plane)."""
 
 from __future__ import annotations
 
@@ -9,80 +10,70 @@ import subprocess
 import pytest
 import requests
 
-from clinrisk.credentials import mlflow_auth_config
+from clinrisk import credentials
 from clinrisk.stack.config import StackConfig, environment
+from clinrisk.stack.control_plane import PrefectApi, ensure_mlflow_accounts, mlflow_call, service_environments
 from support import VENV_BIN, free_port, mlflow_server, stop_process, wait_for_http
-
-ADMIN_PASSWORD = "admin-" + "a" * 20
-PREFECT_AUTH = "clinrisk:" + "p" * 24
 
 
 @pytest.fixture(scope="module")
-def mlflow_auth_url(tmp_path_factory):
-    """`mlflow server --app-name basic-auth` with our config: nobody has permissions by default."""
-    root = tmp_path_factory.mktemp("mlflow-auth")
-    config = mlflow_auth_config(root / "basic_auth.ini", f"sqlite:///{root / 'auth.db'}")
-    env = {
-        "MLFLOW_AUTH_CONFIG_PATH": str(config),
-        "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 32,
-    }
-    with mlflow_server(root / "server", "--app-name", "basic-auth", env=env) as url:
+def stack_secrets(tmp_path_factory) -> tuple[StackConfig, dict[str, str]]:
+    """A state directory with generated credentials, as `make up` leaves it."""
+    home = tmp_path_factory.mktemp("control-plane")
+    credentials.generate(home)
+    return StackConfig(home=home, project_dir=home, prefect_port=free_port()), credentials.load(home)
+
+
+@pytest.fixture(scope="module")
+def mlflow_auth_url(stack_secrets):
+    """`mlflow server --app-name basic-auth` with the stack's settings and accounts."""
+    config, values = stack_secrets
+    env = service_environments(config, values)["mlflow"]
+    with mlflow_server(config.home / "server", "--app-name", "basic-auth", env=env) as url:
+        ensure_mlflow_accounts(url, values)
+        ensure_mlflow_accounts(url, values)  # a restart of the stack runs it again
         yield url
 
 
-def mlflow_call(url: str, path: str, body: dict, auth: tuple[str, str] | None) -> requests.Response:
-    """One MLflow REST call with exactly these credentials (no client state, no retries)."""
-    return requests.post(f"{url}/api/2.0/mlflow/{path}", json=body, auth=auth, timeout=60)
+def call(url: str, path: str, body: dict, auth: tuple[str, str] | None) -> requests.Response:
+    return mlflow_call(url, f"2.0/mlflow/{path}", body, auth)
 
 
 @pytest.mark.slow
-def test_an_unauthenticated_mlflow_client_cannot_register_or_move_an_alias(mlflow_auth_url):
+def test_an_unauthenticated_mlflow_client_cannot_register_or_move_an_alias(mlflow_auth_url, stack_secrets):
     """It answers 401/403 to anonymous and read-only clients that try to change the registry."""
-    admin = ("admin", ADMIN_PASSWORD)
-    trainer, web = ("trainer", "trainer-" + "t" * 20), ("web", "web-" + "w" * 20)
-    for user, password in (trainer, web):
-        assert mlflow_call(
-            mlflow_auth_url, "users/create", {"username": user, "password": password}, admin
-        ).ok
-    assert mlflow_call(mlflow_auth_url, "registered-models/create", {"name": "stroke"}, trainer).ok
-    experiment = mlflow_call(mlflow_auth_url, "experiments/create", {"name": "clinrisk-stroke"}, trainer)
-    run = mlflow_call(
-        mlflow_auth_url, "runs/create", {"experiment_id": experiment.json()["experiment_id"]}, trainer
+    _, values = stack_secrets
+    writer = (credentials.WRITER, values["MLFLOW_WRITER_PASSWORD"])
+    reader = (credentials.READER, values["MLFLOW_READER_PASSWORD"])
+    assert call(mlflow_auth_url, "registered-models/create", {"name": "stroke"}, writer).ok
+    experiment = call(mlflow_auth_url, "experiments/create", {"name": "clinrisk-stroke"}, writer)
+    run = call(
+        mlflow_auth_url, "runs/create", {"experiment_id": experiment.json()["experiment_id"]}, writer
     ).json()["run"]["info"]["run_id"]
     version = {"name": "stroke", "source": f"runs:/{run}/model", "run_id": run}
-    assert mlflow_call(mlflow_auth_url, "model-versions/create", version, trainer).ok
+    assert call(mlflow_auth_url, "model-versions/create", version, writer).ok
     alias = {"name": "stroke", "alias": "champion", "version": "1"}
-    assert mlflow_call(mlflow_auth_url, "registered-models/alias", alias, trainer).ok
+    assert call(mlflow_auth_url, "registered-models/alias", alias, writer).ok
 
-    for who in (None, web, ("trainer", "wrong password")):
-        assert mlflow_call(mlflow_auth_url, "registered-models/alias", alias, who).status_code in (401, 403)
-        assert mlflow_call(mlflow_auth_url, "model-versions/create", version, who).status_code in (401, 403)
-    answer = requests.get(
-        f"{mlflow_auth_url}/api/2.0/mlflow/registered-models/alias",
-        params={"name": "stroke", "alias": "champion"},
-        timeout=10,
+    for who in (None, reader, (credentials.WRITER, "wrong password")):
+        assert call(mlflow_auth_url, "registered-models/alias", alias, who).status_code in (401, 403)
+        assert call(mlflow_auth_url, "model-versions/create", version, who).status_code in (401, 403)
+    champion = {"name": "stroke", "alias": "champion"}
+    read = f"{mlflow_auth_url}/api/2.0/mlflow/registered-models/alias"
+    assert requests.get(read, params=champion, timeout=10).status_code == 401
+    assert (
+        requests.get(read, params=champion, auth=reader, timeout=10).json()["model_version"]["version"] == "1"
     )
-    assert answer.status_code == 401
 
 
 @pytest.mark.slow
-def test_an_unauthenticated_prefect_client_cannot_create_a_flow_run(tmp_path):
+def test_an_unauthenticated_prefect_client_cannot_create_a_flow_run(stack_secrets, tmp_path):
     """It answers 401 to API calls without PREFECT_API_AUTH_STRING, and serves those with it; CORS
-    admits the UI's own origin only (the stack's setting)."""
-    port = free_port()
-    config = StackConfig(home=tmp_path, project_dir=tmp_path, prefect_port=port)
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
-        "PREFECT_SERVER_API_AUTH_STRING": PREFECT_AUTH,
-        "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": environment(config)[
-            "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"
-        ],
-    }
+    admits the UI's own origin only (the stack's settings)."""
+    config, values = stack_secrets
+    port = config.prefect_port
+    env = {**os.environ, **environment(config), **service_environments(config, values)["prefect"]}
+    env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}"
     command = [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     log = (tmp_path / "prefect.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -94,11 +85,15 @@ def test_an_unauthenticated_prefect_client_cannot_create_a_flow_run(tmp_path):
         )
         assert anonymous.status_code in (401, 403)
         assert requests.get(f"{api}/admin/version", timeout=10).status_code == 401
-        token = {"Authorization": "Basic " + base64.b64encode(PREFECT_AUTH.encode()).decode()}
+        auth_string = credentials.client_environment(values, "writer")["PREFECT_API_AUTH_STRING"]
+        token = {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
         assert requests.get(f"{api}/admin/version", headers=token, timeout=10).status_code == 200
         # CSRF protection is on: even an authenticated POST needs the CSRF token Prefect's clients fetch.
         no_csrf = requests.post(f"{api}/deployments/filter", json={}, headers=token, timeout=10)
         assert no_csrf.status_code == 403
+        assert (
+            PrefectApi(api, auth_string).post(f"{api}/deployments/filter", json={}, timeout=10).json() == []
+        )
         preflight = {"Access-Control-Request-Method": "POST"}
         for origin, allowed in ((config.prefect_url, True), ("http://evil.example", False)):
             answer = requests.options(

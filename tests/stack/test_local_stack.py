@@ -20,6 +20,9 @@ import requests
 from proctable import alive, command_line, descendants, with_environment
 from test_readme import readme_curls_for
 
+from clinrisk import credentials
+from clinrisk.bundle import PROMOTION_TAG
+from clinrisk.stack.control_plane import mlflow_call
 from support import PATIENT, RAW_STROKE, REPO, VENV_BIN, free_port, prefect_api_call, stop_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -42,6 +45,20 @@ class Stack:
     def auth(self) -> tuple[str, str]:
         return "admin", (self.home / "admin-password").read_text().strip()
 
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The control plane's credentials `clinrisk up` generated."""
+        return credentials.load(self.home)
+
+    @property
+    def writer(self) -> tuple[str, str]:
+        return credentials.WRITER, self.secrets["MLFLOW_WRITER_PASSWORD"]
+
+    def prefect(self, method: str, path: str, **kwargs) -> requests.Response:
+        """An authenticated Prefect API call, as the worker and the CLI make them."""
+        auth_string = self.secrets["PREFECT_SERVER_API_AUTH_STRING"]
+        return prefect_api_call(method, f"{self.prefect_api}{path}", auth_string=auth_string, **kwargs)
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -53,6 +70,7 @@ def start_stack(tmp_path: Path, spec_dir: Path) -> Stack:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "CLINRISK_"))}
     env |= {"CLINRISK_HOME": str(home), "CLINRISK_SPEC_DIR": str(spec_dir)}
     env |= {"PREFECT_WORKER_QUERY_SECONDS": "2"}  # pick the triggered run up sooner than every 10 s
+    env |= {"CLINRISK_POLL_INTERVAL_SECONDS": "2"}  # the service sees a new champion sooner
     command = [str(VENV_BIN / "clinrisk"), "up", "--web-workers", "1"]
     command += ["--service-port", str(ports["web"]), "--mlflow-port", str(ports["mlflow"])]
     command += ["--prefect-port", str(ports["prefect"]), "--evidently-port", str(ports["evidently"])]
@@ -86,25 +104,31 @@ def predict(stack: Stack, patient: dict) -> requests.Response:
 
 def run_deployment(stack: Stack, name: str, timeout: float = 180) -> dict:
     """Create a flow run of a deployment through the Prefect API and wait for its end."""
-    found = prefect_api_call(
-        "POST", f"{stack.prefect_api}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}
-    ).json()
-    assert found, f"deployment {name} is not registered"
-    run = prefect_api_call(
-        "POST", f"{stack.prefect_api}/deployments/{found[0]['id']}/create_flow_run", json={}
-    )
+    found = deployment_id(stack, name)
+    run = stack.prefect("POST", f"/deployments/{found}/create_flow_run", json={})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = prefect_api_call("GET", f"{stack.prefect_api}/flow_runs/{run.json()['id']}").json()["state"]
+        state = stack.prefect("GET", f"/flow_runs/{run.json()['id']}").json()["state"]
         if state["type"] in TERMINAL_STATES:
             return state
         time.sleep(2)
     raise AssertionError(f"flow run of {name} did not finish within {timeout} s:\n{stack.output()[-4000:]}")
 
 
+def deployment_id(stack: Stack, name: str) -> str:
+    found = stack.prefect(
+        "POST", "/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}
+    ).json()
+    assert found, f"deployment {name} is not registered"
+    return found[0]["id"]
+
+
 def registered_versions(stack: Stack) -> list[str]:
     response = requests.get(
-        f"{stack.mlflow}/api/2.0/mlflow/model-versions/search", params={"filter": "name='stroke'"}, timeout=30
+        f"{stack.mlflow}/api/2.0/mlflow/model-versions/search",
+        params={"filter": "name='stroke'"},
+        auth=stack.writer,
+        timeout=30,
     )
     response.raise_for_status()
     return sorted(v["version"] for v in response.json().get("model_versions", []))
@@ -224,6 +248,57 @@ def check_retrain(stack: Stack) -> None:
     assert "(started by: Prefect UI or API (manual run))" in stack.output()
 
 
+def check_anonymous_clients_change_nothing(stack: Stack) -> None:
+    """Without the stack's credentials (or with the web service's read-only account) no client can
+    register a version, move `champion` or start a flow; the credentials file is the owner's only."""
+    assert (stack.home / credentials.CREDENTIALS_FILE).stat().st_mode & 0o777 == 0o600
+    reader = (credentials.READER, stack.secrets["MLFLOW_READER_PASSWORD"])
+    run_id = requests.get(
+        f"{stack.mlflow}/api/2.0/mlflow/model-versions/get",
+        params={"name": "stroke", "version": "1"},
+        auth=reader,  # the service's account reads
+        timeout=30,
+    ).json()["model_version"]["run_id"]
+    version = {"name": "stroke", "source": f"runs:/{run_id}/model", "run_id": run_id}
+    alias = {"name": "stroke", "alias": "champion", "version": "1"}
+    for who, refused in ((None, 401), (reader, 403), ((credentials.WRITER, "wrong-password-123"), 401)):
+        for path, body in (("model-versions/create", version), ("registered-models/alias", alias)):
+            answer = mlflow_call(stack.mlflow, f"2.0/mlflow/{path}", body, who)
+            assert answer.status_code == refused, (who, path, answer.text)
+    deployment = deployment_id(stack, "retrain")
+    for path, body in (
+        (f"/deployments/{deployment}/create_flow_run", {}),
+        ("/flow_runs/", {"flow_id": deployment}),
+    ):
+        # 403: Prefect's CSRF check answers before its auth check (a CSRF token needs a login too)
+        assert requests.post(f"{stack.prefect_api}{path}", json=body, timeout=30).status_code in (401, 403)
+    assert requests.get(f"{stack.prefect_api}/deployments/{deployment}", timeout=30).status_code == 401
+    assert requests.post(f"{stack.evidently}/api/projects", json={"name": "x"}, timeout=30).status_code in (
+        401,
+        403,
+    )
+
+
+def check_a_promotion_from_a_new_shell_is_signed_by_the_writer_and_served(stack: Stack) -> None:
+    """`clinrisk promote 2` pasted into a new shell logs in with the stack's credentials, records
+    the writer account as who moved `champion`, and the read-only service hot-swaps to it."""
+    command = [str(VENV_BIN / "clinrisk"), "promote", "2", "--reason", "auth test"]
+    result = subprocess.run(command, cwd=REPO, env=new_shell_env(stack), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tags = requests.get(
+        f"{stack.mlflow}/api/2.0/mlflow/model-versions/get",
+        params={"name": "stroke", "version": "2"},
+        auth=stack.writer,
+        timeout=30,
+    ).json()["model_version"]["tags"]
+    record = json.loads(next(t["value"] for t in tags if t["key"] == PROMOTION_TAG))
+    assert record["by"] == credentials.WRITER
+    deadline = time.monotonic() + 120
+    while predict(stack, PATIENT).json()["model"]["version"] != "2":
+        assert time.monotonic() < deadline, stack.output()[-3000:]
+        time.sleep(1)
+
+
 def check_ctrl_c_stops_everything(stack: Stack) -> None:
     """SIGINT (Ctrl-C) stops every process of the stack, `up` exits 0, the ports are free."""
     started = descendants(stack.process.pid) | with_environment("CLINRISK_HOME", str(stack.home))
@@ -255,6 +330,8 @@ def test_up_serves_restarts_monitors_retrains_and_stops_without_leftovers(tmp_pa
         check_a_killed_mlflow_is_restarted_while_the_service_answers(stack)
         check_monitor_from_the_cli_shows_in_evidently(stack, tmp_path)
         check_retrain(stack)
+        check_anonymous_clients_change_nothing(stack)
+        check_a_promotion_from_a_new_shell_is_signed_by_the_writer_and_served(stack)
         check_ctrl_c_stops_everything(stack)
     finally:
         if stack.process.poll() is None:

@@ -14,12 +14,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from clinrisk import promotion, registry
+from clinrisk import credentials, promotion, registry
 from clinrisk.errors import ClinriskError
 from clinrisk.retraining import load_and_validate
 from clinrisk.serving.champion import FROM_CACHE, FROM_REGISTRY, READY, ChampionHolder, RegistrySource
 from clinrisk.settings import load_settings
-from clinrisk.stack import processes
+from clinrisk.stack import control_plane, processes
 from clinrisk.stack.config import StackConfig, environment
 from clinrisk.train import train_model
 from support import AWS_TEST_ENV, REPO, free_port, moto_server, stop_process, wait_for_http, write_fast_spec
@@ -57,7 +57,10 @@ def s3_mlflow(s3_url, tmp_path_factory):
         artifacts_destination=f"s3://{BUCKET}/{PREFIX}",
         s3_endpoint_url=s3_url,
     )
+    credentials.generate(home)
+    secrets = credentials.load(home)
     env = {**os.environ, **environment(config), **AWS_TEST_ENV}
+    env |= control_plane.service_environments(config, secrets)["mlflow"]
     log = (home / "mlflow.log").open("w")
     process = subprocess.Popen(
         processes.mlflow_command(config),
@@ -68,7 +71,8 @@ def s3_mlflow(s3_url, tmp_path_factory):
     )
     try:
         wait_for_http(f"{config.mlflow_url}/health", timeout=120, process=process)
-        yield config.mlflow_url
+        control_plane.ensure_mlflow_accounts(config.mlflow_url, secrets)
+        yield config.mlflow_url, secrets
     finally:
         stop_process(process)
         log.close()
@@ -86,9 +90,12 @@ def register(settings) -> str:
 
 @pytest.fixture
 def client_settings(tmp_path, s3_mlflow, monkeypatch):
-    """A client of the tracking server with no S3 credentials or endpoint of its own."""
+    """A client of the tracking server with no S3 credentials or endpoint of its own: the writer."""
+    s3_mlflow, secrets = s3_mlflow
     for name in (*AWS_TEST_ENV, "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
+    for name, value in credentials.client_environment(secrets, "writer").items():
+        monkeypatch.setenv(name, value)
     return load_settings(
         home=tmp_path / "home",
         spec_dir=write_fast_spec(tmp_path / "specs"),

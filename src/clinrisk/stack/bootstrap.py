@@ -24,6 +24,10 @@ import yaml
 
 from clinrisk.errors import ClinriskError
 from clinrisk.stack.config import POOL
+from clinrisk.stack.control_plane import ensure_mlflow_accounts, prefect_api
+
+# Only the initialisation needs these (to create the MLflow accounts); the worker it becomes does not.
+ACCOUNT_SECRETS = ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_WRITER_PASSWORD", "MLFLOW_READER_PASSWORD")
 
 
 def say(message: str) -> None:
@@ -45,7 +49,7 @@ def wait_for(url: str, what: str, timeout: float) -> None:
 
 def ensure_pool(api_url: str, pool: str) -> None:
     """Create the process work pool unless it exists (its settings in the UI are kept)."""
-    if requests.get(f"{api_url}/work_pools/{pool}", timeout=30).status_code == 200:
+    if prefect_api(api_url).get(f"{api_url}/work_pools/{pool}", timeout=30).status_code == 200:
         return
     say(f"creating work pool {pool}")
     finish(start_prefect_cli(["work-pool", "create", pool, "--type", "process"], cwd=Path.cwd()))
@@ -63,7 +67,7 @@ def deployment_names(project_dir: Path) -> list[str]:
 def existing_deployments(api_url: str, names: list[str]) -> set[str]:
     """Which of `names` the Prefect server already has."""
     body = {"deployments": {"name": {"any_": names}}}
-    response = requests.post(f"{api_url}/deployments/filter", json=body, timeout=30)
+    response = prefect_api(api_url).post(f"{api_url}/deployments/filter", json=body, timeout=30)
     response.raise_for_status()
     return {d["name"] for d in response.json()}
 
@@ -124,6 +128,13 @@ def ensure_champion(train: bool) -> str | None:
     return summary["version"]
 
 
+def ensure_accounts(tracking_uri: str) -> None:
+    """Create the MLflow writer and reader accounts when MLflow runs its basic-auth app."""
+    if all(os.environ.get(name) for name in ACCOUNT_SECRETS):
+        say("creating the MLflow accounts (writer, reader)")
+        ensure_mlflow_accounts(tracking_uri, {name: os.environ[name] for name in ACCOUNT_SECRETS})
+
+
 def ensure_reports_index() -> None:
     """Write the (empty) reports index if there is none, so links to it work before any flow ran."""
     from clinrisk.monitoring.index import write_index
@@ -145,6 +156,7 @@ def initialise(pool: str, project_dir: Path, train: bool, redeploy: bool, timeou
     try:
         if tracking_uri.startswith("http"):
             wait_for(f"{tracking_uri.rstrip('/')}/health", "MLflow", timeout)
+            ensure_accounts(tracking_uri)
         champion = ensure_champion(train)
     except BaseException:
         if deploying is not None:
@@ -174,7 +186,8 @@ def main(pool, project_dir, no_train, redeploy, ready_file, timeout, then) -> No
         partial.write_text(json.dumps({"champion": champion}))
         partial.replace(ready_file)
     if then:
-        os.execvp(then[0], list(then))
+        env = {name: value for name, value in os.environ.items() if name not in ACCOUNT_SECRETS}
+        os.execvpe(then[0], list(then), env)
 
 
 if __name__ == "__main__":

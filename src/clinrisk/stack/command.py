@@ -12,10 +12,12 @@ from pathlib import Path
 import click
 import requests
 
+from clinrisk import credentials
 from clinrisk.settings import PROJECT_ROOT, load_settings
 from clinrisk.stack import processes
 from clinrisk.stack.accounts import Admin, ensure_admin
 from clinrisk.stack.config import StackConfig, check_ports_free, environment, prepare_home
+from clinrisk.stack.control_plane import service_environments
 from clinrisk.stack.processes import executable
 
 
@@ -54,7 +56,7 @@ def describe(config: StackConfig, admin: Admin | None, auth_enabled: bool, model
     clinrisk = clinrisk_command(config)
     lines = ["", f"clinrisk stack is up; state in {config.home}", ""]
     lines += [f"  {name:<20}{url}" for name, url in rows]
-    lines += ["", *auth_lines(config, admin, auth_enabled)]
+    lines += ["", *auth_lines(config, admin, auth_enabled), *control_plane_lines(config)]
     lines += ["", f"Run a flow now: {clinrisk} flows run monitor --wait   (or retrain; --param key=value)"]
     lines += ["", "Ctrl-C stops every process of the stack."]
     return "\n".join(lines) + "\n"
@@ -79,6 +81,25 @@ def auth_lines(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> 
         f"Add a user: {clinrisk_command(config)} user add NAME [--api-key]   (reads the password from stdin)"
     )
     return lines
+
+
+def control_plane_secrets(config: StackConfig) -> dict[str, dict[str, str]]:
+    """Generate the control plane's secrets once (0600), refuse weak ones beyond the loopback;
+    each process's own variables."""
+    credentials.generate(config.home)
+    values = credentials.load(config.home)
+    credentials.refuse_weak(config.host, {name: values[name] for name in credentials.SECRETS})
+    return service_environments(config, values)
+
+
+def control_plane_lines(config: StackConfig) -> list[str]:
+    """Where the MLflow, Prefect and Evidently secrets are, and who logs in with which."""
+    path = shown(config.home / credentials.CREDENTIALS_FILE, config)
+    return [
+        f"MLflow, Prefect and Evidently need credentials, kept in {path} (0600);",
+        "  `clinrisk` commands read them from there. In a browser, log in to MLflow",
+        "  as 'admin' with MLFLOW_AUTH_ADMIN_PASSWORD, to Prefect with PREFECT_SERVER_API_AUTH_STRING.",
+    ]
 
 
 def announce_when_ready(config: StackConfig, banner: str, echo=click.echo) -> None:
@@ -130,9 +151,10 @@ def up(
     )
     check_ports_free(config)
     prepare_home(config)
+    secrets = control_plane_secrets(config)
     env = {**os.environ, **environment(config)}
     admin = ensure_admin(settings, env)
     banner = describe(config, admin, settings.auth_enabled, settings.model_name)
-    supervisor = processes.supervisor(config, env, train=not no_train, redeploy=redeploy)
+    supervisor = processes.supervisor(config, env, train=not no_train, redeploy=redeploy, secrets=secrets)
     threading.Thread(target=announce_when_ready, args=(config, banner, supervisor.echo), daemon=True).start()
     sys.exit(processes.run(supervisor))

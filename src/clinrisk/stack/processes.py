@@ -44,7 +44,8 @@ def listen(host: str, port: int) -> list[str]:
 def mlflow_command(config: StackConfig) -> list[str]:
     """MLflow on the same SQLite store and artifact directory as the CLI's defaults."""
     store = f"sqlite:///{config.home / 'mlflow.db'}"
-    command = [executable("mlflow"), "server", "--backend-store-uri", store, "--workers", "1"]
+    command = [executable("mlflow"), "server", "--app-name", "basic-auth"]  # see stack.control_plane
+    command += ["--backend-store-uri", store, "--workers", "1"]
     command += artifact_options(config)
     command += ["--uvicorn-opts", "--no-access-log"]  # its output joins every other process's
     return command + listen(config.host, config.mlflow_port)
@@ -89,13 +90,23 @@ def worker_command(config: StackConfig) -> list[str]:
     return [executable("prefect"), "worker", "start", "--pool", config.pool, "--type", "process"]
 
 
-def supervisor(config: StackConfig, env: dict[str, str], train: bool = True, redeploy: bool = False):
-    """A supervisor for every process of the stack, not started yet."""
+def supervisor(
+    config: StackConfig,
+    env: dict[str, str],
+    train: bool = True,
+    redeploy: bool = False,
+    secrets: dict[str, dict[str, str]] | None = None,
+):
+    """A supervisor for every process of the stack, not started yet; `secrets` are each
+    process's own variables (clinrisk.stack.control_plane.service_environments)."""
     from clinrisk.stack.supervisor import Service, Supervisor
 
-    port_of = ports(config)
+    port_of, secrets = ports(config), secrets or {}
     planned = commands(config, train, redeploy)
-    services = [Service(name, command, port_of.get(name)) for name, command in planned.items()]
+    services = [
+        Service(name, command, port_of.get(name), env=secrets.get(name, {}))
+        for name, command in planned.items()
+    ]
     next(s for s in services if s.name == "worker").required_until = config.ready_file
     return Supervisor(services, env, config.project_dir, config.run_dir)
 

@@ -46,6 +46,7 @@ class Service:
     # stack: nothing can come up without it (the worker's initialisation).
     required_until: Path | None = None
     started_at: float = field(default=0.0)
+    env: dict[str, str] = field(default_factory=dict)  # this service's own variables (its secrets)
 
 
 class Supervisor:
@@ -83,7 +84,7 @@ class Supervisor:
     def start(self, service: Service) -> None:
         process = subprocess.Popen(
             service.command,
-            env=self.env,
+            env={**self.env, **service.env},
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -51,6 +51,7 @@ def serve(host: str, port: int, workers: int | None) -> None:
         {
             "CLINRISK_ADMIN_PASSWORD": os.environ.get("CLINRISK_ADMIN_PASSWORD") or None,
             "CLINRISK_PREDICTION_LOG_URL": url_password(settings.prediction_log_url),
+            "MLFLOW_TRACKING_PASSWORD": os.environ.get("MLFLOW_TRACKING_PASSWORD") or None,
         },
     )
     settings.ensure_home()
