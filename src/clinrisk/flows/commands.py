@@ -47,15 +47,17 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
     return params
 
 
-def deployment_name(name: str, model: str | None) -> str:
-    """`retrain` means model `model`'s deployment, `retrain/<model>` (the default model's when None);
-    `flow/deployment` is taken as given."""
+def deployment_name(name: str, model: str | None, model_parameter: object = None) -> str:
+    """`retrain` means a model's deployment `retrain/<model>`: `model` (--model), else the
+    `model_name` parameter, else the default model's. `flow/deployment` is taken as given."""
     if "/" in name:
         if model is not None:
             raise click.BadParameter(f"'{name}' names its deployment already", param_hint="--model")
         return name
     from clinrisk.flows.deployments import full_name
 
+    if model is None and isinstance(model_parameter, str) and model_parameter:
+        model = model_parameter
     return full_name(name, model or load_settings().model_name)
 
 
@@ -106,8 +108,7 @@ def run(name: str, model_name: str | None, params: tuple[str, ...], wait: bool) 
     deployment flow/deployment."""
     api_url = prefect_api_url()
     parameters = parse_params(params)
-    given = parameters.get("model_name")
-    deployment = deployment_name(name, model_name or (given if isinstance(given, str) else None))
+    deployment = deployment_name(name, model_name, parameters.get("model_name"))
     flow_run = create_run(api_url, deployment, parameters)
     ui = api_url.removesuffix("/api").rstrip("/")
     click.echo(f"started {deployment}: flow run {flow_run.name} ({ui}/runs/flow-run/{flow_run.id})")
