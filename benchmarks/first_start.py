@@ -46,9 +46,13 @@ def first_start() -> common.Measured:
         return common.check(common.measure(command, common.bench_env(Path(tmp), **ONE_THREAD)), "first start")
 
 
+def cells(measured: common.Measured) -> list[str]:
+    return [f"{measured.seconds:.1f}", f"{measured.peak_rss_mb:,.0f}"]
+
+
 def render(runs: dict[str, common.Measured], whole: common.Measured) -> str:
-    rows = [[f"`clinrisk train --model {n}`", f"{m.seconds:.1f}", f"{m.peak_rss_mb:,.0f}"] for n, m in runs.items()]
-    rows.append(["first start: every model in one process", f"{whole.seconds:.1f}", f"{whole.peak_rss_mb:,.0f}"])
+    rows = [[f"`clinrisk train --model {name}`", *cells(m)] for name, m in runs.items()]
+    rows.append(["first start: every model in one process", *cells(whole)])
     return "\n".join(
         [
             "## First start: a champion for every model",

@@ -55,13 +55,15 @@ def model_rows(settings: Settings) -> list[dict[str, Any]]:
     return [model_row(settings, name) for name in model_names(settings.spec_dir)]
 
 
+def _shown(value: float | None) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-"
+
+
 def champion_text(row: dict[str, Any]) -> str:
     """`version 3 (recall 0.812, precision 0.171)`, or why there is none."""
     if row.get("error"):
         return f"spec error: {row['error']}"
     if row["champion"] is None:
         return NO_CHAMPION
-    metrics = ", ".join(
-        f"{name} {value:.3f}" if isinstance(value, float) else f"{name} -" for name, value in row["metrics"].items()
-    )
+    metrics = ", ".join(f"{name} {_shown(value)}" for name, value in row["metrics"].items())
     return f"version {row['champion']} ({metrics})"

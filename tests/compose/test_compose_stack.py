@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from support import prefect_api_call
+from support import REPO, prefect_api_call
 
 pytestmark = pytest.mark.compose
 
@@ -57,11 +57,9 @@ def wait_for_row(stack, query: str, timeout: float = 60) -> str:
 
 
 def run_deployment(prefect_api: str, name: str, timeout: float = 600) -> dict:
-    """Create a flow run of a deployment through the Prefect API and wait for its end."""
-    body = {"deployments": {"name": {"any_": [name]}}}
-    found = prefect_api_call("POST", f"{prefect_api}/deployments/filter", json=body).json()
-    assert found, f"deployment {name} is not registered"
-    run = prefect_api_call("POST", f"{prefect_api}/deployments/{found[0]['id']}/create_flow_run", json={})
+    """Create a flow run of deployment `flow/model` through the Prefect API and wait for its end."""
+    found = prefect_api_call("GET", f"{prefect_api}/deployments/name/{name}").json()
+    run = prefect_api_call("POST", f"{prefect_api}/deployments/{found['id']}/create_flow_run", json={})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         flow_run = prefect_api_call("GET", f"{prefect_api}/flow_runs/{run.json()['id']}").json()
@@ -112,11 +110,15 @@ def test_python_services_run_as_a_non_root_user(compose_stack, service):
 
 
 def test_postgres_holds_the_three_databases(compose_stack):
-    """It creates one database each for MLflow, Prefect and the prediction log, used by their services."""
+    """It creates one database each for MLflow, Prefect and the prediction log, used by their services:
+    init registered every spec's deployments and gave every model a first champion."""
     databases = set(psql(compose_stack, "postgres", "SELECT datname FROM pg_database").split())
     assert {"mlflow", "prefect", "predictions"} <= databases
-    assert psql(compose_stack, "mlflow", "SELECT count(*) FROM registered_models") == "1"
-    assert int(psql(compose_stack, "prefect", "SELECT count(*) FROM deployment")) >= 3
+    specs = len(list((REPO / "models").glob("*.yaml")))
+    assert psql(compose_stack, "mlflow", "SELECT count(*) FROM registered_models") == str(specs)
+    champions = "SELECT count(*) FROM registered_model_aliases WHERE alias = 'champion'"
+    assert psql(compose_stack, "mlflow", champions) == str(specs)
+    assert int(psql(compose_stack, "prefect", "SELECT count(*) FROM deployment")) == 4 * specs
 
 
 def test_a_posted_patient_gets_an_answer_from_the_champion(compose_stack, auth):
@@ -157,7 +159,7 @@ def retrain_run(compose_stack, prefect_api) -> tuple[dict, dict, dict]:
     """One run of the retrain deployment: (flow run, versions before, versions after)."""
     before = model_versions(compose_stack)
     compose_stack.exec("prefect-worker", "python", "-c", NEW_LABELS)
-    flow_run = run_deployment(prefect_api, "retrain")
+    flow_run = run_deployment(prefect_api, "retrain/stroke")
     return flow_run, before, model_versions(compose_stack)
 
 

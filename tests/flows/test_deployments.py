@@ -92,9 +92,7 @@ def test_the_models_schedules_are_staggered(flow, tmp_path):
     prefect.yaml's schedule."""
     models = expansion.model_names(specs_with_a_fifth(tmp_path / "specs"))
     expanded = expansion.expand(expansion.read_templates(REPO), models)
-    schedules = [
-        d["schedules"][0] for d in expanded["deployments"] if d["entrypoint"].endswith(f":{flow}")
-    ]
+    schedules = [d["schedules"][0] for d in expanded["deployments"] if d["entrypoint"].endswith(f":{flow}")]
     starts = [s.get("cron") or s["anchor_date"] for s in schedules]
     assert len(set(starts)) == len(models)
     if flow != "ingest":

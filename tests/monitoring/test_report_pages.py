@@ -146,4 +146,3 @@ def test_retrain_header_shows_the_gates_intervals_and_p_value():
     monitor = {**summary(drift=False), "recall": 0.9, "precision": 0.1, "labelled_rows": 49}
     monitor["quality"] = {"recall": wilson(44, 49).to_dict(), "precision": wilson(44, 454).to_dict()}
     assert "0.097 [0.073, 0.128] (44/454)" in index.monitor_header(monitor)
-

@@ -180,7 +180,8 @@ def test_each_model_has_its_own_evidently_project_and_index_section(still_snapsh
     the index, each listing only its own model's reports."""
     now = datetime(2026, 3, 2, 6, tzinfo=UTC)
     for model in ("stroke", "diabetes"):
-        store.publish(tmp_path / "reports", tmp_path / "workspace", still_snapshot, monitor_summary(model=model), now)
+        summary = monitor_summary(model=model)
+        store.publish(tmp_path / "reports", tmp_path / "workspace", still_snapshot, summary, now)
     for model in ("stroke", "diabetes"):
         assert len(reports.workspace_runs(tmp_path / "workspace", f"clinrisk-{model}")) == 1
     html = (tmp_path / "reports" / "index.html").read_text()

@@ -48,9 +48,7 @@ def read_templates(project_dir: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def expand(
-    config: dict[str, Any], models: list[str], keep: set[str] | None = None
-) -> dict[str, Any]:
+def expand(config: dict[str, Any], models: list[str], keep: set[str] | None = None) -> dict[str, Any]:
     """prefect.yaml with each template deployment repeated for every model (template order, then
     model order), only the full names in `keep` when given; build, push and pull steps as they are."""
     expanded = {k: v for k, v in config.items() if k != "definitions"}  # its anchors are resolved

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -64,7 +65,8 @@ def describe(
     lines += [f"  {name:<20}{url}" for name, url in rows]
     lines += model_lines(champions or {})
     lines += ["", *auth_lines(config, admin, auth_enabled)]
-    lines += ["", f"Run a flow now: {clinrisk} flows run monitor --wait   (or retrain; --model NAME, --param key=value)"]
+    run_hint = "(or retrain; --model NAME, --param key=value)"
+    lines += ["", f"Run a flow now: {clinrisk} flows run monitor --wait   {run_hint}"]
     lines += ["", "Ctrl-C stops every process of the stack."]
     return "\n".join(lines) + "\n"
 
@@ -98,7 +100,7 @@ def auth_lines(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> 
     return lines
 
 
-def announce_when_ready(config: StackConfig, banner, echo=click.echo) -> None:
+def announce_when_ready(config: StackConfig, banner: Callable[[dict], str], echo=click.echo) -> None:
     """Print the banner, `banner(champions)`, once initialisation is done and the service answers
     (serves the default model's champion)."""
     while not config.ready_file.exists():
