@@ -77,7 +77,7 @@ up: install ## Start the whole stack locally (MLflow, Prefect, Evidently UI, wor
 
 FLOW ?= monitor
 .PHONY: flow-run
-flow-run: install ## Run a flow on the running stack: make flow-run FLOW=retrain (PARAMS="-p key=value")
+flow-run: install ## Run a flow on the running stack: make flow-run FLOW=retrain (PARAMS="--model diabetes -p key=value")
 	$(VENV)/bin/clinrisk flows run $(FLOW) --wait $(PARAMS)
 
 .PHONY: test-compose
@@ -98,6 +98,7 @@ bench: install ## Run every benchmark on this machine and update benchmarks/RESU
 	$(PY) benchmarks/startup.py $(BENCH_ARGS)
 	$(PY) benchmarks/batch.py $(BENCH_ARGS)
 	$(PY) benchmarks/train_time.py $(BENCH_ARGS)
+	$(PY) benchmarks/first_start.py $(BENCH_ARGS)
 	$(PY) benchmarks/retrain.py $(BENCH_ARGS)
 
 .PHONY: bench-quick
@@ -105,9 +106,8 @@ bench-quick: install ## Smoke-run every benchmark (small sizes; results in bench
 	$(MAKE) bench BENCH_ARGS=--quick
 
 .PHONY: flows-deploy
-flows-deploy: install ## Create the process work pool if missing and register prefect.yaml's deployments
-	$(VENV)/bin/prefect work-pool inspect clinrisk-pool >/dev/null 2>&1 || $(VENV)/bin/prefect work-pool create clinrisk-pool --type process
-	$(VENV)/bin/prefect --no-prompt deploy --all
+flows-deploy: install ## Create the work pool if missing; register prefect.yaml's deployments for every model spec
+	$(VENV)/bin/clinrisk flows deploy
 
 .PHONY: flows-worker
 flows-worker: install ## Start a Prefect worker on clinrisk-pool (runs retrain, monitor, batch-score)

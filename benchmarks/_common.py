@@ -43,6 +43,7 @@ SECTIONS = (
     "login-flood",
     "batch",
     "train",
+    "first-start",
     "retrain",
 )
 PACKAGES = ("scikit-learn", "numpy", "pandas", "mlflow", "prefect", "flask", "gunicorn", "onnxruntime")

@@ -97,10 +97,14 @@ def rollback(model_name: str | None, reason: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def models(ctx: click.Context, model_name: str | None, as_json: bool) -> None:
-    """List registered versions with aliases, gate decision and holdout metrics."""
+    """List every model with a spec (kind, objective, champion and its holdout metrics); with
+    --model, that model's registered versions with aliases, gate decision and holdout metrics."""
     from clinrisk import registry
 
     if ctx.invoked_subcommand is not None:
+        return
+    if model_name is None:
+        _list_every_model(as_json)
         return
     settings, name = _settings_for(model_name)
     rows = registry.list_versions(settings, name)
@@ -122,6 +126,20 @@ def models(ctx: click.Context, model_name: str | None, as_json: bool) -> None:
                 f"{'':>9}gate: precision {r['gate_precision']}, recall {r['gate_recall']}, "
                 f"McNemar p {_p_value_text(r['gate_p_value'])}"
             )
+
+
+def _list_every_model(as_json: bool) -> None:
+    from clinrisk.overview import champion_text, model_rows
+
+    rows = model_rows(load_settings())
+    if as_json:
+        emit_json({"models": rows})
+        return
+    click.echo(f"{'model':<22} {'kind':<15} {'objective':<36} champion")
+    for row in rows:
+        click.echo(
+            f"{row['name']:<22} {row['kind'] or '-':<15} {row['objective'] or '-':<36} {champion_text(row)}"
+        )
 
 
 def _p_value_text(found: str | None) -> str:

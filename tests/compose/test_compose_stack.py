@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from support import prefect_api_call
+from support import REPO, prefect_api_call
 
 pytestmark = pytest.mark.compose
 
@@ -57,14 +57,12 @@ def wait_for_row(stack, query: str, timeout: float = 60) -> str:
 
 
 def deployment_id(prefect_api: str, auth_string: str, name: str) -> str:
-    body = {"deployments": {"name": {"any_": [name]}}}
-    found = prefect_api_call("POST", f"{prefect_api}/deployments/filter", auth_string, json=body).json()
-    assert found, f"deployment {name} is not registered"
-    return found[0]["id"]
+    """The id of deployment `flow/model` (404 fails the call: not registered)."""
+    return prefect_api_call("GET", f"{prefect_api}/deployments/name/{name}", auth_string).json()["id"]
 
 
 def run_deployment(prefect_api: str, auth_string: str, name: str, timeout: float = 600) -> dict:
-    """Create a flow run of a deployment through the (authenticated) Prefect API and wait for its end."""
+    """Create a flow run of deployment `flow/model` through the authenticated API; wait for its end."""
     found = deployment_id(prefect_api, auth_string, name)
     run = prefect_api_call("POST", f"{prefect_api}/deployments/{found}/create_flow_run", auth_string, json={})
     deadline = time.monotonic() + timeout
@@ -118,11 +116,15 @@ def test_python_services_run_as_a_non_root_user(compose_stack, service):
 
 
 def test_postgres_holds_the_three_databases(compose_stack):
-    """It creates one database each for MLflow, Prefect and the prediction log, used by their services."""
+    """It creates one database each for MLflow, Prefect and the prediction log, used by their services:
+    init registered every spec's deployments and gave every model a first champion."""
     databases = set(psql(compose_stack, "postgres", "SELECT datname FROM pg_database").split())
     assert {"mlflow", "prefect", "predictions"} <= databases
-    assert psql(compose_stack, "mlflow", "SELECT count(*) FROM registered_models") == "1"
-    assert int(psql(compose_stack, "prefect", "SELECT count(*) FROM deployment")) >= 3
+    specs = len(list((REPO / "models").glob("*.yaml")))
+    assert psql(compose_stack, "mlflow", "SELECT count(*) FROM registered_models") == str(specs)
+    champions = "SELECT count(*) FROM registered_model_aliases WHERE alias = 'champion'"
+    assert psql(compose_stack, "mlflow", champions) == str(specs)
+    assert int(psql(compose_stack, "prefect", "SELECT count(*) FROM deployment")) == 4 * specs
 
 
 def test_a_posted_patient_gets_an_answer_from_the_champion(compose_stack, auth):
@@ -163,7 +165,7 @@ def retrain_run(compose_stack, prefect_api, prefect_auth) -> tuple[dict, dict, d
     """One run of the retrain deployment: (flow run, versions before, versions after)."""
     before = model_versions(compose_stack)
     compose_stack.exec("prefect-worker", "python", "-c", NEW_LABELS)
-    flow_run = run_deployment(prefect_api, prefect_auth, "retrain")
+    flow_run = run_deployment(prefect_api, prefect_auth, "retrain/stroke")
     return flow_run, before, model_versions(compose_stack)
 
 
@@ -225,7 +227,7 @@ def test_an_anonymous_client_can_neither_change_the_served_model_nor_start_a_flo
         for path, body in (("model-versions/create", version), ("registered-models/alias", alias)):
             answer = requests.post(f"{mlflow}/api/2.0/mlflow/{path}", json=body, auth=who, timeout=30)
             assert answer.status_code == refused, (who, path, answer.text)
-    deployment = deployment_id(prefect_api, prefect_auth, "retrain")
+    deployment = deployment_id(prefect_api, prefect_auth, "retrain/stroke")
     for path, body in (
         (f"/deployments/{deployment}/create_flow_run", {}),
         ("/flow_runs/", {"flow_id": deployment}),

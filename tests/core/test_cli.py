@@ -6,11 +6,12 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from clinrisk import registry
 from clinrisk.cli import main
-from support import RAW_STROKE
+from support import RAW_STROKE, REPO
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_train_on_the_snapshot_the_champion_saw_registers_nothing(run):
     code, _, summary = run("train")
     assert code == 0
     assert summary["skipped"] == "no new labelled data since version 1" and summary["version"] is None
-    assert run("models", "--json")[2]["versions"][-1]["version"] == "1"
+    assert run("models", "--model", "stroke", "--json")[2]["versions"][-1]["version"] == "1"
 
 
 def test_predict_scores_the_full_real_file(run, tmp_path):
@@ -116,12 +117,12 @@ def test_models_promote_and_rollback(run):
     """Manual promotion moves the alias, rollback returns it, and models lists both versions."""
     run("train")
     run("train", "--data", str(RAW_STROKE), "--seed", "5")
-    code, _, listing = run("models", "--json")
+    code, _, listing = run("models", "--model", "stroke", "--json")
     assert [v["version"] for v in listing["versions"]] == ["1", "2"]
     assert all("[" in v["gate_precision"] and "[" in v["gate_recall"] for v in listing["versions"])
     assert listing["versions"][0]["gate_p_value"] == "none"  # the first model had nobody to compare with
     assert float(listing["versions"][1]["gate_p_value"]) <= 1
-    code, table, _ = run("models")
+    code, table, _ = run("models", "--model", "stroke")
     assert code == 0 and "gate: precision" in table and "McNemar p" in table
     champion = next(v["version"] for v in listing["versions"] if "champion" in v["aliases"])
     other = "1" if champion == "2" else "2"
@@ -169,8 +170,34 @@ def test_models_shows_a_rolled_back_version_as_rolled_back(run):
         "champion": "1",
         "reason": "manual rollback",
     }
-    listing = {v["version"]: v for v in run("models", "--json")[2]["versions"]}
+    listing = {v["version"]: v for v in run("models", "--model", "stroke", "--json")[2]["versions"]}
     assert listing["2"]["aliases"] == [] and listing["2"]["gate"] == "rolled back"
     assert listing["1"]["aliases"] == ["champion"] and listing["1"]["gate"] == "promoted"
-    code, table, _ = run("models")
+    code, table, _ = run("models", "--model", "stroke")
     assert code == 0 and any(line.split()[:2] == ["2", "rolled"] for line in table.splitlines())
+
+
+def test_models_lists_every_spec_with_its_kind_objective_and_champion(run, fast_settings):
+    """Without --model it lists each spec's model: the champion and the metrics its objective judges,
+    'no champion yet' for an untrained one, and a spec that does not load without hiding the others."""
+    progression = yaml.safe_load((REPO / "models" / "diabetes_progression.yaml").read_text())
+    progression["data"]["path"] = str(REPO / progression["data"]["path"])
+    (fast_settings.spec_dir / "diabetes_progression.yaml").write_text(yaml.safe_dump(progression))
+    (fast_settings.spec_dir / "broken.yaml").write_text("name: broken\nfeatures: 3\n")
+    run("train")
+    code, _, listing = run("models", "--json")
+    rows = {row["name"]: row for row in listing["models"]}
+    assert code == 0 and list(rows) == ["broken", "diabetes_progression", "stroke"]
+    assert rows["stroke"]["kind"] == "classification" and rows["stroke"]["champion"] == "1"
+    assert set(rows["stroke"]["metrics"]) == {"recall", "precision"}
+    assert 0 < rows["stroke"]["metrics"]["recall"] <= 1
+    assert rows["diabetes_progression"]["kind"] == "regression"
+    assert rows["diabetes_progression"]["objective"] == "R² >= 0.4 on unseen rows"
+    assert rows["diabetes_progression"]["champion"] is None
+    assert "broken" in rows["broken"]["error"]
+    code, table, _ = run("models")
+    lines = {line.split()[0]: line for line in table.splitlines() if line and line.split()[0] in rows}
+    assert code == 0 and set(lines) == set(rows)
+    assert "version 1 (recall 0." in lines["stroke"] and "max recall, precision >= " in lines["stroke"]
+    assert lines["diabetes_progression"].endswith("no champion yet")
+    assert "spec error" in lines["broken"]

@@ -1,4 +1,5 @@
-"""prefect.yaml as shipped: deployed with `prefect deploy --all` to a real server, run by a real worker."""
+"""prefect.yaml as shipped: expanded per model spec, deployed with `clinrisk flows deploy` to a real
+server, run by a real worker."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from clinrisk import registry
+from clinrisk.flows import deployments as expansion
 from clinrisk.monitoring.index import read_summaries
 from monitoring.samples import drifted, trained_store
 from support import REPO, VENV_BIN, free_port, prefect_api_call, stop_process, wait_for_http
@@ -42,9 +45,80 @@ def test_prefect_yaml_declares_the_four_deployments_on_one_process_pool():
     ]
     for deployment in found.values():
         assert (REPO / deployment["entrypoint"].split(":")[0]).is_file()
-        assert "tracking_uri" not in str(deployment["parameters"]) and "://" not in str(
-            deployment["parameters"]
-        )
+        parameters = str(deployment.get("parameters"))
+        assert "tracking_uri" not in parameters and "://" not in parameters
+        assert "model_name" not in parameters  # set per model when expanded
+
+
+def specs_with_a_fifth(directory: Path, stroke_spec_dir: Path | None = None) -> Path:
+    """The shipped specs (stroke's from `stroke_spec_dir` when given) and a made-up fifth, `fifth`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in (REPO / "models").glob("*.yaml"):
+        raw = yaml.safe_load(path.read_text())
+        raw["data"]["path"] = str(REPO / raw["data"]["path"])
+        (directory / path.name).write_text(yaml.safe_dump(raw, sort_keys=False))
+    if stroke_spec_dir is not None:
+        (directory / "stroke.yaml").write_text((stroke_spec_dir / "stroke.yaml").read_text())
+    fifth = yaml.safe_load((directory / "diabetes.yaml").read_text()) | {"name": "fifth"}
+    (directory / "fifth.yaml").write_text(yaml.safe_dump(fifth, sort_keys=False))
+    return directory
+
+
+def test_every_spec_gets_each_flows_deployment_with_its_own_parameters(tmp_path):
+    """It gives each spec, a made-up fifth included, its retrain, ingest, monitor and batch-score
+    deployment named after the model, with model_name set and monitor pointed at its own retrain."""
+    models = expansion.model_names(specs_with_a_fifth(tmp_path / "specs"))
+    assert models == ["anemia", "diabetes", "diabetes_progression", "fifth", "stroke"]
+    expanded = expansion.expand(expansion.read_templates(REPO), models)
+    by_name = {}
+    for template in deployments().values():
+        for model in models:
+            by_name[expansion.full_name(template["name"], model)] = template
+    assert expansion.planned(expansion.read_templates(REPO), models) == list(by_name)
+    assert len(expanded["deployments"]) == 4 * 5
+    for deployment, (name, template) in zip(expanded["deployments"], by_name.items(), strict=True):
+        flow, model = name.split("/")
+        assert deployment["name"] == model and deployment["entrypoint"] == template["entrypoint"]
+        assert deployment["parameters"]["model_name"] == model
+        assert deployment["work_pool"]["name"] == POOL
+        if flow == "monitor":
+            assert deployment["parameters"]["retrain_deployment"] == f"retrain/{model}"
+    assert expanded["pull"] == yaml.safe_load((REPO / "prefect.yaml").read_text())["pull"]
+
+
+@pytest.mark.parametrize("flow", ["retrain", "monitor", "ingest"])
+def test_the_models_schedules_are_staggered(flow, tmp_path):
+    """No two models' scheduled runs of a flow start at the same time; the first model keeps
+    prefect.yaml's schedule."""
+    models = expansion.model_names(specs_with_a_fifth(tmp_path / "specs"))
+    expanded = expansion.expand(expansion.read_templates(REPO), models)
+    schedules = [d["schedules"][0] for d in expanded["deployments"] if d["entrypoint"].endswith(f":{flow}")]
+    starts = [s.get("cron") or s["anchor_date"] for s in schedules]
+    assert len(set(starts)) == len(models)
+    if flow != "ingest":
+        assert schedules[0]["cron"] == deployments()[flow]["schedules"][0]["cron"]
+
+
+@pytest.mark.parametrize(
+    ("cron", "minutes", "moved"),
+    [
+        ("0 3 * * 1", 30, "30 3 * * 1"),
+        ("0 3 * * 1", 90, "30 4 * * 1"),
+        ("50 23 * * *", 20, "10 0 * * *"),  # wraps at midnight
+        ("*/5 * * * *", 30, "*/5 * * * *"),  # no fixed time to move
+        ("0 3 * * 1", 0, "0 3 * * 1"),
+    ],
+)
+def test_a_cron_is_moved_by_whole_minutes(cron, minutes, moved):
+    """It moves a cron's fixed minute and hour, and leaves other crons alone."""
+    assert expansion.shift_cron(cron, minutes) == moved
+
+
+def test_a_model_named_unlike_a_model_gets_no_deployment(tmp_path):
+    """A YAML file whose name could not be a model name (a URL segment) is not deployed."""
+    (tmp_path / "Not A Model.yaml").write_text("name: x\n")
+    (tmp_path / "ok.yaml").write_text("name: ok\n")
+    assert expansion.model_names(tmp_path) == ["ok"]
 
 
 def server_env(workdir: Path, port: int) -> dict[str, str]:
@@ -81,7 +155,10 @@ def background(args: list[str], env: dict, log_path: Path):
 
 def wait_for_pool(env: dict, timeout: float = 120) -> None:
     """Wait until the worker has created its work pool."""
-    wait_for_http(f"{env['PREFECT_API_URL']}/work_pools/{POOL}", timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while requests.get(f"{env['PREFECT_API_URL']}/work_pools/{POOL}", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, f"no work pool {POOL} after {timeout} s"
+        time.sleep(1)
 
 
 def prefect(env: dict, *args: str, cwd: Path = REPO) -> str:
@@ -114,15 +191,40 @@ def wait_for_final_state(env: dict, flow_runs: dict, timeout: float = 480) -> li
     raise TimeoutError(f"flow runs {flow_runs} did not finish within {timeout} s")
 
 
+def clinrisk_flows_deploy(env: dict) -> str:
+    """`clinrisk flows deploy` from the project root, as `make flows-deploy` runs it."""
+    done = subprocess.run(
+        [str(VENV_BIN / "clinrisk"), "flows", "deploy"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def check_every_spec_is_deployed(env: dict, spec_dir: Path) -> None:
+    """Each flow has a deployment for each spec, with that model's parameters."""
+    models = expansion.model_names(spec_dir)
+    for name in expansion.planned(expansion.read_templates(REPO), models):
+        found = api(env, "GET", f"/deployments/name/{name}")
+        flow, model = name.split("/")
+        assert found["parameters"]["model_name"] == model, found
+        assert bool(found["schedules"]) == (flow != "batch-score"), found
+        if flow == "monitor":
+            assert found["parameters"]["retrain_deployment"] == f"retrain/{model}"
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("prefect-server")
 def test_a_worker_runs_the_retrain_that_monitor_triggered(tmp_path, raw_stroke):
-    """It deploys prefect.yaml from the project root; a worker runs monitor, then the retrain it started."""
+    """`clinrisk flows deploy` registers every spec's deployments (a made-up fifth included, prefect.yaml
+    untouched); a worker runs stroke's monitor, then the retrain of stroke it started, though the
+    default model (CLINRISK_MODEL_NAME) is another."""
     port = free_port()
     env = server_env(tmp_path / "prefect", port)
     server_args = ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with background(server_args, env, tmp_path / "server.log") as server:
         store = trained_store(tmp_path / "store")  # trains while the server migrates its database
+        spec_dir = specs_with_a_fifth(tmp_path / "all-specs", store.spec_dir)
         drifted(raw_stroke).to_csv(tmp_path / "drifted.csv", index=False)
         # The drifted patients' outcomes arrive as a lab batch: the triggered retrain learns from them.
         labels = drifted(raw_stroke).assign(id=lambda f: f["id"] + 1_000_000)
@@ -130,20 +232,25 @@ def test_a_worker_runs_the_retrain_that_monitor_triggered(tmp_path, raw_stroke):
         labels.to_csv(store.home / "inbox" / "stroke" / "drifted-outcomes.csv", index=False)
         store_env = {
             "CLINRISK_HOME": str(store.home),
-            "CLINRISK_SPEC_DIR": str(store.spec_dir),
+            "CLINRISK_SPEC_DIR": str(spec_dir),
+            "CLINRISK_MODEL_NAME": "fifth",
             "MLFLOW_TRACKING_URI": store.tracking_uri,
         }
         wait_for_http(f"http://127.0.0.1:{port}/api/health", timeout=240, process=server)
         worker_args = ["worker", "start", "--pool", POOL, "--type", "process"]
         with background(worker_args, env | store_env, tmp_path / "worker.log"):
             wait_for_pool(env)  # the worker creates the process pool that prefect.yaml names
-            prefect(env, "--no-prompt", "deploy", "--all")
-            monitor_id = run_deployment(env, "monitor/monitor", current_path=str(tmp_path / "drifted.csv"))
+            clinrisk_flows_deploy(env | store_env)
+            check_every_spec_is_deployed(env, spec_dir)
+            monitor_id = run_deployment(env, "monitor/stroke", current_path=str(tmp_path / "drifted.csv"))
             (monitored,) = wait_for_final_state(env, {"id": {"any_": [monitor_id]}})
             retrains = wait_for_final_state(env, {"tags": {"all_": ["auto-retrain"]}})
+            retrain_stroke = api(env, "GET", "/deployments/name/retrain/stroke")
     log = (tmp_path / "worker.log").read_text()[-4000:]
     assert monitored["state_type"] == "COMPLETED" and len(retrains) == 1, log
     assert retrains[0]["state_type"] == "COMPLETED", log
+    assert retrains[0]["deployment_id"] == retrain_stroke["id"]
+    assert retrains[0]["parameters"]["model_name"] == "stroke"
     # Newest first: the first summary of each kind is the latest (training the store wrote one too).
     summaries = {s["kind"]: s for s in reversed(read_summaries(store.reports_dir))}
     assert summaries["monitor"]["retrain"]["flow_run"]["id"] == retrains[0]["id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -51,7 +53,7 @@ def test_an_unregistered_deployment_is_named(harness_api):
     """It exits 1 naming the deployment and the server."""
     result = flows_run("nope")
     assert result.exit_code == 1
-    assert f"deployment 'nope/nope' is not registered on {harness_api}" in result.stderr
+    assert f"deployment 'nope/stroke' is not registered on {harness_api}" in result.stderr
 
 
 def test_a_run_is_created_with_its_parameters_and_tagged_as_started_from_the_cli(
@@ -64,3 +66,36 @@ def test_a_run_is_created_with_its_parameters_and_tagged_as_started_from_the_cli
     assert run.parameters == {"seed": 7, "model_name": "stroke"}
     assert CLI_TAG in run.tags
     assert f"started {retrain_deployment}: flow run {run.name}" in result.stdout
+
+
+@pytest.fixture
+def model_retrain(prefect_harness) -> str:
+    """A model name of its own, with a retrain deployment `retrain/<model>` (its runs never execute)."""
+    from clinrisk.flows.retrain import retrain
+
+    model = f"m{uuid.uuid4().hex[:8]}"
+    retrain.to_deployment(name=model).apply()
+    return model
+
+
+@pytest.mark.parametrize(
+    ("args", "parameters"),
+    [
+        (["--model", "{model}"], {}),
+        (["-p", "model_name={model}"], {"model_name": "{model}"}),
+    ],
+    ids=["--model", "model_name parameter"],
+)
+def test_a_flow_name_runs_the_models_own_deployment(harness_api, model_retrain, args, parameters):
+    """`flows run retrain --model M` (or `-p model_name=M`) runs deployment `retrain/M`."""
+    result = flows_run("retrain", *(a.format(model=model_retrain) for a in args))
+    assert result.exit_code == 0, result.output
+    (run,) = deployment_runs(f"retrain/{model_retrain}")
+    assert run.parameters == {k: v.format(model=model_retrain) for k, v in parameters.items()}
+    assert f"started retrain/{model_retrain}: flow run {run.name}" in result.stdout
+
+
+def test_a_full_deployment_name_and_a_model_together_are_refused(harness_api):
+    """It exits 2 naming --model when the deployment is named in full as well."""
+    result = flows_run("retrain/stroke", "--model", "diabetes")
+    assert result.exit_code == 2 and "--model" in result.output and "Traceback" not in result.output

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
-from clinrisk.monitoring import reports
+from clinrisk.monitoring import reports, store
 from clinrisk.monitoring.schema import Floors
+from monitoring.test_report_pages import summary as monitor_summary
 
 FLOORS = Floors(drift_share=0.2, recall=0.5, precision=0.15)
 REMOTE_RESOURCE = re.compile(r"<(script|link|img|iframe)[^>]+(src|href)=[\"']?(https?:)?//", re.IGNORECASE)
@@ -171,3 +173,23 @@ def test_a_column_missing_from_the_whole_window_is_flagged_when_the_reference_ha
     assert not any(h["flagged"] for c, h in health.items() if c != "bmi")
     nothing_either = reports.column_health(stroke_spec, current, _blank(reference, "bmi"))
     assert nothing_either["bmi"]["missing_current"] == 1.0 and nothing_either["bmi"]["flagged"] is False
+
+
+def test_each_model_has_its_own_evidently_project_and_index_section(still_snapshot, tmp_path):
+    """Two models' reports go to two Evidently projects (`clinrisk-<model>`) and two sections of
+    the index, each listing only its own model's reports."""
+    now = datetime(2026, 3, 2, 6, tzinfo=UTC)
+    for model in ("stroke", "diabetes"):
+        summary = monitor_summary(model=model)
+        store.publish(tmp_path / "reports", tmp_path / "workspace", still_snapshot, summary, now)
+    for model in ("stroke", "diabetes"):
+        assert len(reports.workspace_runs(tmp_path / "workspace", f"clinrisk-{model}")) == 1
+    html = (tmp_path / "reports" / "index.html").read_text()
+    in_order = [
+        'id="model-diabetes"',
+        "diabetes/20260302T060000Z/report.html",
+        'id="model-stroke"',
+        "stroke/20260302T060000Z/report.html",
+    ]
+    assert [html.index(text) for text in in_order] == sorted(html.index(text) for text in in_order)
+    assert "<code>clinrisk-diabetes</code>" in html and "<code>clinrisk-stroke</code>" in html

@@ -1,6 +1,6 @@
 """`clinrisk up` end to end: the real servers on free ports, a prediction, a restart after MLflow
 is killed, a monitor run from the CLI shown in Evidently's UI, a retrain run by Prefect, then
-Ctrl-C, and nothing left running. The first champion trains on the fast spec."""
+Ctrl-C, and nothing left running. The first champions (stroke and diabetes) train on fast specs."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 import requests
+import yaml
 from proctable import alive, command_line, descendants, with_environment
 from test_readme import readme_curls_for
 
@@ -86,6 +87,16 @@ def start_stack(tmp_path: Path, spec_dir: Path) -> Stack:
     )  # fmt: skip
 
 
+def with_fast_diabetes(spec_dir: Path) -> Path:
+    """`spec_dir` with a second model, diabetes, that trains in seconds (logistic regression only)."""
+    raw = yaml.safe_load((REPO / "models" / "diabetes.yaml").read_text())
+    raw["data"]["path"] = str(REPO / raw["data"]["path"])
+    raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "logistic_regression"]
+    raw["training"]["cv_folds"] = 3
+    (spec_dir / "diabetes.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return spec_dir
+
+
 def wait_until_up(stack: Stack, timeout: float = 240) -> None:
     """Wait for the banner `clinrisk up` prints once everything answers."""
     deadline = time.monotonic() + timeout
@@ -103,7 +114,7 @@ def predict(stack: Stack, patient: dict) -> requests.Response:
 
 
 def run_deployment(stack: Stack, name: str, timeout: float = 180) -> dict:
-    """Create a flow run of a deployment through the Prefect API and wait for its end."""
+    """Create a flow run of deployment `flow/model` through the Prefect API and wait for its end."""
     found = deployment_id(stack, name)
     run = stack.prefect("POST", f"/deployments/{found}/create_flow_run", json={})
     deadline = time.monotonic() + timeout
@@ -116,11 +127,10 @@ def run_deployment(stack: Stack, name: str, timeout: float = 180) -> dict:
 
 
 def deployment_id(stack: Stack, name: str) -> str:
-    found = stack.prefect(
-        "POST", "/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}
-    ).json()
-    assert found, f"deployment {name} is not registered"
-    return found[0]["id"]
+    """The id of deployment `flow/model`."""
+    response = stack.prefect("GET", f"/deployments/name/{name}")
+    assert response.status_code == 200, f"deployment {name} is not registered: {response.text}"
+    return response.json()["id"]
 
 
 def registered_versions(stack: Stack) -> list[str]:
@@ -148,6 +158,9 @@ def check_banner(stack: Stack) -> None:
     assert (stack.home / "reports" / "index.html").as_uri() in text
     assert (stack.home / "reports" / "index.html").is_file()
     assert re.search(rf"password {re.escape(stack.auth[1])} \(shown once\)", text)
+    # Initialisation trained a first champion for every spec (diabetes as quickly as stroke).
+    assert "  diabetes            champion version 1" in text.splitlines()
+    assert "  stroke              champion version 1" in text.splitlines()
 
 
 def new_shell_env(stack: Stack) -> dict[str, str]:
@@ -240,7 +253,7 @@ def check_retrain(stack: Stack) -> None:
     inbox.mkdir(parents=True, exist_ok=True)
     batch = pd.read_csv(RAW_STROKE, na_values=["N/A"]).sample(60, random_state=4)
     batch.assign(id=batch["id"] + 1_000_000).to_csv(inbox / "lab.csv", index=False)
-    state = run_deployment(stack, "retrain")
+    state = run_deployment(stack, "retrain/stroke")
     assert state["type"] == "COMPLETED", f"{state}\n{stack.output()[-4000:]}"
     assert registered_versions(stack) == ["1", "2"]
     assert (inbox / "done" / "lab.csv").is_file()
@@ -265,7 +278,7 @@ def check_anonymous_clients_change_nothing(stack: Stack) -> None:
         for path, body in (("model-versions/create", version), ("registered-models/alias", alias)):
             answer = mlflow_call(stack.mlflow, f"2.0/mlflow/{path}", body, who)
             assert answer.status_code == refused, (who, path, answer.text)
-    deployment = deployment_id(stack, "retrain")
+    deployment = deployment_id(stack, "retrain/stroke")
     for path, body in (
         (f"/deployments/{deployment}/create_flow_run", {}),
         ("/flow_runs/", {"flow_id": deployment}),
@@ -320,7 +333,7 @@ def test_up_serves_restarts_monitors_retrains_and_stops_without_leftovers(tmp_pa
     One scenario rather than one test per step: the steps share one stack (a minute and a half
     to start) and must run in this order.
     """
-    stack = start_stack(tmp_path, fast_settings.spec_dir)
+    stack = start_stack(tmp_path, with_fast_diabetes(fast_settings.spec_dir))
     try:
         wait_until_up(stack)
         check_banner(stack)

@@ -74,6 +74,8 @@ def check_clinrisk(args: list[str]) -> None:
     """Resolve the subcommand and parse its options as click would, without running it."""
     command, name, ctx = main, "clinrisk", click.Context(main)
     while isinstance(command, click.Group):
+        if command.invoke_without_command and (not args or args[0].startswith("-")):
+            break  # a group that runs on its own (`clinrisk models --json`): parse its options
         assert args, f"`clinrisk {name}` needs a subcommand"
         name, args = args[0], args[1:]
         command = command.get_command(ctx, name)
@@ -126,6 +128,7 @@ def test_the_readme_commands_are_all_found():
         ["prefect", "deployment", "run", "retrain/retrain"],
         ["clinrisk", "train"],
         [".venv/bin/clinrisk", "flows", "run", "retrain", "--no-such-option"],
+        [".venv/bin/clinrisk", "models", "--no-such-option"],
         [".venv/bin/clinrisk", "no-such-command"],
         ["make", "no-such-target"],
         ["curl", "-d", "@patient.json", "http://127.0.0.1:8000/predict"],

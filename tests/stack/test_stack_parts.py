@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from proctable import alive
 
@@ -19,6 +20,7 @@ from clinrisk.errors import ClinriskError
 from clinrisk.settings import load_settings
 from clinrisk.stack import bootstrap, processes
 from clinrisk.stack.accounts import ensure_admin
+from clinrisk.stack.command import describe
 from clinrisk.stack.config import StackConfig, environment, prepare_home
 from support import REPO, free_port
 
@@ -124,15 +126,44 @@ def test_a_new_start_forgets_the_previous_readiness(config):
     assert not list(config.run_dir.iterdir())
 
 
-def test_deployment_names_are_read_from_prefect_yaml():
-    """It knows the project's deployments from prefect.yaml."""
-    assert {"retrain", "monitor", "batch-score"} <= set(bootstrap.deployment_names(REPO))
+def test_deployment_names_are_prefect_yaml_flows_times_the_specs():
+    """It plans each flow of prefect.yaml once per model spec, named `flow/model`."""
+    names = bootstrap.deployment_names(REPO, REPO / "models")
+    models = sorted(p.stem for p in (REPO / "models").glob("*.yaml"))
+    flows = ("retrain", "ingest", "monitor", "batch-score")
+    assert sorted(names) == sorted(f"{flow}/{model}" for flow in flows for model in models)
 
 
 def test_a_missing_prefect_yaml_is_reported(tmp_path):
     """It fails with a message naming the directory when prefect.yaml is missing."""
     with pytest.raises(ClinriskError, match=str(tmp_path)):
-        bootstrap.deployment_names(tmp_path)
+        bootstrap.deployment_names(tmp_path, REPO / "models")
+
+
+def test_one_model_failing_to_train_leaves_the_others_their_first_champion(
+    fast_settings, monkeypatch, capsys
+):
+    """A model whose first training fails (its data file is missing) is reported by name and left
+    without a champion; the others still get theirs, and a second start trains nothing again."""
+    broken = yaml.safe_load((fast_settings.spec_dir / "stroke.yaml").read_text())
+    broken["name"], broken["data"]["path"] = "anemia", "/nonexistent/anemia.csv"
+    (fast_settings.spec_dir / "anemia.yaml").write_text(yaml.safe_dump(broken))
+    monkeypatch.setenv("CLINRISK_HOME", str(fast_settings.home))
+    monkeypatch.setenv("CLINRISK_SPEC_DIR", str(fast_settings.spec_dir))
+    assert bootstrap.ensure_champions(train=True) == {"anemia": None, "stroke": "1"}
+    said = capsys.readouterr().out
+    assert "WARNING: anemia has no champion: its first training failed" in said
+    assert "/nonexistent/anemia.csv" in said and "training the first stroke model" in said
+    assert bootstrap.ensure_champions(train=False) == {"anemia": None, "stroke": "1"}
+    assert "stroke has a champion: version 1" in capsys.readouterr().out
+
+
+def test_the_banner_lists_every_model_and_its_champion(config):
+    """It names each model with its champion version, or says it has none yet."""
+    text = describe(config, None, True, "stroke", champions={"anemia": None, "stroke": "1"})
+    lines = text.splitlines()
+    assert "  anemia              no champion yet" in lines
+    assert "  stroke              champion version 1" in lines
 
 
 def test_waiting_for_a_server_that_never_answers_names_it():

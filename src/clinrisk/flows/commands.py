@@ -1,4 +1,5 @@
-"""`clinrisk flows run NAME [--param key=value]`: run a deployment on the stack's Prefect server.
+"""`clinrisk flows run NAME [--model M] [--param key=value]`: run a model's deployment on the stack's
+Prefect server; `clinrisk flows deploy`: register every model's deployments there.
 
 The server is PREFECT_API_URL when set, else the one `clinrisk up` recorded in
 `<CLINRISK_HOME>/stack.json`, so the command works in a new shell in the project root. It never
@@ -46,9 +47,18 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
     return params
 
 
-def deployment_name(name: str) -> str:
-    """`retrain` means the deployment `retrain/retrain`; `flow/deployment` is taken as given."""
-    return name if "/" in name else f"{name}/{name}"
+def deployment_name(name: str, model: str | None, model_parameter: object = None) -> str:
+    """`retrain` means a model's deployment `retrain/<model>`: `model` (--model), else the
+    `model_name` parameter, else the default model's. `flow/deployment` is taken as given."""
+    if "/" in name:
+        if model is not None:
+            raise click.BadParameter(f"'{name}' names its deployment already", param_hint="--model")
+        return name
+    from clinrisk.flows.deployments import full_name
+
+    if model is None and isinstance(model_parameter, str) and model_parameter:
+        model = model_parameter
+    return full_name(name, model or load_settings().model_name)
 
 
 def create_run(api_url: str, deployment: str, params: dict[str, object]):
@@ -90,13 +100,16 @@ def flows() -> None:
 
 @flows.command("run")
 @click.argument("name")
+@click.option("--model", "model_name", default=None, help="The model (default: CLINRISK_MODEL_NAME).")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A flow parameter.")
 @click.option("--wait/--no-wait", default=False, help="Wait for the end; exit non-zero unless it completed.")
-def run(name: str, params: tuple[str, ...], wait: bool) -> None:
-    """Start a run of deployment NAME (retrain, monitor, batch-score or flow/deployment)."""
+def run(name: str, model_name: str | None, params: tuple[str, ...], wait: bool) -> None:
+    """Start a run of flow NAME's deployment for a model (retrain, monitor, ingest, batch-score), or of
+    deployment flow/deployment."""
     api_url = prefect_api_url()
-    deployment = deployment_name(name)
-    flow_run = create_run(api_url, deployment, parse_params(params))
+    parameters = parse_params(params)
+    deployment = deployment_name(name, model_name, parameters.get("model_name"))
+    flow_run = create_run(api_url, deployment, parameters)
     ui = api_url.removesuffix("/api").rstrip("/")
     click.echo(f"started {deployment}: flow run {flow_run.name} ({ui}/runs/flow-run/{flow_run.id})")
     if wait:
@@ -104,3 +117,19 @@ def run(name: str, params: tuple[str, ...], wait: bool) -> None:
         click.echo(f"{flow_run.name} ended {state.type.value}: {state.message or ''}".rstrip(": "))
         if state.type.value != "COMPLETED":
             raise ClinriskError(f"flow run {flow_run.name} of {deployment} ended {state.type.value}")
+
+
+@flows.command("deploy")
+@click.option("--missing-only", is_flag=True, help="Keep the deployments that exist (and their UI edits).")
+def deploy(missing_only: bool) -> None:
+    """Register prefect.yaml's deployments once per model spec (`retrain/<model>`, ...) on the stack's
+    Prefect server, creating the work pool if it is missing."""
+    from clinrisk.stack import bootstrap
+    from clinrisk.stack.command import project_dir
+    from clinrisk.stack.config import POOL
+
+    api_url = prefect_api_url().rstrip("/")
+    os.environ["PREFECT_API_URL"] = api_url  # the Prefect CLI calls below inherit it
+    bootstrap.wait_for(f"{api_url}/health", "the Prefect API", timeout=30)
+    bootstrap.ensure_pool(api_url, POOL)
+    bootstrap.finish(bootstrap.start_deploy(api_url, project_dir(), redeploy=not missing_only))

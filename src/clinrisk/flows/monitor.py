@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from prefect import flow
 
 from clinrisk.flows import summaries, tasks, triggering
+from clinrisk.flows.deployments import full_name
 from clinrisk.monitoring.monitor import log_window, too_few_rows
 from clinrisk.settings import load_settings
 
@@ -22,14 +23,16 @@ def monitor(
     window_hours: float = 168,
     current_path: str | None = None,
     min_rows: int = 30,
-    retrain_deployment: str = "retrain/retrain",
+    retrain_deployment: str | None = None,
     trigger_retrain: bool = True,
 ) -> dict:
     """Compare the last `window_hours` of logged predictions (or `current_path`) with the champion's
-    training sample; on drift or a quality breach, start `retrain_deployment` unless it is cooling down.
+    training sample; on drift or a quality breach, start `retrain_deployment` (the same model's,
+    `retrain/<model>`, when None) unless it is cooling down.
     """
     settings = load_settings()
     name, now = model_name or settings.model_name, datetime.now(UTC)
+    retrain_deployment = retrain_deployment or full_name("retrain", name)
     champion = tasks.load_champion(settings, name)
     spec, version = champion.spec, champion.info["version"]
     frame, window = tasks.read_current(settings, name, spec, log_window(now, window_hours), current_path)

@@ -203,8 +203,18 @@ def _index_row(summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def by_model(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Index rows grouped by model, models in name order, each model's rows in the given order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["model"], []).append(row)
+    return dict(sorted(groups.items()))
+
+
 def write_index(reports_dir: Path) -> Path:
-    """Rebuild `reports/index.html`, listing every report and skipped run newest first (atomically)."""
-    html = _render("index.html", rows=[_index_row(s) for s in read_summaries(reports_dir)])
+    """Rebuild `reports/index.html` (atomically): one section per model, as the Evidently UI has one
+    project per model (`clinrisk-<model>`), listing its reports and skipped runs newest first."""
+    rows = [_index_row(s) for s in read_summaries(reports_dir)]
+    html = _render("index.html", rows=rows, models=by_model(rows))
     outputs.make_folder(reports_dir)
     return outputs.write_text(reports_dir / "index.html", html)

@@ -1,8 +1,9 @@
 """First-start initialisation, shared by `clinrisk up` and the compose `init` service.
 
 Waits for the Prefect API and MLflow, creates the process work pool, registers the
-deployments of `prefect.yaml` that do not exist yet (so schedules changed in the Prefect UI
-survive a restart) and trains the first champion when there is none. Then, optionally,
+deployments that do not exist yet, those of prefect.yaml for every model spec (so schedules
+changed in the Prefect UI survive a restart), and trains a first champion for each model that
+has none (one model failing does not stop the others). Then, optionally,
 becomes another command (the local stack's worker):
 
     python -m clinrisk.stack.bootstrap --pool clinrisk-pool [-- prefect worker start ...]
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import click
 import requests
-import yaml
 
 from clinrisk.errors import ClinriskError
 from clinrisk.stack.config import POOL
@@ -47,41 +47,57 @@ def wait_for(url: str, what: str, timeout: float) -> None:
     raise ClinriskError(f"{what} did not answer at {url} within {timeout:.0f} s")
 
 
+def pool_exists(api_url: str, pool: str) -> bool:
+    return prefect_api(api_url).get(f"{api_url}/work_pools/{pool}", timeout=30).status_code == 200
+
+
 def ensure_pool(api_url: str, pool: str) -> None:
     """Create the process work pool unless it exists (its settings in the UI are kept)."""
-    if prefect_api(api_url).get(f"{api_url}/work_pools/{pool}", timeout=30).status_code == 200:
+    if pool_exists(api_url, pool):
         return
     say(f"creating work pool {pool}")
-    finish(start_prefect_cli(["work-pool", "create", pool, "--type", "process"], cwd=Path.cwd()))
+    try:
+        finish(start_prefect_cli(["work-pool", "create", pool, "--type", "process"], cwd=Path.cwd()))
+    except ClinriskError:
+        if not pool_exists(api_url, pool):  # else a worker starting meanwhile created it: as good
+            raise
 
 
-def deployment_names(project_dir: Path) -> list[str]:
-    """The deployment names declared in the project's prefect.yaml."""
-    path = project_dir / "prefect.yaml"
-    if not path.is_file():
-        raise ClinriskError(f"no prefect.yaml in {project_dir}: run from the project's checkout")
-    declared = yaml.safe_load(path.read_text()) or {}
-    return [d["name"] for d in declared.get("deployments") or []]
+def deployment_names(project_dir: Path, spec_dir: Path) -> list[str]:
+    """Every deployment to register: prefect.yaml's flows times the models in `spec_dir` (`flow/model`)."""
+    from clinrisk.flows import deployments
+
+    return deployments.planned(deployments.read_templates(project_dir), deployments.model_names(spec_dir))
 
 
 def existing_deployments(api_url: str, names: list[str]) -> set[str]:
-    """Which of `names` the Prefect server already has."""
-    body = {"deployments": {"name": {"any_": names}}}
-    response = prefect_api(api_url).post(f"{api_url}/deployments/filter", json=body, timeout=30)
-    response.raise_for_status()
-    return {d["name"] for d in response.json()}
+    """Which of `names` (`flow/deployment`) the Prefect server already has."""
+    found = set()
+    for name in names:
+        response = prefect_api(api_url).get(f"{api_url}/deployments/name/{name}", timeout=30)
+        if response.status_code != 404:
+            response.raise_for_status()
+            found.add(name)
+    return found
 
 
 def start_deploy(api_url: str, project_dir: Path, redeploy: bool) -> subprocess.Popen | None:
-    """Start registering the missing deployments (all with `redeploy`); None when none is missing."""
-    names = deployment_names(project_dir)
+    """Start registering every model's missing deployments (all with `redeploy`); None when none is
+    missing. Their config, expanded from prefect.yaml, is left in CLINRISK_HOME for reading."""
+    from clinrisk.flows import deployments
+    from clinrisk.settings import load_settings
+
+    settings = load_settings()
+    templates, models = deployments.read_templates(project_dir), deployments.model_names(settings.spec_dir)
+    names = deployments.planned(templates, models)
     missing = names if redeploy else [n for n in names if n not in existing_deployments(api_url, names)]
     if not missing:
         say(f"deployments already registered: {', '.join(names)}")
         return None
     say(f"registering deployments: {', '.join(missing)}")
-    selection = [arg for name in missing for arg in ("--name", name)]
-    return start_prefect_cli(["--no-prompt", "deploy", *selection], cwd=project_dir)
+    config = deployments.expand(templates, models, keep=set(missing))
+    path = deployments.write_config(config, settings.ensure_home() / "prefect-deployments.yaml")
+    return start_prefect_cli(["--no-prompt", "deploy", "--all", "--prefect-file", str(path)], cwd=project_dir)
 
 
 def start_prefect_cli(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -101,29 +117,49 @@ def finish(process: subprocess.Popen | None) -> None:
         raise ClinriskError(f"{' '.join(process.args[1:])} failed:\n{output}")
 
 
-def ensure_champion(train: bool) -> str | None:
-    """Train, register and gate the first model when the registry has no champion; its version."""
+def ensure_champions(train: bool) -> dict[str, str | None]:
+    """A first champion for every model with a spec (see `ensure_champion`); model -> its version.
+
+    A model that fails to train is reported and left without a champion: the others still train.
+    """
+    from clinrisk.flows.deployments import model_names
+    from clinrisk.settings import load_settings
+
+    champions = {}
+    for name in model_names(load_settings().spec_dir):
+        try:
+            champions[name] = ensure_champion(name, train)
+        except Exception as exc:  # any model's fault: the others' first champions still matter
+            say(f"WARNING: {name} has no champion: its first training failed: {exc}")
+            champions[name] = None
+    return champions
+
+
+def ensure_champion(name: str, train: bool) -> str | None:
+    """Train, register and gate model `name`'s first version when the registry has no champion for
+    it; the champion's version, or None."""
     from clinrisk import registry
     from clinrisk.settings import load_settings
 
     settings = load_settings()
-    champion = registry.alias_version(settings, settings.model_name, registry.CHAMPION)
+    champion = registry.alias_version(settings, name, registry.CHAMPION)
     if champion is not None:
-        say(f"{settings.model_name} has a champion: version {champion}")
+        say(f"{name} has a champion: version {champion}")
         return champion
     if not train:
-        say(f"{settings.model_name} has no champion (--no-train): the service stays unready")
+        say(f"{name} has no champion (--no-train): its routes stay unready")
         return None
     from clinrisk.retraining import retrain
 
-    say(f"training the first {settings.model_name} model")
-    summary = retrain(settings, settings.model_name, reason="first start")
-    say(json.dumps(summary, default=str))
+    say(f"training the first {name} model")
+    started = time.monotonic()
+    summary = retrain(settings, name, reason="first start")
+    say(f"{name} trained in {time.monotonic() - started:.0f} s: {json.dumps(summary, default=str)}")
     if summary.get("skipped"):  # a version trained on this store exists but is not champion
-        say(f"WARNING: {summary['skipped']}; promote one with `clinrisk promote VERSION`")
+        say(f"WARNING: {summary['skipped']}; promote one with `clinrisk promote VERSION --model {name}`")
         return None
     if not summary["promoted"]:
-        say(f"WARNING: the gate did not promote version {summary['version']}: {summary['reasons']}")
+        say(f"WARNING: the gate did not promote {name} version {summary['version']}: {summary['reasons']}")
         return None
     return summary["version"]
 
@@ -145,8 +181,11 @@ def ensure_reports_index() -> None:
         write_index(reports_dir)
 
 
-def initialise(pool: str, project_dir: Path, train: bool, redeploy: bool, timeout: float) -> str | None:
-    """Every first-start step (deployments register while the first model trains); the champion."""
+def initialise(
+    pool: str, project_dir: Path, train: bool, redeploy: bool, timeout: float
+) -> dict[str, str | None]:
+    """Every first-start step (deployments register while the first models train); each model's
+    champion version (None for a model without one)."""
     ensure_reports_index()
     api_url = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
@@ -157,13 +196,24 @@ def initialise(pool: str, project_dir: Path, train: bool, redeploy: bool, timeou
         if tracking_uri.startswith("http"):
             wait_for(f"{tracking_uri.rstrip('/')}/health", "MLflow", timeout)
             ensure_accounts(tracking_uri)
-        champion = ensure_champion(train)
+        champions = ensure_champions(train)
     except BaseException:
         if deploying is not None:
             deploying.kill()
         raise
     finish(deploying)
-    return champion
+    return champions
+
+
+def write_ready_file(path: Path, champions: dict[str, str | None]) -> None:
+    """Record each model's champion, and the default model's as `champion`; written whole, then
+    renamed, so readers never see half of it."""
+    from clinrisk.settings import load_settings
+
+    default = champions.get(load_settings().model_name)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps({"champion": default, "champions": champions}))
+    partial.replace(path)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -177,14 +227,12 @@ def initialise(pool: str, project_dir: Path, train: bool, redeploy: bool, timeou
 def main(pool, project_dir, no_train, redeploy, ready_file, timeout, then) -> None:
     """Initialise Prefect and the registry, then run THEN (after `--`) in this process."""
     try:
-        champion = initialise(pool, project_dir.resolve(), not no_train, redeploy, timeout)
+        champions = initialise(pool, project_dir.resolve(), not no_train, redeploy, timeout)
     except (ClinriskError, requests.RequestException) as exc:
         raise click.ClickException(str(exc)) from exc
     say("done")
-    if ready_file is not None:  # written whole, then renamed: readers never see half of it
-        partial = ready_file.with_name(f".{ready_file.name}.partial")
-        partial.write_text(json.dumps({"champion": champion}))
-        partial.replace(ready_file)
+    if ready_file is not None:
+        write_ready_file(ready_file, champions)
     if then:
         env = {name: value for name, value in os.environ.items() if name not in ACCOUNT_SECRETS}
         os.execvpe(then[0], list(then), env)

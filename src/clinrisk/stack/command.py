@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -43,8 +45,15 @@ def clinrisk_command(config: StackConfig) -> str:
     return shown(in_project if in_project.exists() else Path(executable("clinrisk")), config)
 
 
-def describe(config: StackConfig, admin: Admin | None, auth_enabled: bool, model_name: str = "stroke") -> str:
-    """The banner printed once everything answers: URLs, how to authenticate and run a flow."""
+def describe(
+    config: StackConfig,
+    admin: Admin | None,
+    auth_enabled: bool,
+    model_name: str = "stroke",
+    champions: dict[str, str | None] | None = None,
+) -> str:
+    """The banner printed once everything answers: URLs, each model's champion, how to authenticate
+    and run a flow."""
     rows = [
         ("Prediction service", f"{config.service_url}  (POST /predict)"),
         ("API docs", f"{config.service_url}/docs"),
@@ -56,10 +65,20 @@ def describe(config: StackConfig, admin: Admin | None, auth_enabled: bool, model
     clinrisk = clinrisk_command(config)
     lines = ["", f"clinrisk stack is up; state in {config.home}", ""]
     lines += [f"  {name:<20}{url}" for name, url in rows]
+    lines += model_lines(champions or {})
     lines += ["", *auth_lines(config, admin, auth_enabled), *control_plane_lines(config)]
-    lines += ["", f"Run a flow now: {clinrisk} flows run monitor --wait   (or retrain; --param key=value)"]
+    run_hint = "(or retrain; --model NAME, --param key=value)"
+    lines += ["", f"Run a flow now: {clinrisk} flows run monitor --wait   {run_hint}"]
     lines += ["", "Ctrl-C stops every process of the stack."]
     return "\n".join(lines) + "\n"
+
+
+def model_lines(champions: dict[str, str | None]) -> list[str]:
+    """One line per model: its champion version, or that it has none (see the init output above)."""
+    lines = ["", "Models (Evidently project clinrisk-<model>; flows retrain/<model>, monitor/<model>, ...):"]
+    for name, version in champions.items():
+        lines.append(f"  {name:<20}" + (f"champion version {version}" if version else "no champion yet"))
+    return lines if champions else []
 
 
 def auth_lines(config: StackConfig, admin: Admin | None, auth_enabled: bool) -> list[str]:
@@ -102,16 +121,18 @@ def control_plane_lines(config: StackConfig) -> list[str]:
     ]
 
 
-def announce_when_ready(config: StackConfig, banner: str, echo=click.echo) -> None:
-    """Print the banner once initialisation is done and the service answers (serves the champion)."""
+def announce_when_ready(config: StackConfig, banner: Callable[[dict], str], echo=click.echo) -> None:
+    """Print the banner, `banner(champions)`, once initialisation is done and the service answers
+    (serves the default model's champion)."""
     while not config.ready_file.exists():
         time.sleep(1)
-    has_champion = json.loads(config.ready_file.read_text() or "{}").get("champion") is not None
+    ready = json.loads(config.ready_file.read_text() or "{}")
+    has_champion = ready.get("champion") is not None
     probe = f"{config.service_url}/ready" if has_champion else f"{config.service_url}/health"
     while True:
         try:
             if requests.get(probe, timeout=2).ok:
-                echo(banner)
+                echo(banner(ready.get("champions") or {}))
                 return
         except requests.RequestException:
             pass
@@ -154,7 +175,7 @@ def up(
     secrets = control_plane_secrets(config)
     env = {**os.environ, **environment(config)}
     admin = ensure_admin(settings, env)
-    banner = describe(config, admin, settings.auth_enabled, settings.model_name)
+    banner = functools.partial(describe, config, admin, settings.auth_enabled, settings.model_name)
     supervisor = processes.supervisor(config, env, train=not no_train, redeploy=redeploy, secrets=secrets)
     threading.Thread(target=announce_when_ready, args=(config, banner, supervisor.echo), daemon=True).start()
     sys.exit(processes.run(supervisor))
