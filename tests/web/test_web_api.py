@@ -158,7 +158,8 @@ def test_metrics_count_requests_and_predictions_by_version(client, shared_app):
     client.post("/predict", json={})
     text = shared_app.test_client().get("/metrics").get_data(as_text=True)
     assert re.search(
-        r'clinrisk_http_requests_total\{endpoint="/predict",method="POST",model="stroke",status="422"\} [1-9]',
+        r'clinrisk_http_requests_total\{endpoint="/predict",method="POST",'
+        r'model="stroke",status="422"\} [1-9]',
         text,
     )
     assert 'clinrisk_http_request_duration_seconds_bucket{endpoint="/predict"' in text

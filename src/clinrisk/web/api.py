@@ -103,7 +103,12 @@ def score_regression(loaded: LoadedModel, records: list[dict[str, Any]], user: s
     for record, value in zip(records, values.tolist(), strict=True):
         prediction_id = str(uuid.uuid4())
         results.append(
-            {"prediction_id": prediction_id, "prediction": value, "model_version": loaded.version, "model": model_ref}
+            {
+                "prediction_id": prediction_id,
+                "prediction": value,
+                "model_version": loaded.version,
+                "model": model_ref,
+            }
         )
         rows.append(
             {
@@ -124,10 +129,17 @@ def _runtime():
     return current_app.extensions["clinrisk"]
 
 
+def served(name: str | None):
+    """The model's slot (404 for a name not served), remembered for the request's metrics label."""
+    slot = _runtime().slot(name)
+    g.model_name = slot.name
+    return slot
+
+
 def answer(name: str | None, payload: Any):
     """Validate `payload` (one patient or an array) against the model's champion, score, log, answer."""
     runtime = _runtime()
-    g.model_name = runtime.slot(name).name
+    served(name)
     _, loaded = runtime.serving(name)
     records, many = validate_records(payload, loaded.record_model, runtime.settings.max_batch_rows)
     results, rows = score(loaded, records, g.get("user"))
@@ -152,7 +164,7 @@ def predict():
 @requires_auth
 def predict_model(name: str):
     """Score one patient object or an array of them with the named model's champion."""
-    _runtime().slot(name)
+    served(name)
     payload = json_body()
     return answer(name, payload)
 
@@ -166,6 +178,7 @@ def predict_query(name: str):
     then validated exactly as a POSTed object, with the same errors: a parameter given twice, an
     unknown one or a value that is not a number is a 422 naming it.
     """
+    served(name)
     _, loaded = _runtime().serving(name)
     spec = loaded.model.spec
     params = request.args.copy()
@@ -177,8 +190,7 @@ def predict_query(name: str):
 def receive_feedback(name: str | None):
     """Store the observed outcome of a prediction the model made: 201, 404 when it made none."""
     runtime = _runtime()
-    slot = runtime.slot(name)
-    g.model_name = slot.name
+    slot = served(name)
     received = validate_feedback(json_body(), regression=slot.spec.is_regression)
     try:
         receipt = runtime.writer.record_feedback(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g
+from flask import Blueprint, current_app
 
 from clinrisk.web.auth import requires_auth
 
@@ -60,7 +60,8 @@ def named_model(name: str):
 
 
 def _described(name: str | None) -> dict:
-    runtime = _runtime()
-    g.model_name = runtime.slot(name).name
-    state, loaded = runtime.serving(name)
+    from clinrisk.web.api import served
+
+    served(name)
+    state, loaded = _runtime().serving(name)
     return {**loaded.describe(), "status": state.status, "reason": state.reason}

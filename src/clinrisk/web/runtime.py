@@ -87,7 +87,8 @@ class Runtime:
         if source is None:
             return {name: RegistrySource(self.settings, name) for name in spec_names(self.settings)}
         if isinstance(source, Mapping):
-            return dict(source)
+            others = sorted(set(source) - {self.default_name})
+            return {name: source[name] for name in [self.default_name, *others] if name in source}
         return {self.default_name: source}
 
     def _slots(self, sources: dict[str, ModelSource]) -> dict[str, ModelSlot]:

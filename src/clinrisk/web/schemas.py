@@ -86,7 +86,9 @@ class RegressionResult(BaseModel):
     """A regression's answer: the predicted value and the version; no probability, no threshold."""
 
     prediction_id: str = Field(description="uuid4 of this prediction; send it back with the feedback route")
-    prediction: float = Field(description="The predicted outcome, in the target's units (the spec's description)")
+    prediction: float = Field(
+        description="The predicted outcome, in the target's units (the spec's description)"
+    )
     model_version: str = Field(description="The registry version of the model that made the prediction")
     model: ModelRef
 

@@ -22,7 +22,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("predictions") as batch:
         batch.alter_column("probability", existing_type=sa.Float(), nullable=True)
-        batch.alter_column("prediction", existing_type=sa.Integer(), type_=sa.Float(), existing_nullable=False)
+        batch.alter_column(
+            "prediction", existing_type=sa.Integer(), type_=sa.Float(), existing_nullable=False
+        )
     with op.batch_alter_table("feedback") as batch:
         batch.alter_column("outcome", existing_type=sa.Integer(), type_=sa.Float(), existing_nullable=False)
 
@@ -31,5 +33,7 @@ def downgrade() -> None:
     with op.batch_alter_table("feedback") as batch:
         batch.alter_column("outcome", existing_type=sa.Float(), type_=sa.Integer(), existing_nullable=False)
     with op.batch_alter_table("predictions") as batch:
-        batch.alter_column("prediction", existing_type=sa.Float(), type_=sa.Integer(), existing_nullable=False)
+        batch.alter_column(
+            "prediction", existing_type=sa.Float(), type_=sa.Integer(), existing_nullable=False
+        )
         batch.alter_column("probability", existing_type=sa.Float(), nullable=False)
