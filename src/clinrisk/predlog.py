@@ -40,8 +40,10 @@ predictions = Table(
     Column("model_name", String(64), nullable=False, index=True),
     Column("model_version", String(32), nullable=False),
     Column("features", Text, nullable=False),  # JSON object of the validated input
-    Column("probability", Float, nullable=False),
-    Column("prediction", Integer, nullable=False),
+    # A classification logs its calibrated probability and 0/1 decision; a regression no
+    # probability and its predicted value, in the target's units (migration 0005).
+    Column("probability", Float, nullable=True),
+    Column("prediction", Float, nullable=False),
     Column("requested_by", String(64), nullable=True),  # the user (or API key's owner) who asked
 )
 
@@ -50,7 +52,7 @@ feedback = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("prediction_id", String(36), nullable=False, index=True),
-    Column("outcome", Integer, nullable=False),
+    Column("outcome", Float, nullable=False),  # 0/1, or a regression's measured value
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("requested_by", String(64), nullable=True),
 )
@@ -95,12 +97,13 @@ def write_feedback(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
     return len(records)
 
 
-def prediction_exists(engine: Engine, prediction_id: str) -> bool:
+def prediction_exists(engine: Engine, prediction_id: str, model_name: str | None = None) -> bool:
+    """Whether the prediction is logged (and was made by `model_name`, when one is given)."""
+    query = select(predictions.c.prediction_id).where(predictions.c.prediction_id == prediction_id)
+    if model_name is not None:
+        query = query.where(predictions.c.model_name == model_name)
     with engine.connect() as conn:
-        found = conn.execute(
-            select(predictions.c.prediction_id).where(predictions.c.prediction_id == prediction_id)
-        )
-        return found.first() is not None
+        return conn.execute(query).first() is not None
 
 
 def read_window(

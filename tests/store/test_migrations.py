@@ -90,21 +90,48 @@ def assert_upgraded_without_loss(url: str) -> None:
     assert database.current_revision(engine) == database.head_revision()
     assert counts(engine) == (25, 1)
     assert {"labelled_examples", "labelled_batches"} <= set(inspect(engine).get_table_names())
-    assert len(predlog.read_window(engine, "stroke")) == 25
+    window = predlog.read_window(engine, "stroke")
+    assert len(window) == 25 and set(window["prediction"]) == {1} and set(window["probability"]) == {0.5}
+    assert window["outcome"].dropna().tolist() == [1]
     assert labelled.count_rows(engine, "stroke") == 0
+    assert_regression_rows_are_kept_whole(engine)
     engine.dispose()
+
+
+def assert_regression_rows_are_kept_whole(engine) -> None:
+    """A regression's prediction (no probability, a value) and its numeric outcome, stored and read back."""
+    prediction_id = "11111111-1111-1111-1111-111111111111"
+    now = datetime.now(UTC)
+    row = {
+        "prediction_id": prediction_id,
+        "created_at": now,
+        "model_name": "diabetes_progression",
+        "model_version": "2",
+        "features": {"age": 0.03, "bmi": 0.06},
+        "probability": None,
+        "prediction": 151.37,
+        "requested_by": "alice",
+    }
+    predlog.write_predictions(engine, [row])
+    predlog.write_feedback(engine, [{"prediction_id": prediction_id, "outcome": 172.5, "received_at": now}])
+    window = predlog.read_window(engine, "diabetes_progression")
+    assert window[["prediction", "outcome"]].to_numpy().tolist() == [[151.37, 172.5]]
+    assert window["probability"].isna().all()
+    assert predlog.prediction_exists(engine, prediction_id, "diabetes_progression")
+    assert not predlog.prediction_exists(engine, prediction_id, "stroke")
 
 
 def test_a_fresh_sqlite_database_is_created_at_the_newest_revision(tmp_path):
     """A new database gets every table through the migrations, and a second connect changes nothing."""
     url = f"sqlite:///{tmp_path / 'new' / 'predictions.db'}"
     engine = database.connect(url)
-    assert database.current_revision(engine) == database.head_revision() == "0004"
+    assert database.current_revision(engine) == database.head_revision() == "0005"
     assert {"predictions", "feedback", "labelled_examples", "labelled_batches"} <= set(
         inspect(engine).get_table_names()
     )
     database.upgrade(engine)  # already at head: a no-op
-    assert database.current_revision(engine) == "0004"
+    assert database.current_revision(engine) == "0005"
+    assert_regression_rows_are_kept_whole(engine)
 
 
 def test_a_sqlite_database_of_the_previous_schema_upgrades_without_losing_a_row(tmp_path):

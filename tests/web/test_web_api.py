@@ -153,12 +153,14 @@ def test_health_and_ready_are_open(shared_app):
 
 
 def test_metrics_count_requests_and_predictions_by_version(client, shared_app):
-    """It exposes request counts and latency by endpoint and status, predictions by version."""
+    """It exposes request counts and latency by endpoint, status and model, predictions by version."""
     client.post("/predict", json=[PATIENT, PATIENT])
     client.post("/predict", json={})
     text = shared_app.test_client().get("/metrics").get_data(as_text=True)
     assert re.search(
-        r'clinrisk_http_requests_total\{endpoint="/predict",method="POST",status="422"\} [1-9]', text
+        r'clinrisk_http_requests_total\{endpoint="/predict",method="POST",'
+        r'model="stroke",status="422"\} [1-9]',
+        text,
     )
     assert 'clinrisk_http_request_duration_seconds_bucket{endpoint="/predict"' in text
     assert re.search(r'clinrisk_predictions_total\{model="stroke",version="1"\} [2-9]', text)

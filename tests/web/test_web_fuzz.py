@@ -17,6 +17,11 @@ CASES = [
     *[("POST", path, mode) for path in ("/predict", "/feedback") for mode in (POSITIVE, NEGATIVE)],
     ("GET", "/model", POSITIVE),
     ("GET", "/model", NEGATIVE),
+    # The per-model routes; the GET's query string is fuzzed like a body (wrong types, extras, gaps).
+    *[("GET", "/models/stroke/predict", mode) for mode in (POSITIVE, NEGATIVE)],
+    ("POST", "/models/stroke/predict", NEGATIVE),
+    ("GET", "/models", POSITIVE),
+    ("GET", "/models/stroke", POSITIVE),
     *[("GET", path, POSITIVE) for path in ("/health", "/ready", "/metrics")],
 ]
 

@@ -143,11 +143,12 @@ class PredictionLogWriter:
         return done.wait(timeout)
 
     def record_feedback(
-        self, prediction_id: str, outcome: int, user: str | None = None
+        self, prediction_id: str, outcome: float, user: str | None = None, model_name: str | None = None
     ) -> dict[str, Any] | None:
-        """Store an observed outcome; None when the prediction is not in the log."""
+        """Store an observed outcome (0/1, or a regression's value); None when the prediction is not
+        in the log (or was not made by `model_name`, when one is given)."""
         try:
-            if not self._known(prediction_id):
+            if not self._known(prediction_id, model_name):
                 return None
             received_at = datetime.now(UTC)
             predlog.write_feedback(
@@ -166,11 +167,11 @@ class PredictionLogWriter:
             raise predlog.PredictionLogError("the prediction log is unavailable") from None
         return {"prediction_id": prediction_id, "outcome": outcome, "received_at": received_at.isoformat()}
 
-    def _known(self, prediction_id: str) -> bool:
+    def _known(self, prediction_id: str, model_name: str | None = None) -> bool:
         """Whether a prediction is logged, after this worker's queue and other workers' next batch."""
         self.flush(timeout=FEEDBACK_WAIT_SECONDS)
         deadline = time.monotonic() + LOOKUP_SECONDS
-        while not predlog.prediction_exists(self.engine, prediction_id):
+        while not predlog.prediction_exists(self.engine, prediction_id, model_name):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(LOOKUP_SECONDS / 6)

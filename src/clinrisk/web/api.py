@@ -1,4 +1,5 @@
-"""The prediction API: POST /predict and POST /feedback."""
+"""The prediction API, per model: /models/<name>/predict (POST a body, or GET query parameters)
+and /models/<name>/feedback; /predict and /feedback serve the default model (CLINRISK_MODEL_NAME)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app, g, jsonify, request
 
 from clinrisk.predlog import PredictionLogError
 from clinrisk.serving.champion import LoadedModel
 from clinrisk.serving.scorer import columns_from_records
 from clinrisk.web.auth import requires_auth
 from clinrisk.web.errors import ApiError
-from clinrisk.web.schemas import explain_requested, json_body, validate_feedback, validate_records
+from clinrisk.web.schemas import (
+    EXPLAIN,
+    explain_requested,
+    json_body,
+    validate_feedback,
+    validate_records,
+)
 
 bp = Blueprint("api", __name__)
 
@@ -23,7 +30,7 @@ def score(
 ) -> tuple[list[dict], list[dict]]:
     """One result per record, in order, and the matching prediction-log rows."""
     if loaded.model.is_regression:
-        return score_regression(loaded, records)
+        return score_regression(loaded, records, user)
     proba = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
     decisions = loaded.model.decide(proba)
     now = datetime.now(UTC)
@@ -84,58 +91,130 @@ def add_explanations(loaded: LoadedModel, records: list[dict[str, Any]], results
         result["explanation"] = explanation
 
 
-def score_regression(loaded: LoadedModel, records: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+def score_regression(loaded: LoadedModel, records: list[dict[str, Any]], user: str | None = None):
     """A regression's answers: the predicted outcome (target units) and the version, no probability.
 
-    Not written to the prediction log yet: its table holds a probability and a 0/1 decision,
-    and a numeric outcome needs its own columns (issue #16, per-model logs).
+    Logged like a classification's, with no probability and the value as `prediction`.
     """
     values = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
+    now = datetime.now(UTC)
     model_ref = {"name": loaded.name, "version": loaded.version}
-    results = [
-        {
-            "prediction_id": str(uuid.uuid4()),
-            "prediction": value,
-            "model_version": loaded.version,
-            "model": model_ref,
-        }
-        for value in values.tolist()
-    ]
-    return results, []
+    results, rows = [], []
+    for record, value in zip(records, values.tolist(), strict=True):
+        prediction_id = str(uuid.uuid4())
+        results.append(
+            {
+                "prediction_id": prediction_id,
+                "prediction": value,
+                "model_version": loaded.version,
+                "model": model_ref,
+            }
+        )
+        rows.append(
+            {
+                "prediction_id": prediction_id,
+                "created_at": now,
+                "model_name": loaded.name,
+                "model_version": loaded.version,
+                "features": record,
+                "probability": None,
+                "prediction": value,
+                "requested_by": user,
+            }
+        )
+    return results, rows
 
 
-@bp.post("/predict")
-@requires_auth
-def predict():
-    """Score one patient object or an array of them with the champion."""
-    runtime = current_app.extensions["clinrisk"]
-    payload = json_body()
-    _, loaded = runtime.serving()
+def _runtime():
+    return current_app.extensions["clinrisk"]
+
+
+def served(name: str | None):
+    """The model's slot (404 for a name not served), remembered for the request's metrics label."""
+    slot = _runtime().slot(name)
+    g.model_name = slot.name
+    return slot
+
+
+def answer(name: str | None, payload: Any):
+    """Validate `payload` (one patient or an array) against the model's champion, score, log, answer."""
+    runtime = _runtime()
+    served(name)
+    _, loaded = runtime.serving(name)
     records, many = validate_records(payload, loaded.record_model, runtime.settings.max_batch_rows)
     results, rows = score(loaded, records, g.get("user"))
     if explain_requested():
         add_explanations(loaded, records, results)
-    if rows:
-        runtime.writer.submit(rows)
+    runtime.writer.submit(rows)
     runtime.metrics.count_predictions(loaded.name, loaded.version, len(results))
     response = jsonify(results if many else results[0])
     response.headers["X-Model-Version"] = loaded.version
     return response
 
 
-@bp.post("/feedback")
+@bp.post("/predict")
 @requires_auth
-def feedback():
-    """Store the observed outcome of a logged prediction."""
-    runtime = current_app.extensions["clinrisk"]
-    received = validate_feedback(json_body())
+def predict():
+    """Score one patient object or an array of them with the default model's champion."""
+    payload = json_body()
+    return answer(None, payload)
+
+
+@bp.post("/models/<name>/predict")
+@requires_auth
+def predict_model(name: str):
+    """Score one patient object or an array of them with the named model's champion."""
+    served(name)
+    payload = json_body()
+    return answer(name, payload)
+
+
+@bp.get("/models/<name>/predict")
+@requires_auth
+def predict_query(name: str):
+    """Score the one patient given as query parameters (`?age=67&...`), named as in the spec.
+
+    The parameters become a record through the champion's spec (aliases, numbers parsed) and are
+    then validated exactly as a POSTed object, with the same errors: a parameter given twice, an
+    unknown one or a value that is not a number is a 422 naming it.
+    """
+    served(name)
+    _, loaded = _runtime().serving(name)
+    spec = loaded.model.spec
+    params = request.args.copy()
+    if EXPLAIN not in spec.features:
+        params.poplist(EXPLAIN)
+    return answer(name, spec.record_from_query(params))
+
+
+def receive_feedback(name: str | None):
+    """Store the observed outcome of a prediction the model made: 201, 404 when it made none."""
+    runtime = _runtime()
+    slot = served(name)
+    received = validate_feedback(json_body(), regression=slot.spec.is_regression)
     try:
-        receipt = runtime.writer.record_feedback(received.prediction_id, received.outcome, g.get("user"))
+        receipt = runtime.writer.record_feedback(
+            received.prediction_id, received.outcome, g.get("user"), model_name=slot.name
+        )
     except PredictionLogError:
         raise ApiError(
             503, "log_unavailable", "the prediction log is unavailable; see the server log"
         ) from None
     if receipt is None:
-        message = f"no prediction with id {received.prediction_id} in the prediction log"
+        message = f"no prediction with id {received.prediction_id} by model {slot.name} in the prediction log"
         raise ApiError(404, "unknown_prediction", message)
     return jsonify(receipt), 201
+
+
+@bp.post("/feedback")
+@requires_auth
+def feedback():
+    """Store the observed outcome of a prediction of the default model."""
+    return receive_feedback(None)
+
+
+@bp.post("/models/<name>/feedback")
+@requires_auth
+def feedback_model(name: str):
+    """Store the observed outcome of a prediction of the named model (0/1, or a regression's number)."""
+    return receive_feedback(name)

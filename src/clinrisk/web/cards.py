@@ -17,7 +17,8 @@ def _missing(exc: RegistryError) -> bool:
 
 
 def _facts(runtime, name: str, version: str) -> tuple[dict, dict, list[str]]:
-    loaded = runtime.holder.state.loaded
+    slot = runtime.models.get(name)
+    loaded = slot.holder.state.loaded if slot is not None else None
     if (
         loaded is not None
         and (loaded.name, loaded.version) == (name, version)

@@ -41,7 +41,8 @@ PAGE = """<!doctype html>
 @bp.get("/openapi.json")
 def openapi():
     runtime = current_app.extensions["clinrisk"]
-    return jsonify(build_document(runtime.current_spec(), runtime.settings))
+    specs = {name: runtime.current_spec(name) for name in runtime.models}
+    return jsonify(build_document(specs, runtime.default_name, runtime.settings))
 
 
 @bp.get("/docs")

@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests and latency by endpoint and status, predictions by model version.
+"""Prometheus metrics: requests and latency by endpoint, status and model, predictions by model version.
 
 Under gunicorn every worker is a process, so `clinrisk serve` sets PROMETHEUS_MULTIPROC_DIR
 (see gunicorn_conf) and `/metrics` sums the files all workers write. Without it (tests,
@@ -23,16 +23,16 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        labels = ["endpoint", "method", "status"]
+        labels = ["endpoint", "method", "status", "model"]
         self.requests = Counter(
             "clinrisk_http_requests",
-            "HTTP requests by endpoint, method and status",
+            "HTTP requests by endpoint, method, status and model ('' for routes of no model)",
             labels,
             registry=self.registry,
         )
         self.latency = Histogram(
             "clinrisk_http_request_duration_seconds",
-            "HTTP request latency by endpoint, method and status",
+            "HTTP request latency by endpoint, method, status and model",
             labels,
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -44,9 +44,9 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, method, str(status)).inc()
-        self.latency.labels(endpoint, method, str(status)).observe(seconds)
+    def observe(self, endpoint: str, method: str, status: int, seconds: float, model: str = "") -> None:
+        self.requests.labels(endpoint, method, str(status), model).inc()
+        self.latency.labels(endpoint, method, str(status), model).observe(seconds)
 
     def count_predictions(self, model: str, version: str, rows: int) -> None:
         self.predictions.labels(model, version).inc(rows)
@@ -74,7 +74,11 @@ def _record(response: Response) -> Response:
     started = g.pop("clinrisk_started", None)
     if started is not None:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        _metrics().observe(endpoint, request.method, response.status_code, time.perf_counter() - started)
+        # Only a served model's name (set by the view once it found the model), never an unknown
+        # name from the URL: a label per made-up name would grow the metrics without bound.
+        model = g.get("model_name", "")
+        seconds = time.perf_counter() - started
+        _metrics().observe(endpoint, request.method, response.status_code, seconds, model)
     return response
 
 

@@ -1,11 +1,17 @@
 """The OpenAPI document, generated from the same pydantic models that validate requests.
 
+Every served model gets its routes, each from its own spec: `/models/<name>/predict` (POST
+a body, or GET with one query parameter per feature), `/models/<name>/feedback` and
+`/models/<name>`; `/predict`, `/feedback` and `/model` document the default model. A
+regression's answer is `prediction` (target units) and `model_version`: no probability.
+
 Served as OpenAPI 3.0.3, which the bundled Swagger UI (4.x) renders: pydantic's JSON Schema
 (2020-12) is translated where the two differ (null types, const, numeric exclusive bounds).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -15,13 +21,17 @@ from pydantic.json_schema import models_json_schema
 from clinrisk.settings import Settings
 from clinrisk.spec import ModelSpec
 from clinrisk.web.schemas import (
+    EXPLAIN,
     ErrorBody,
     FeedbackIn,
     FeedbackReceipt,
     Health,
     ModelInfo,
+    ModelList,
     PredictionResult,
     Readiness,
+    RegressionFeedbackIn,
+    RegressionResult,
 )
 
 REF = "#/components/schemas/{model}"
@@ -29,7 +39,7 @@ SECURITY = [{"basicAuth": []}, {"bearerAuth": []}]
 ERROR_TEXT = {
     400: "Malformed JSON",
     401: "Missing or wrong credentials",
-    404: "Unknown prediction id",
+    404: "Unknown prediction id (of this model)",
     413: "Body or batch too large",
     415: "Content type is not application/json",
     501: "The model has no exact explanation method (only with ?explain=true)",
@@ -38,7 +48,7 @@ ERROR_TEXT = {
 }
 
 EXPLAIN_PARAMETER = {
-    "name": "explain",
+    "name": EXPLAIN,
     "in": "query",
     "required": False,
     "schema": {"type": "boolean", "default": False},
@@ -75,23 +85,33 @@ def to_openapi30(schema: Any) -> Any:
     return out
 
 
-def _component_schemas(spec: ModelSpec) -> tuple[dict[str, Any], dict[str, str]]:
-    """Every schema under components, and the name under which each model was put."""
-    record = spec.record_model
-    models: list[type[BaseModel]] = [
-        record,
-        PredictionResult,
-        FeedbackIn,
-        FeedbackReceipt,
-        ErrorBody,
-        Health,
-        Readiness,
-        ModelInfo,
-    ]
+SHARED_MODELS: list[type[BaseModel]] = [
+    PredictionResult,
+    RegressionResult,
+    FeedbackIn,
+    RegressionFeedbackIn,
+    FeedbackReceipt,
+    ErrorBody,
+    Health,
+    Readiness,
+    ModelInfo,
+    ModelList,
+]
+
+
+def _component_schemas(specs: Mapping[str, ModelSpec]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every schema under components, and the name under which each model was put.
+
+    Each spec's record model is listed under `Patient:<model name>` in the returned names.
+    """
+    records = {name: spec.record_model for name, spec in specs.items()}
+    models = [*records.values(), *SHARED_MODELS]
     refs, definitions = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     names = {m.__name__: refs[(m, "validation")]["$ref"].rsplit("/", 1)[1] for m in models}
     schemas = to_openapi30(definitions.get("$defs", {}))
-    _document_aliases(schemas[names[record.__name__]], spec)
+    for name, record in records.items():
+        names[f"Patient:{name}"] = names[record.__name__]
+        _document_aliases(schemas[names[record.__name__]], specs[name])
     return schemas, names
 
 
@@ -129,23 +149,81 @@ def _operation(
     return operation
 
 
-def _predict_path(names: dict[str, str], max_rows: int, auth: bool) -> dict[str, Any]:
-    patient, result = _ref(names["Patient"]), _ref(names["PredictionResult"])
+def _kind_names(names: dict[str, str], model: str, spec: ModelSpec) -> dict[str, str]:
+    """The component names a model's routes use: its patient, and its kind's result and feedback."""
+    result, feedback = (
+        ("RegressionResult", "RegressionFeedbackIn")
+        if spec.is_regression
+        else (
+            "PredictionResult",
+            "FeedbackIn",
+        )
+    )
+    return {
+        **names,
+        "Patient": names[f"Patient:{model}"],
+        "Result": names[result],
+        "Feedback": names[feedback],
+    }
+
+
+def _predict_post(names: dict[str, str], max_rows: int, auth: bool, model: str) -> dict[str, Any]:
+    patient, result = _ref(names["Patient"]), _ref(names["Result"])
     batch = {"type": "array", "items": patient, "minItems": 1, "maxItems": max_rows}
     results = {"anyOf": [result, {"type": "array", "items": result}]}
     errors = [400, *([401] if auth else []), 413, 415, 422, 501, 503]
-    summary = "Score one patient or an array of patients (same order out)"
+    summary = f"{model}: score one patient or an array of patients (same order out)"
     responses = _responses(200, results, "One result per patient", errors)
     operation = _operation(summary, responses, body={"anyOf": [patient, batch]}, secured=auth)
     operation["parameters"] = [EXPLAIN_PARAMETER]
-    return {"post": operation}
+    return operation
 
 
-def _feedback_path(names: dict[str, str], auth: bool) -> dict[str, Any]:
+def _predict_path(names: dict[str, str], max_rows: int, auth: bool, model: str) -> dict[str, Any]:
+    return {"post": _predict_post(names, max_rows, auth, model)}
+
+
+def _query_parameters(patient_schema: dict[str, Any], spec: ModelSpec) -> list[dict[str, Any]]:
+    """One query parameter per feature, from the same record schema the body is validated with.
+
+    A feature that may be missing is optional (omitted or empty means not measured).
+    """
+    properties = patient_schema.get("properties", {})
+    parameters = []
+    for name, feature in spec.features.items():
+        dropped = ("title", "default", "nullable", "description")
+        schema = {k: v for k, v in properties.get(name, {}).items() if k not in dropped}
+        description = feature.description or ""
+        also = [*feature.aliases, *feature.query_aliases]
+        if also:
+            description = f"{description} Also accepted as: {', '.join(also)}.".strip()
+        if feature.nullable:
+            description = f"{description} Omit it, or leave it empty, when not measured.".strip()
+        parameter = {"name": name, "in": "query", "required": not feature.nullable, "schema": schema}
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    if EXPLAIN not in spec.features:
+        parameters.append(EXPLAIN_PARAMETER)
+    return parameters
+
+
+def _predict_get(
+    names: dict[str, str], schemas: dict[str, Any], spec: ModelSpec, auth: bool, model: str
+) -> dict[str, Any]:
+    errors = [*([401] if auth else []), 422, 501, 503]
+    responses = _responses(200, _ref(names["Result"]), "The patient's result", errors)
+    summary = f"{model}: score one patient given as query parameters (the same validation as the POST)"
+    operation = _operation(summary, responses, secured=auth)
+    operation["parameters"] = _query_parameters(schemas[names["Patient"]], spec)
+    return operation
+
+
+def _feedback_path(names: dict[str, str], auth: bool, model: str = "") -> dict[str, Any]:
     errors = [400, *([401] if auth else []), 404, 413, 415, 422, 503]
     responses = _responses(201, _ref(names["FeedbackReceipt"]), "Outcome stored", errors)
-    summary = "Record the observed outcome of an earlier prediction"
-    return {"post": _operation(summary, responses, body=_ref(names["FeedbackIn"]), secured=auth)}
+    summary = f"{model}: record the observed outcome of an earlier prediction".lstrip(": ")
+    return {"post": _operation(summary, responses, body=_ref(names["Feedback"]), secured=auth)}
 
 
 def _model_path(names: dict[str, str], auth: bool) -> dict[str, Any]:
@@ -176,27 +254,62 @@ def _open_paths(names: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _paths(names: dict[str, str], max_rows: int, auth: bool) -> dict[str, Any]:
+def _models_path(names: dict[str, str], auth: bool) -> dict[str, Any]:
+    responses = _responses(200, _ref(names["ModelList"]), "Every served model", [*([401] if auth else [])])
+    summary = "Every model served: kind, state, champion version and threshold"
+    return {"get": _operation(summary, responses, secured=auth)}
+
+
+def _model_paths(
+    names: dict[str, str], schemas: dict[str, Any], model: str, spec: ModelSpec, settings: Settings
+) -> dict[str, Any]:
+    """The routes of one model, documented from its own spec."""
+    auth = settings.auth_enabled
+    own = _kind_names(names, model, spec)
     return {
-        "/predict": _predict_path(names, max_rows, auth),
-        "/feedback": _feedback_path(names, auth),
-        "/model": _model_path(names, auth),
-        **_open_paths(names),
+        f"/models/{model}/predict": {
+            "post": _predict_post(own, settings.max_batch_rows, auth, model),
+            "get": _predict_get(own, schemas, spec, auth, model),
+        },
+        f"/models/{model}/feedback": _feedback_path(own, auth, model),
+        f"/models/{model}": _model_path(own, auth),
     }
 
 
-def build_document(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
-    """The whole OpenAPI document for a model spec and these settings."""
-    schemas, names = _component_schemas(spec)
-    names = {"Patient": names[spec.record_model.__name__], **names}
+def _paths(
+    names: dict[str, str],
+    schemas: dict[str, Any],
+    specs: Mapping[str, ModelSpec],
+    default: str,
+    settings: Settings,
+) -> dict[str, Any]:
+    auth = settings.auth_enabled
+    own = _kind_names(names, default, specs[default])
+    paths = {
+        "/predict": _predict_path(own, settings.max_batch_rows, auth, default),
+        "/feedback": _feedback_path(own, auth, default),
+        "/model": _model_path(own, auth),
+        "/models": _models_path(names, auth),
+        **_open_paths(names),
+    }
+    for model, spec in specs.items():
+        paths.update(_model_paths(names, schemas, model, spec, settings))
+    return paths
+
+
+def build_document(specs: Mapping[str, ModelSpec], default: str, settings: Settings) -> dict[str, Any]:
+    """The whole OpenAPI document for the served models' specs (by model name) and these settings."""
+    schemas, names = _component_schemas(specs)
+    spec = specs[default]
+    served = ", ".join(specs)
     document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
-            "title": f"clinrisk: {spec.name} risk",
+            "title": "clinrisk: clinical risk models",
             "version": _package_version(),
-            "description": spec.description,
+            "description": f"Models served: {served}. The default ({default}): {spec.description}".strip(),
         },
-        "paths": _paths(names, settings.max_batch_rows, settings.auth_enabled),
+        "paths": _paths(names, schemas, specs, default, settings),
         "components": {"schemas": schemas},
     }
     if settings.auth_enabled:

@@ -1,4 +1,9 @@
-"""What one worker holds: settings, the champion and its watcher, the log writer, users and metrics.
+"""What one worker holds: settings, a champion per model and one watcher, the log writer, users and metrics.
+
+Every model with a spec in `CLINRISK_SPEC_DIR` is served, each by its own `ChampionHolder`, so
+each swaps champions on its own and a model without one answers 503 on its own routes only.
+The default model (`CLINRISK_MODEL_NAME`) is the one `/predict`, `/feedback`, `/model` and the
+patient page serve, and the one `/ready`'s status follows.
 
 Threads start on the first request or from gunicorn's post_worker_init hook, always in the
 worker process itself (never in the gunicorn master), and stop in `close()`.
@@ -10,11 +15,15 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
+from clinrisk.errors import SpecError
 from clinrisk.serving.champion import ChampionHolder, LoadedModel, ModelSource, RegistrySource, ServingState
 from clinrisk.serving.logwriter import PredictionLogWriter
 from clinrisk.serving.watcher import ChampionWatcher
-from clinrisk.settings import Settings
+from clinrisk.settings import MODEL_NAME, Settings
 from clinrisk.spec import ModelSpec, load_spec
 from clinrisk.web.errors import ApiError
 from clinrisk.web.metrics import Metrics
@@ -31,14 +40,42 @@ log = logging.getLogger(__name__)
 WORKER_SWITCH_INTERVAL = 0.0005
 
 
-class Runtime:
-    """The shared state of the app, kept in `app.extensions["clinrisk"]`."""
+@dataclass(frozen=True)
+class ModelSlot:
+    """One served model: its spec file's contents and the holder of its current champion."""
 
-    def __init__(self, settings: Settings, source: ModelSource | None = None, *, watch: bool = True):
+    name: str
+    spec: ModelSpec
+    holder: ChampionHolder
+
+
+Sources = ModelSource | Mapping[str, ModelSource] | None
+
+
+def spec_names(settings: Settings) -> list[str]:
+    """The models with a spec file in the spec directory: the default first, then by name."""
+    found = {p.stem for p in Path(settings.spec_dir).glob("*.yaml") if MODEL_NAME.fullmatch(p.stem)}
+    return [settings.model_name, *sorted(found - {settings.model_name})]
+
+
+class Runtime:
+    """The shared state of the app, kept in `app.extensions["clinrisk"]`.
+
+    `source` is where champions come from: None reads the MLflow registry for every model with
+    a spec; one `ModelSource` (unit tests) serves only the default model from it; a mapping
+    serves the models it names, each from its own source.
+    """
+
+    def __init__(self, settings: Settings, source: Sources = None, *, watch: bool = True):
         self.settings = settings
-        self.spec: ModelSpec = load_spec(settings.spec_path)
-        self.holder = ChampionHolder(settings, source or RegistrySource(settings, settings.model_name))
-        self.watcher = ChampionWatcher(self.holder, settings.poll_interval_seconds) if watch else None
+        self.default_name = settings.model_name
+        self.refused: dict[str, str] = {}  # model name -> why its spec file cannot be served
+        self.models: dict[str, ModelSlot] = self._slots(self._sources(source))
+        self.watcher = (
+            ChampionWatcher([s.holder for s in self.models.values()], settings.poll_interval_seconds)
+            if watch
+            else None
+        )
         self.writer = PredictionLogWriter(settings.prediction_log_url, journal_dir=settings.journal_dir)
         self.users = UserStore(settings.users_file)
         self.limiter = FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds)
@@ -46,12 +83,47 @@ class Runtime:
         self._pid: int | None = None
         self._lock = threading.Lock()
 
-    def ensure_started(self) -> None:
-        """Load the champion and start the threads, once per process.
+    def _sources(self, source: Sources) -> dict[str, ModelSource]:
+        if source is None:
+            return {name: RegistrySource(self.settings, name) for name in spec_names(self.settings)}
+        if isinstance(source, Mapping):
+            others = sorted(set(source) - {self.default_name})
+            return {name: source[name] for name in [self.default_name, *others] if name in source}
+        return {self.default_name: source}
 
-        With a watcher, a champion in the local cache is served at once and the registry is
-        asked right after, off the start-up path (a worker is ready in about a second, not
-        after importing MLflow and downloading); otherwise the registry is asked first.
+    def _slots(self, sources: dict[str, ModelSource]) -> dict[str, ModelSlot]:
+        """A slot per model whose spec loads; a broken spec fails start-up only for the default model."""
+        slots = {}
+        for name, source in sources.items():
+            try:
+                spec = load_spec(self.settings.spec_path_for(name))
+            except SpecError as exc:
+                if name == self.default_name:
+                    raise
+                log.error("not serving %s: %s", name, exc)
+                self.refused[name] = "its spec file is invalid (the server log says why)"
+                continue
+            slots[name] = ModelSlot(name, spec, ChampionHolder(self.settings, source, name))
+        return slots
+
+    @property
+    def holder(self) -> ChampionHolder:
+        """The default model's holder."""
+        return self.models[self.default_name].holder
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The default model's spec file."""
+        return self.models[self.default_name].spec
+
+    def ensure_started(self) -> None:
+        """Load the champions and start the threads, once per process.
+
+        With a watcher, each champion in the local cache is served at once; the default model
+        without a cached champion is loaded from the registry before the first answer (as with
+        one model), the other models' by the watcher's first pass, right after and off the
+        start-up path, so a worker is ready in about a second whatever the number of models.
+        Without a watcher every model is loaded from the registry first.
         """
         if self._pid == os.getpid():
             return
@@ -60,13 +132,20 @@ class Runtime:
                 return
             self.writer.start()
             self._warn_without_users()
-            from_cache = self.watcher is not None and self.holder.start_from_cache()
-            if not from_cache:
-                self.holder.refresh()
-            if self.watcher is not None:
-                self.watcher.start(check_now=from_cache)
+            self._load_champions()
             atexit.register(self.close)
             self._pid = os.getpid()
+
+    def _load_champions(self) -> None:
+        if self.watcher is None:
+            for slot in self.models.values():
+                slot.holder.refresh()
+            return
+        cached = {name: slot.holder.start_from_cache() for name, slot in self.models.items()}
+        if not cached[self.default_name]:
+            self.holder.refresh()
+        others = len(self.models) > 1
+        self.watcher.start(check_now=cached[self.default_name] or others)
 
     def _warn_without_users(self) -> None:
         try:
@@ -86,16 +165,57 @@ class Runtime:
             self.watcher.stop()
         self._pid = None
 
-    def serving(self) -> tuple[ServingState, LoadedModel]:
-        """The current state and its model, or a 503 naming why nothing can be served."""
-        state = self.holder.state
+    def slot(self, name: str | None = None) -> ModelSlot:
+        """A served model by name (the default when None); 404 naming the served models otherwise.
+
+        The name is only ever looked up among the loaded specs, never used as a path.
+        """
+        name = self.default_name if name is None else name
+        found = self.models.get(name)
+        if found is not None:
+            return found
+        if name in self.refused:
+            raise ApiError(503, "model_unavailable", f"model '{name}' is not served: {self.refused[name]}")
+        served = ", ".join(self.models)
+        shown = name if len(name) <= 64 else name[:64] + "…"
+        raise ApiError(404, "unknown_model", f"unknown model '{shown}': this service serves {served}")
+
+    def serving(self, name: str | None = None) -> tuple[ServingState, LoadedModel]:
+        """The model's current state and its champion, or a 503 naming why nothing can be served."""
+        slot = self.slot(name)
+        state = slot.holder.state
         if state.loaded is None:
             retry = str(max(1, round(self.settings.poll_interval_seconds)))
-            message = f"no champion model is loaded: {state.reason}"
+            message = f"no champion model is loaded for {slot.name}: {state.reason}"
             raise ApiError(503, "no_model", message, headers=[("Retry-After", retry)])
         return state, state.loaded
 
-    def current_spec(self) -> ModelSpec:
-        """The served model's spec, else the spec file's (for the OpenAPI document)."""
-        loaded = self.holder.state.loaded
-        return loaded.model.spec if loaded is not None else self.spec
+    def current_spec(self, name: str | None = None) -> ModelSpec:
+        """The served champion's spec, else the spec file's (for the OpenAPI document)."""
+        slot = self.slot(name)
+        loaded = slot.holder.state.loaded
+        return loaded.model.spec if loaded is not None else slot.spec
+
+    def overview(self) -> list[dict]:
+        """Each model's name, kind, state, version and threshold (GET /models, /ready)."""
+        listed = [self._describe(slot) for slot in self.models.values()]
+        listed += [
+            {"name": name, "kind": None, "status": "unavailable", "reason": reason}
+            | dict.fromkeys(("version", "threshold", "loaded_from"))
+            for name, reason in self.refused.items()
+        ]
+        return listed
+
+    def _describe(self, slot: ModelSlot) -> dict:
+        state = slot.holder.state
+        loaded = state.loaded
+        spec = loaded.model.spec if loaded is not None else slot.spec
+        return {
+            "name": slot.name,
+            "kind": spec.objective.kind,
+            "status": state.status,
+            "reason": state.reason,
+            "version": loaded.version if loaded is not None else None,
+            "threshold": loaded.model.threshold if loaded is not None else None,
+            "loaded_from": loaded.origin if loaded is not None else None,
+        }

@@ -82,10 +82,50 @@ class FeedbackIn(BaseModel):
     outcome: Literal[0, 1] = Field(description="The observed outcome (1 = the event happened)")
 
 
+class RegressionResult(BaseModel):
+    """A regression's answer: the predicted value and the version; no probability, no threshold."""
+
+    prediction_id: str = Field(description="uuid4 of this prediction; send it back with the feedback route")
+    prediction: float = Field(
+        description="The predicted outcome, in the target's units (the spec's description)"
+    )
+    model_version: str = Field(description="The registry version of the model that made the prediction")
+    model: ModelRef
+
+
+class RegressionFeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="RegressionFeedback")
+
+    prediction_id: Annotated[str, AfterValidator(canonical_uuid)] = Field(
+        pattern=UUID_PATTERN,
+        description="The id the predict route returned (any case; braces or a urn:uuid: prefix are accepted)",
+    )
+    outcome: float = Field(
+        allow_inf_nan=False, description="The observed value of the outcome, in the target's units"
+    )
+
+
 class FeedbackReceipt(BaseModel):
     prediction_id: str
-    outcome: Literal[0, 1]
+    outcome: float = Field(description="As sent: 0/1 for a classification, the value for a regression")
     received_at: str
+
+
+class ModelStatus(BaseModel):
+    name: str
+    kind: Literal["classification", "regression"] | None = Field(
+        description="null when the spec file cannot be served"
+    )
+    status: Literal["ready", "degraded", "unavailable", "loading"]
+    reason: str | None
+    version: str | None = Field(description="The champion served; null while none is loaded")
+    threshold: float | None = Field(description="The champion's decision threshold; null for a regression")
+    loaded_from: Literal["registry", "cache"] | None
+
+
+class ModelList(BaseModel):
+    default: str = Field(description="The model /predict, /feedback, /model and the patient page serve")
+    models: list[ModelStatus]
 
 
 class Problem(BaseModel):
@@ -105,10 +145,19 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
-class Readiness(BaseModel):
+class ModelReadiness(BaseModel):
     status: Literal["ready", "degraded", "unavailable", "loading"]
     reason: str | None
+    version: str | None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded", "unavailable", "loading"] = Field(
+        description="The default model's state: the service is ready when the default model is"
+    )
+    reason: str | None
     model: ModelRef | None
+    models: dict[str, ModelReadiness] = Field(description="Every served model's own state, by name")
 
 
 class ScoringPathInfo(BaseModel):
@@ -215,12 +264,15 @@ def _validate_record(item: Any, record_model: type[BaseModel], prefix: tuple) ->
         return {}, _problems(exc, prefix)
 
 
+EXPLAIN = "explain"
+
+
 def explain_requested() -> bool:
     """`?explain=true` asks for reasons, `false` (or no parameter) does not; any other value is a 422.
 
     Exactly the two spellings of an OpenAPI boolean in a query, so the document and the service agree.
     """
-    raw = request.args.get("explain")
+    raw = request.args.get(EXPLAIN)
     if raw is None or raw == "false":
         return False
     if raw == "true":
@@ -229,8 +281,10 @@ def explain_requested() -> bool:
     raise _invalid([problem(("query", "explain"), message, "bool_parsing")])
 
 
-def validate_feedback(payload: Any) -> FeedbackIn:
+def validate_feedback(payload: Any, *, regression: bool = False) -> FeedbackIn | RegressionFeedbackIn:
+    """A classification's outcome is 0 or 1, a regression's a finite number; else 422 naming `outcome`."""
+    schema = RegressionFeedbackIn if regression else FeedbackIn
     try:
-        return FeedbackIn.model_validate(payload, strict=True)
+        return schema.model_validate(payload, strict=True)
     except ValidationError as exc:
         raise _invalid(_problems(exc)) from None
