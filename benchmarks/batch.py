@@ -28,12 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
 TARGET_SHARE = 0.90
+MLFLOW_TARGET = 3.0  # issue #12: at least 3x `mlflow models predict`, end to end on the same file
 MEMORY_GROWTH_ALLOWED = 1.25  # peak RSS for the big file / for the small one
 LEAN_CHECK_ROWS = 100_000  # rows on which the lean scorer is compared with scikit-learn
 # Stages of score_file: (label, [(file under clinrisk/, function), ...]) in cProfile's statistics.
 # Alternatives cover the scikit-learn path (RiskModel.predict) and the lean one (score_frame).
 STAGES = (
-    ("read (pandas CSV/Parquet chunks)", [("data.py", "iter_table")]),
+    ("read (pyarrow CSV/Parquet chunks)", [("data.py", "iter_table")]),
     ("validate (validate_frame)", [("data.py", "validate_frame")]),
     ("choose the scorer (check ONNX against scikit-learn)", [("predict.py", "choose_scorer")]),
     ("score (model)", [("serving/scorer.py", "score_frame"), ("model.py", "predict")]),
@@ -283,6 +284,20 @@ def verdicts(m: dict, r: dict, args: argparse.Namespace) -> list[str]:
         f"{args.small_rows:,} rows and {big:,.0f} MB for {args.rows:,} rows ({growth:.2f}x for "
         f"{args.rows / args.small_rows:.0f}x the rows); plain `predict_proba` needs {plain:,.0f} MB: "
         + ("met." if growth <= MEMORY_GROWTH_ALLOWED else "missed: memory grows with the file."),
+        *mlflow_verdict(r),
+    ]
+
+
+def mlflow_verdict(r: dict) -> list[str]:
+    """End to end against `mlflow models predict` on the same file, both including start-up."""
+    if math.isnan(r["mlflow"]):
+        return []
+    times = r["ours_end"] / r["mlflow"]
+    return [
+        "",
+        f"**Against MLflow** (≥ {MLFLOW_TARGET:.0f}x `mlflow models predict`, end to end, start-up "
+        f"included in both): {times:.1f}x, "
+        + ("met." if times >= MLFLOW_TARGET else f"missed by {MLFLOW_TARGET / times:.2f}x."),
     ]
 
 

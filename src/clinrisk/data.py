@@ -91,7 +91,11 @@ def read_table(path: Path, spec: ModelSpec, measured: Iterable[str] = ()) -> pd.
 
 
 def iter_table(path: Path, spec: ModelSpec, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """Yield a file in chunks whose index continues across chunks (row i is line i + 2)."""
+    """Yield a file in chunks whose index continues across chunks (row i is line i + 2).
+
+    Both formats are streamed by pyarrow (CSV by `clinrisk.arrow_csv`, with the rules of
+    `csv_options`), so memory is bounded by the chunk, not the file.
+    """
     path = Path(path)
     if not path.exists():
         raise DataValidationError(f"file not found: {path}")
@@ -107,11 +111,9 @@ def iter_table(path: Path, spec: ModelSpec, chunk_rows: int) -> Iterator[pd.Data
             start += len(frame)
             yield frame
         return
-    chunks = _read_csv(path, spec, chunksize=chunk_rows)
-    try:
-        yield from chunks
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataValidationError(f"{path} is not a readable CSV file: {exc}") from None
+    from clinrisk.arrow_csv import iter_csv
+
+    yield from iter_csv(path, spec, chunk_rows, sniff_delimiter(_header_line(path)))
 
 
 def load_training_data(spec: ModelSpec, path: Path, expected_sha256: str | None = None) -> pd.DataFrame:
@@ -246,12 +248,27 @@ def _categorical_checks(
     frame: pd.DataFrame, name: str, feature
 ) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
     raw = frame[name]
-    values = raw.astype("string").str.strip()
+    values = _stripped_text(raw, feature.categories)
     allowed = ", ".join(feature.categories)
     checks = [(f"unknown category (allowed: {allowed})", values.notna() & ~values.isin(feature.categories))]
     if not feature.nullable:
         checks.append(("missing value", values.isna()))
     return values.astype(object), checks
+
+
+def _stripped_text(raw: pd.Series, categories: list[str]) -> pd.Series:
+    """The column as stripped text, missing as pd.NA (as `astype("string").str.strip()` gives).
+
+    Cells that already equal a category, almost all of them in practice, are kept as they are:
+    only the others go through pandas' string methods, which cost a Python call per cell.
+    """
+    known = raw.isin(categories)
+    if known.all():
+        return raw.astype(object)
+    values = raw.astype(object).copy()
+    others = ~known
+    values[others] = raw[others].astype("string").str.strip().astype(object)
+    return values
 
 
 def _target_checks(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
@@ -309,6 +326,8 @@ def inspect_frame(
 def _row_reasons(index: pd.Index, findings: list[tuple[str, str, pd.Series]]) -> pd.Series:
     """One text per row listing everything wrong with it ('' for a valid row)."""
     reasons = pd.Series("", index=index, dtype=object)
+    if not any(mask.any() for _, _, mask in findings):
+        return reasons
     for column, message, mask in findings:
         if mask.any():
             reasons[mask] = reasons[mask] + f"{column}: {message}; "

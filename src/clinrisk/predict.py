@@ -146,7 +146,7 @@ def _append_csv(handle, frame: pd.DataFrame, *, header: bool) -> None:
     options = pacsv.WriteOptions(include_header=header, quoting_style="needed")
     buffer = pa.BufferOutputStream()  # one chunk in memory; the file write below raises plain OSErrors
     pacsv.write_csv(table, buffer, write_options=options)
-    handle.write(buffer.getvalue().to_pybytes())
+    handle.write(memoryview(buffer.getvalue()))  # the Arrow buffer itself, not a copy as bytes
 
 
 def check_paths(input_path: Path, output_path: Path, rejects_path: Path) -> None:
