@@ -1,0 +1,212 @@
+"""The scaled stack (docker-compose.scale.yaml): nginx in front of 2 web replicas, 2 Prefect workers.
+
+It shows that requests spread over both replicas into the one prediction log, that a login
+made on one replica holds on the other, that both workers serve the one pool, and that
+stopping a replica under a steady load loses no request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from support import prefect_api_call
+from compose.conftest import SERVICES, inspect_container, started_stack
+from compose.test_compose_stack import PATIENT, psql, wait_for_ready
+
+pytestmark = pytest.mark.compose
+
+FILES = ("docker-compose.yaml", "docker-compose.scale.yaml")
+POOL = "clinrisk-pool"
+UPSTREAM = "X-Clinrisk-Upstream"  # the replica nginx passed the request to (several when retried)
+
+
+@pytest.fixture(scope="module")
+def scaled_stack(request):
+    """The scaled stack on free loopback ports, removed when this module's tests are done."""
+    yield from started_stack(request, f"clinrisk-scale-{os.getpid()}", FILES, (*SERVICES, "proxy"))
+
+
+@pytest.fixture(scope="module")
+def scaled_auth(scaled_stack) -> tuple[str, str]:
+    wait_for_ready(f"{scaled_stack.url('web')}/ready")
+    return "admin", scaled_stack.password
+
+
+def replica_addresses(stack) -> dict[str, str]:
+    """The web replicas' addresses on the stack's network, by container id."""
+    addresses = {}
+    for container in stack.containers("web"):
+        networks = inspect_container(container)["NetworkSettings"]["Networks"]
+        addresses[container] = next(iter(networks.values()))["IPAddress"]
+    return addresses
+
+
+def predict(session: requests.Session, url: str, auth) -> tuple[int | str, str, str | None]:
+    """One POST /predict: (status or exception name, the upstream(s) nginx used, prediction_id)."""
+    try:
+        response = session.post(f"{url}/predict", json=PATIENT, auth=auth, timeout=60)
+    except requests.RequestException as exc:
+        return type(exc).__name__, "", None
+    body = response.json() if response.status_code == 200 else {}
+    return response.status_code, response.headers.get(UPSTREAM, ""), body.get("prediction_id")
+
+
+def served_by(upstreams) -> set[str]:
+    """The replica addresses (without port) that answered: the last of each retried chain."""
+    return {u.split(",")[-1].strip().rsplit(":", 1)[0] for u in upstreams if u}
+
+
+class SteadyLoad:
+    """A few threads posting patients back to back through the proxy until stopped."""
+
+    def __init__(self, url: str, auth, threads: int = 4):
+        self.url, self.auth, self.threads = url, auth, threads
+        self.results: list[tuple[float, int | str, str]] = []
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(threads)
+        self._futures = []
+
+    def __enter__(self) -> SteadyLoad:
+        self._futures = [self._pool.submit(self._loop) for _ in range(self.threads)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for future in self._futures:
+            future.result()
+        self._pool.shutdown()
+
+    def _loop(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                status, upstream, _ = predict(session, self.url, self.auth)
+                self.results.append((time.monotonic(), status, upstream))
+
+    def since(self, moment: float) -> list[tuple[float, int | str, str]]:
+        return [r for r in list(self.results) if r[0] >= moment]
+
+    def wait_for(self, count: int, moment: float) -> None:
+        """Let at least `count` more requests finish after `moment`."""
+        while len(self.since(moment)) < count and not any(f.done() for f in self._futures):
+            time.sleep(0.05)
+
+
+def wait_until(check, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(1)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def test_two_web_replicas_run_behind_the_proxy_which_alone_publishes_the_port(scaled_stack):
+    """It runs 2 healthy web replicas with no published port, and publishes the proxy on loopback."""
+    replicas = scaled_stack.containers("web")
+    assert len(replicas) == 2
+    for container in replicas:
+        state = inspect_container(container)
+        assert state["State"]["Health"]["Status"] == "healthy"
+        assert not state["HostConfig"]["PortBindings"]
+    bindings = scaled_stack.inspect("proxy")["HostConfig"]["PortBindings"]
+    assert bindings == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(scaled_stack.ports["web"])}]}
+    assert scaled_stack.exec("proxy", "id", "-un").strip() == "www-data"
+
+
+def test_two_workers_serve_the_one_work_pool(scaled_stack):
+    """It registers both worker replicas, under different names, with the pool, both online."""
+    assert len(scaled_stack.containers("prefect-worker")) == 2
+    api = f"{scaled_stack.url('prefect-server')}/api"
+
+    def online() -> set[str]:
+        workers = prefect_api_call("POST", f"{api}/work_pools/{POOL}/workers/filter", json={}).json()
+        names = {w["name"] for w in workers if w["status"] == "ONLINE"}
+        return names if len(names) == 2 else set()
+
+    names = wait_until(online, "two online workers")
+    hostnames = {inspect_container(c)["Config"]["Hostname"] for c in scaled_stack.containers("prefect-worker")}
+    assert names == {f"clinrisk-worker-{hostname}" for hostname in hostnames}
+
+
+def test_predictions_answered_by_both_replicas_land_in_the_one_log(scaled_stack, scaled_auth):
+    """It spreads POST /predict over both replicas, and every answer is a row of the one prediction log."""
+    with requests.Session() as session:
+        answers = [predict(session, scaled_stack.url("web"), scaled_auth) for _ in range(20)]
+    assert [status for status, _, _ in answers] == [200] * 20
+    assert served_by(u for _, u, _ in answers) == set(replica_addresses(scaled_stack).values())
+    ids = ",".join(f"'{prediction_id}'" for _, _, prediction_id in answers)
+    query = f"SELECT count(*) FROM predictions WHERE prediction_id IN ({ids})"
+    wait_until(lambda: psql(scaled_stack, "predictions", query) == "20", "20 logged predictions", 60)
+
+
+def test_a_login_on_one_replica_holds_on_the_other(scaled_stack, scaled_auth):
+    """It accepts the patient page's session cookie and CSRF token on whichever replica a request reaches."""
+    url = scaled_stack.url("web")
+    with requests.Session() as browser:
+        form = browser.get(f"{url}/login", timeout=30)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        login = browser.post(
+            f"{url}/login",
+            data={"csrf_token": token, "next": "/", "username": "admin", "password": scaled_auth[1]},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert login.status_code == 302, login.text
+        pages = [browser.get(f"{url}/", allow_redirects=False, timeout=30) for _ in range(6)]
+    assert [page.status_code for page in pages] == [200] * 6
+    assert (
+        len(
+            served_by(
+                [form.headers[UPSTREAM], login.headers[UPSTREAM]] + [p.headers[UPSTREAM] for p in pages]
+            )
+        )
+        == 2
+    )
+
+
+def test_stopping_a_replica_under_load_loses_no_request(scaled_stack, scaled_auth):
+    """It answers every request of a steady load while one replica stops and starts again."""
+    before = replica_addresses(scaled_stack)
+    stopped = sorted(before)[0]
+    survivor = before[sorted(before)[1]]
+    with SteadyLoad(scaled_stack.url("web"), scaled_auth) as load:
+        load.wait_for(40, 0.0)
+        stop_at = time.monotonic()
+        subprocess.run(["docker", "stop", stopped], check=True, capture_output=True, timeout=60)
+        stopped_at = time.monotonic()
+        load.wait_for(40, stopped_at)
+        while_down = load.since(stopped_at)
+        subprocess.run(["docker", "start", stopped], check=True, capture_output=True, timeout=60)
+        restarted = wait_until(lambda: replica_addresses(scaled_stack)[stopped], "an address for the replica")
+        wait_until(
+            lambda: inspect_container(stopped)["State"]["Health"]["Status"] == "healthy",
+            "the restarted replica's health",
+            300,
+        )
+        back_at = time.monotonic()
+        wait_until(
+            lambda: restarted in served_by(u for _, _, u in load.since(back_at)), "a request served by it"
+        )
+    failures = Counter(status for _, status, _ in load.results if status != 200)
+    retried = sum("," in upstream for _, _, upstream in load.results)
+    summary = {
+        "requests": len(load.results),
+        "failures": dict(failures),
+        "retried_by_nginx": retried,
+        "during_stop": len(load.since(stop_at)) - len(load.since(stopped_at)),
+        "while_down": len(while_down),
+    }
+    print(f"\nscale-out under a stopping replica: {json.dumps(summary)}")
+    assert not failures, summary
+    assert served_by(u for _, _, u in while_down) == {survivor}
+    assert served_by(u for _, _, u in load.results) == {before[stopped], survivor, restarted}
