@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from support import prefect_api_call
 from compose.conftest import SERVICES, inspect_container, started_stack
 from compose.test_compose_stack import PATIENT, psql, wait_for_ready
+from support import prefect_api_call
 
 pytestmark = pytest.mark.compose
 
@@ -134,7 +134,8 @@ def test_two_workers_serve_the_one_work_pool(scaled_stack):
         return names if len(names) == 2 else set()
 
     names = wait_until(online, "two online workers")
-    hostnames = {inspect_container(c)["Config"]["Hostname"] for c in scaled_stack.containers("prefect-worker")}
+    workers = scaled_stack.containers("prefect-worker")
+    hostnames = {inspect_container(container)["Config"]["Hostname"] for container in workers}
     assert names == {f"clinrisk-worker-{hostname}" for hostname in hostnames}
 
 
