@@ -117,8 +117,11 @@ def compose_stack(request):
     yield from started_stack(request, f"clinrisk-e2e-{os.getpid()}", ("docker-compose.yaml",), SERVICES)
 
 
-def started_stack(request, project: str, files: tuple[str, ...], services: tuple[str, ...]):
-    """Build, `up` and wait for health on free loopback ports; yield the stack, then `down -v`."""
+def started_stack(request, project: str, files: tuple[str, ...], services: tuple[str, ...], **variables: str):
+    """Build, `up` and wait for health on free loopback ports; yield the stack, then `down -v`.
+
+    `variables` are more environment variables for compose (e.g. CLINRISK_POLL_INTERVAL_SECONDS).
+    """
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.fail("no Docker engine answers: run the compose tests with `make test-compose`")
     ports = {
@@ -128,7 +131,12 @@ def started_stack(request, project: str, files: tuple[str, ...], services: tuple
         "evidently-ui": free_port(),
     }
     password = secrets.token_urlsafe(12)
-    env = {**os.environ, "CLINRISK_ADMIN_PASSWORD": password, "CLINRISK_BIND_ADDRESS": "127.0.0.1"}
+    env = {
+        **os.environ,
+        **variables,
+        "CLINRISK_ADMIN_PASSWORD": password,
+        "CLINRISK_BIND_ADDRESS": "127.0.0.1",
+    }
     env |= {"CLINRISK_WEB_PORT": str(ports["web"]), "CLINRISK_MLFLOW_PORT": str(ports["mlflow"])}
     env |= {
         "CLINRISK_PREFECT_PORT": str(ports["prefect-server"]),
