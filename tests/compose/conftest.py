@@ -23,8 +23,10 @@ SERVICES = ("postgres", "mlflow", "prefect-server", "init", "prefect-worker", "w
 
 
 def pytest_collection_modifyitems(config, items):
-    """Leave the compose tests to `make test-compose` unless `-m` asks for them."""
+    """Leave the compose tests to `make test-compose` unless `-m` asks for them; the scaled ones last."""
     if "compose" in (config.option.markexpr or ""):
+        # test_compose_scale.py scales out the session's stack: every other test must have run.
+        items.sort(key=lambda item: item.module.__name__.endswith("test_compose_scale"))
         return
     skipped = [item for item in items if item.get_closest_marker("compose")]
     if skipped:
@@ -114,14 +116,6 @@ def wait_until_healthy(stack: ComposeStack, timeout: float = 600, services=SERVI
 @pytest.fixture(scope="session")
 def compose_stack(request):
     """Build the images, start the stack on free loopback ports, yield it, then `down -v`."""
-    yield from started_stack(request, f"clinrisk-e2e-{os.getpid()}", ("docker-compose.yaml",), SERVICES)
-
-
-def started_stack(request, project: str, files: tuple[str, ...], services: tuple[str, ...], **variables: str):
-    """Build, `up` and wait for health on free loopback ports; yield the stack, then `down -v`.
-
-    `variables` are more environment variables for compose (e.g. CLINRISK_POLL_INTERVAL_SECONDS).
-    """
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.fail("no Docker engine answers: run the compose tests with `make test-compose`")
     ports = {
@@ -131,23 +125,18 @@ def started_stack(request, project: str, files: tuple[str, ...], services: tuple
         "evidently-ui": free_port(),
     }
     password = secrets.token_urlsafe(12)
-    env = {
-        **os.environ,
-        **variables,
-        "CLINRISK_ADMIN_PASSWORD": password,
-        "CLINRISK_BIND_ADDRESS": "127.0.0.1",
-    }
+    env = {**os.environ, "CLINRISK_ADMIN_PASSWORD": password, "CLINRISK_BIND_ADDRESS": "127.0.0.1"}
     env |= {"CLINRISK_WEB_PORT": str(ports["web"]), "CLINRISK_MLFLOW_PORT": str(ports["mlflow"])}
     env |= {
         "CLINRISK_PREFECT_PORT": str(ports["prefect-server"]),
         "CLINRISK_EVIDENTLY_PORT": str(ports["evidently-ui"]),
     }
-    stack = ComposeStack(project, env, ports, password, files=files)
+    stack = ComposeStack(f"clinrisk-e2e-{os.getpid()}", env, ports, password)
     started = False
     try:
         timed(stack, "build", lambda: stack.run("build", timeout=3600))
         timed(stack, "up", lambda: stack.run("up", "--detach", timeout=900))
-        timed(stack, "healthy", lambda: wait_until_healthy(stack, services=services))
+        timed(stack, "healthy", lambda: wait_until_healthy(stack))
         started = True
         yield stack
     finally:
