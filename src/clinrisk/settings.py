@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
     # Signs the patient page's session cookie; unset, a random one is kept in CLINRISK_HOME.
     session_secret: str | None = Field(default=None, min_length=32)
+    # Reverse proxies in front of the service that set X-Forwarded-For/-Proto (the scaled
+    # compose stack's nginx: 1). 0 trusts no such header, so a client cannot pick its address.
+    proxy_hops: int = Field(default=0, ge=0, le=5)
 
     # Monitoring and reports.
     reports_dir: Path | None = None

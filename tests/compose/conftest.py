@@ -24,8 +24,10 @@ SERVICES = ("postgres", "mlflow", "prefect-server", "init", "prefect-worker", "w
 
 
 def pytest_collection_modifyitems(config, items):
-    """Leave the compose tests to `make test-compose` unless `-m` asks for them."""
+    """Leave the compose tests to `make test-compose` unless `-m` asks for them; the scaled ones last."""
     if "compose" in (config.option.markexpr or ""):
+        # test_compose_scale.py scales out the session's stack: every other test must have run.
+        items.sort(key=lambda item: item.module.__name__.endswith("test_compose_scale"))
         return
     skipped = [item for item in items if item.get_closest_marker("compose")]
     if skipped:
@@ -53,12 +55,14 @@ class ComposeStack:
     ports: dict[str, int]
     password: str
     timings: dict[str, float] = field(default_factory=dict)
+    files: tuple[str, ...] = ("docker-compose.yaml",)  # then any overlay, e.g. docker-compose.scale.yaml
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-        command = [*compose_command(), "--project-name", self.project, "--file", "docker-compose.yaml", *args]
+        files = [arg for name in self.files for arg in ("--file", name)]
+        command = [*compose_command(), "--project-name", self.project, *files, *args]
         result = subprocess.run(
             command, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
         )
@@ -70,11 +74,14 @@ class ComposeStack:
     def container(self, service: str) -> str:
         return self.run("ps", "-a", "-q", service).stdout.strip()
 
+    def containers(self, service: str) -> list[str]:
+        """The ids of every replica of `service`, running or not."""
+        return self.run("ps", "-a", "-q", service).stdout.split()
+
     def inspect(self, service: str) -> dict:
         container = self.container(service)
         assert container, f"no container for {service}"
-        out = subprocess.run(["docker", "inspect", container], capture_output=True, text=True, check=True)
-        return json.loads(out.stdout)[0]
+        return inspect_container(container)
 
     def exec(self, service: str, *command: str) -> str:
         return self.run("exec", "-T", service, *command).stdout
@@ -83,15 +90,23 @@ class ComposeStack:
         return self.run("logs", "--no-color", "--tail", "150", check=False).stdout
 
 
-def wait_until_healthy(stack: ComposeStack, timeout: float = 600) -> None:
-    """Wait until init has succeeded and every long-running service reports healthy."""
+def inspect_container(container: str) -> dict:
+    out = subprocess.run(["docker", "inspect", container], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)[0]
+
+
+def wait_until_healthy(stack: ComposeStack, timeout: float = 600, services=SERVICES) -> None:
+    """Wait until init has succeeded and every replica of every long-running service reports healthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         init = stack.inspect("init")["State"] if stack.container("init") else None
         if init and init["Status"] == "exited" and init["ExitCode"] != 0:
             raise AssertionError(f"init failed with exit code {init['ExitCode']}:\n{stack.logs()}")
         health = {
-            s: stack.inspect(s)["State"].get("Health", {}).get("Status") for s in SERVICES if s != "init"
+            f"{s} {c[:12]}": inspect_container(c)["State"].get("Health", {}).get("Status") if c else "missing"
+            for s in services
+            if s != "init"
+            for c in stack.containers(s) or [""]
         }
         if init and init["Status"] == "exited" and all(status == "healthy" for status in health.values()):
             return

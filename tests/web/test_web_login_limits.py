@@ -110,3 +110,23 @@ def test_concurrent_user_edits_lose_nothing(tmp_path, monkeypatch):
         for future in [pool.submit(edit) for edit in edits]:
             future.result()
     assert sorted(users.read_users(path)) == [f"new{i}" for i in range(8)]
+
+
+@pytest.mark.parametrize(("proxy_hops", "second_client"), [(1, 401), (0, 429)])
+def test_failures_behind_a_proxy_count_per_forwarded_client_only_when_the_proxy_is_trusted(
+    tmp_path, logistic_model, proxy_hops, second_client
+):
+    """It counts failures per X-Forwarded-For client with CLINRISK_PROXY_HOPS=1, and ignores the header with 0."""
+    settings = web_settings(
+        tmp_path / "home", auth_failure_limit=3, auth_failure_window_seconds=60, proxy_hops=proxy_hops
+    )
+    app = make_app(settings, FakeRegistry({"1": logistic_model}, "1"), watch=False)
+    proxy = from_client(app, "172.18.0.9")  # every request arrives from nginx's address
+
+    def attempt(client: str, name: str) -> int:
+        headers = basic(name, "a wrong password") | {"X-Forwarded-For": client}
+        return proxy.get("/model", headers=headers).status_code
+
+    assert [attempt("10.6.6.6", f"guess{i}") for i in range(4)] == [401, 401, 401, 429]
+    assert attempt("10.0.0.7", "carol") == second_client
+    app.extensions["clinrisk"].close()

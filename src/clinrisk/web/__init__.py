@@ -21,6 +21,8 @@ def create_app(
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    if settings.proxy_hops:
+        trust_proxies(app, settings.proxy_hops)
     runtime = Runtime(settings, model_source, watch=watch)
     app.extensions["clinrisk"] = runtime
     register_error_handlers(app)
@@ -31,6 +33,17 @@ def create_app(
     app.after_request(security_headers)
     pages.init_app(app, settings)
     return app
+
+
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Take the client's address and scheme from the last `hops` X-Forwarded-* entries (werkzeug ProxyFix).
+
+    Behind nginx every request comes from the proxy's address: without this, the failed-login
+    limits (clinrisk.web.ratelimit) would count every client's failures as one client's.
+    """
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 # The docs page runs Swagger UI's own inline start-up script; everything else is same-origin.
