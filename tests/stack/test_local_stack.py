@@ -113,7 +113,7 @@ def predict(stack: Stack, patient: dict) -> requests.Response:
     return requests.post(f"{stack.service}/predict", json=patient, auth=stack.auth, timeout=30)
 
 
-def run_deployment(stack: Stack, name: str, timeout: float = 180) -> dict:
+def run_deployment(stack: Stack, name: str, timeout: float = 360) -> dict:
     """Create a flow run of deployment `flow/model` through the Prefect API and wait for its end."""
     found = deployment_id(stack, name)
     run = stack.prefect("POST", f"/deployments/{found}/create_flow_run", json={})
