@@ -136,17 +136,20 @@ def ensure_champions(train: bool) -> dict[str, str | None]:
     """A first champion for every model with a spec (see `ensure_champion`); model -> its version.
 
     A model that fails to train is reported and left without a champion: the others still train.
+    When every model fails, the cause is not one model's (MLflow, the disk): ClinriskError.
     """
     from clinrisk.flows.deployments import model_names
     from clinrisk.settings import load_settings
 
-    champions = {}
+    champions, failures = {}, {}
     for name in model_names(load_settings().spec_dir):
         try:
             champions[name] = ensure_champion(name, train)
         except Exception as exc:  # any model's fault: the others' first champions still matter
             say(f"WARNING: {name} has no champion: its first training failed: {exc}")
-            champions[name] = None
+            champions[name], failures[name] = None, str(exc)
+    if failures and len(failures) == len(champions):
+        raise ClinriskError(f"no model could be trained: {failures}")
     return champions
 
 
