@@ -6,12 +6,16 @@ import uuid
 
 import click
 import pytest
+import requests
 from click.testing import CliRunner
 
 from clinrisk.cli import main
+from clinrisk.flows import deployments
 from clinrisk.flows.commands import parse_params
 from clinrisk.flows.origin import CLI_TAG
+from clinrisk.stack import bootstrap
 from flows.prefect_api import deployment_runs
+from support import REPO
 
 pytestmark = pytest.mark.xdist_group("prefect-harness")
 
@@ -99,3 +103,20 @@ def test_a_full_deployment_name_and_a_model_together_are_refused(harness_api):
     """It exits 2 naming --model when the deployment is named in full as well."""
     result = flows_run("retrain/stroke", "--model", "diabetes")
     assert result.exit_code == 2 and "--model" in result.output and "Traceback" not in result.output
+
+
+def test_an_upgrade_deletes_the_single_model_deployments(harness_api):
+    """It deletes `retrain/retrain` that an older prefect.yaml registered, keeps `monitor/monitor` when a
+    model is named `monitor`, and does nothing the second time."""
+    from clinrisk.flows.monitor import monitor
+    from clinrisk.flows.retrain import retrain
+
+    retrain.to_deployment(name="retrain").apply()
+    monitor.to_deployment(name="monitor").apply()
+    templates, api = deployments.read_templates(REPO), harness_api.rstrip("/")
+    assert bootstrap.retire_single_model_deployments(api, templates, ["monitor", "stroke"]) == [
+        "retrain/retrain"
+    ]
+    assert requests.get(f"{api}/deployments/name/retrain/retrain", timeout=30).status_code == 404
+    assert requests.get(f"{api}/deployments/name/monitor/monitor", timeout=30).status_code == 200
+    assert bootstrap.retire_single_model_deployments(api, templates, ["monitor", "stroke"]) == []

@@ -71,6 +71,26 @@ def test_drift_starts_exactly_one_retrain_within_the_cooldown(
     assert "cooldown" in Path(second["report"]).read_text(encoding="utf-8")
 
 
+def test_without_a_retrain_deployment_it_starts_its_own_models_retrain(
+    flow_env, drifted_sample, tmp_path, monkeypatch
+):
+    """Monitoring stroke while another model is the default, drift starts `retrain/stroke` for stroke."""
+    from clinrisk.flows.retrain import retrain
+
+    retrain.to_deployment(name="stroke").apply()
+    monkeypatch.setenv("CLINRISK_MODEL_NAME", "diabetes")
+    path = tmp_path / "drifted.csv"
+    drifted_sample.to_csv(path, index=False)
+    summary = monitor(model_name="stroke", current_path=str(path))
+    (run,) = deployment_runs("retrain/stroke")
+    assert summary["retrain"]["flow_run"] == {
+        "id": str(run.id),
+        "name": run.name,
+        "deployment": "retrain/stroke",
+    }
+    assert run.parameters["model_name"] == "stroke" and "model:stroke" in run.tags
+
+
 def test_a_batch_with_a_wrong_schema_fails_naming_the_column(
     flow_env, drifted_sample, retrain_deployment, tmp_path
 ):

@@ -158,6 +158,17 @@ def test_one_model_failing_to_train_leaves_the_others_their_first_champion(
     assert "stroke has a champion: version 1" in capsys.readouterr().out
 
 
+def test_every_model_failing_to_train_fails_the_start(fast_settings, monkeypatch):
+    """When no model can be trained the cause is shared (here MLflow does not answer): the start fails."""
+    fast_settings.home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("CLINRISK_HOME", str(fast_settings.home))
+    monkeypatch.setenv("CLINRISK_SPEC_DIR", str(fast_settings.spec_dir))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(ClinriskError, match=r"no model could be trained: .*stroke"):
+        bootstrap.ensure_champions(train=True)
+
+
 def test_the_banner_lists_every_model_and_its_champion(config):
     """It names each model with its champion version, or says it has none yet."""
     text = describe(config, None, True, "stroke", champions={"anemia": None, "stroke": "1"})

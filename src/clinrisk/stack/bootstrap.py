@@ -81,6 +81,24 @@ def existing_deployments(api_url: str, names: list[str]) -> set[str]:
     return found
 
 
+def retire_single_model_deployments(api_url: str, templates: dict, models: list[str]) -> list[str]:
+    """Delete the deployments an older prefect.yaml registered for one model, `<flow>/<flow>`
+    (`retrain/retrain`), so that an upgraded stack does not run them beside `<flow>/<model>`;
+    the names deleted. A model named like a flow keeps its deployment."""
+    retired = []
+    for template in templates.get("deployments") or []:
+        flow = template["name"]
+        response = requests.get(f"{api_url}/deployments/name/{flow}/{flow}", timeout=30)
+        if flow in models or response.status_code == 404:
+            continue
+        response.raise_for_status()
+        requests.delete(f"{api_url}/deployments/{response.json()['id']}", timeout=30).raise_for_status()
+        retired.append(f"{flow}/{flow}")
+    if retired:
+        say(f"deleted the single-model deployments {', '.join(retired)}: each model has its own now")
+    return retired
+
+
 def start_deploy(api_url: str, project_dir: Path, redeploy: bool) -> subprocess.Popen | None:
     """Start registering every model's missing deployments (all with `redeploy`); None when none is
     missing. Their config, expanded from prefect.yaml, is left in CLINRISK_HOME for reading."""
@@ -89,6 +107,7 @@ def start_deploy(api_url: str, project_dir: Path, redeploy: bool) -> subprocess.
 
     settings = load_settings()
     templates, models = deployments.read_templates(project_dir), deployments.model_names(settings.spec_dir)
+    retire_single_model_deployments(api_url, templates, models)
     names = deployments.planned(templates, models)
     missing = names if redeploy else [n for n in names if n not in existing_deployments(api_url, names)]
     if not missing:
@@ -121,17 +140,20 @@ def ensure_champions(train: bool) -> dict[str, str | None]:
     """A first champion for every model with a spec (see `ensure_champion`); model -> its version.
 
     A model that fails to train is reported and left without a champion: the others still train.
+    When every model fails, the cause is not one model's (MLflow, the disk): ClinriskError.
     """
     from clinrisk.flows.deployments import model_names
     from clinrisk.settings import load_settings
 
-    champions = {}
+    champions, failures = {}, {}
     for name in model_names(load_settings().spec_dir):
         try:
             champions[name] = ensure_champion(name, train)
         except Exception as exc:  # any model's fault: the others' first champions still matter
             say(f"WARNING: {name} has no champion: its first training failed: {exc}")
-            champions[name] = None
+            champions[name], failures[name] = None, str(exc)
+    if failures and len(failures) == len(champions):
+        raise ClinriskError(f"no model could be trained: {failures}")
     return champions
 
 
