@@ -151,3 +151,20 @@ def test_an_unreachable_database_is_a_clear_error(tmp_path):
     with pytest.raises(database.DatabaseError, match="database is unavailable: OperationalError") as failure:
         database.connect("postgresql+psycopg2://u:secret@127.0.0.1:1/x")
     assert "secret" not in str(failure.value) and "postgresql+psycopg2" not in str(failure.value)
+
+
+def test_0005_downgrades_a_classification_only_log_without_loss(tmp_path):
+    """Back to 0004 a log of 0/1 decisions keeps every row and its integer columns; up again is the same."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    make_old_database(url)
+    engine = database.connect(url)
+    command.downgrade(database.alembic_config(engine), "0004")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("predictions")}
+    assert database.current_revision(engine) == "0004" and counts(engine) == (25, 1)
+    assert isinstance(columns["prediction"]["type"], Integer) and not columns["probability"]["nullable"]
+    database.upgrade(engine)
+    assert database.current_revision(engine) == "0005"
+    assert predlog.read_window(engine, "stroke")["outcome"].dropna().tolist() == [1]
+    engine.dispose()

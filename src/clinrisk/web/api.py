@@ -136,11 +136,15 @@ def served(name: str | None):
     return slot
 
 
-def answer(name: str | None, payload: Any):
-    """Validate `payload` (one patient or an array) against the model's champion, score, log, answer."""
+def champion(name: str | None) -> LoadedModel:
+    """The model's champion, read once per request: a swap never changes it under the request."""
+    _, loaded = _runtime().serving(name)
+    return loaded
+
+
+def answer(loaded: LoadedModel, payload: Any):
+    """Validate `payload` (one patient or an array) against the champion's spec, score, log, answer."""
     runtime = _runtime()
-    served(name)
-    _, loaded = runtime.serving(name)
     records, many = validate_records(payload, loaded.record_model, runtime.settings.max_batch_rows)
     results, rows = score(loaded, records, g.get("user"))
     if explain_requested():
@@ -156,8 +160,9 @@ def answer(name: str | None, payload: Any):
 @requires_auth
 def predict():
     """Score one patient object or an array of them with the default model's champion."""
+    served(None)
     payload = json_body()
-    return answer(None, payload)
+    return answer(champion(None), payload)
 
 
 @bp.post("/models/<name>/predict")
@@ -166,7 +171,7 @@ def predict_model(name: str):
     """Score one patient object or an array of them with the named model's champion."""
     served(name)
     payload = json_body()
-    return answer(name, payload)
+    return answer(champion(name), payload)
 
 
 @bp.get("/models/<name>/predict")
@@ -179,12 +184,11 @@ def predict_query(name: str):
     unknown one or a value that is not a number is a 422 naming it.
     """
     served(name)
-    _, loaded = _runtime().serving(name)
-    spec = loaded.model.spec
+    loaded = champion(name)
     params = request.args.copy()
-    if EXPLAIN not in spec.features:
+    if EXPLAIN not in loaded.model.spec.features:
         params.poplist(EXPLAIN)
-    return answer(name, spec.record_from_query(params))
+    return answer(loaded, loaded.model.spec.record_from_query(params))
 
 
 def receive_feedback(name: str | None):

@@ -151,14 +151,9 @@ def _operation(
 
 def _kind_names(names: dict[str, str], model: str, spec: ModelSpec) -> dict[str, str]:
     """The component names a model's routes use: its patient, and its kind's result and feedback."""
-    result, feedback = (
-        ("RegressionResult", "RegressionFeedbackIn")
-        if spec.is_regression
-        else (
-            "PredictionResult",
-            "FeedbackIn",
-        )
-    )
+    regression = spec.is_regression
+    result = "RegressionResult" if regression else "PredictionResult"
+    feedback = "RegressionFeedbackIn" if regression else "FeedbackIn"
     return {
         **names,
         "Patient": names[f"Patient:{model}"],
@@ -219,10 +214,10 @@ def _predict_get(
     return operation
 
 
-def _feedback_path(names: dict[str, str], auth: bool, model: str = "") -> dict[str, Any]:
+def _feedback_path(names: dict[str, str], auth: bool, model: str) -> dict[str, Any]:
     errors = [400, *([401] if auth else []), 404, 413, 415, 422, 503]
     responses = _responses(201, _ref(names["FeedbackReceipt"]), "Outcome stored", errors)
-    summary = f"{model}: record the observed outcome of an earlier prediction".lstrip(": ")
+    summary = f"{model}: record the observed outcome of an earlier prediction"
     return {"post": _operation(summary, responses, body=_ref(names["Feedback"]), secured=auth)}
 
 

@@ -87,6 +87,8 @@ class Runtime:
         if source is None:
             return {name: RegistrySource(self.settings, name) for name in spec_names(self.settings)}
         if isinstance(source, Mapping):
+            if self.default_name not in source:
+                raise ValueError(f"no model source for the default model {self.default_name!r}")
             others = sorted(set(source) - {self.default_name})
             return {name: source[name] for name in [self.default_name, *others] if name in source}
         return {self.default_name: source}
@@ -132,6 +134,7 @@ class Runtime:
                 return
             self.writer.start()
             self._warn_without_users()
+            log.info("serving %s (default: %s)", ", ".join(self.models), self.default_name)
             self._load_champions()
             atexit.register(self.close)
             self._pid = os.getpid()
