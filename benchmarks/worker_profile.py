@@ -5,7 +5,8 @@ Starts `clinrisk serve` (1 worker, the service's gunicorn configuration plus cPr
 seconds (1 connection, real patients), stops them, and prints each worker's top functions by
 own time and the clinrisk functions by cumulative time, per request.
 
-    .venv/bin/python benchmarks/worker_profile.py --home benchmarks/.work/home --results benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/worker_profile.py              # trains a champion; updates RESULTS.md
+    .venv/bin/python benchmarks/worker_profile.py --home DIR   # DIR's champion instead
 """
 
 from __future__ import annotations
@@ -55,7 +56,15 @@ def wait_ready(port: int, timeout: float = 120) -> None:
 
 
 def drive(port: int, bodies: Path, seconds: float) -> dict:
-    command = ["wrk", "-t1", "-c1", f"-d{int(seconds)}s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}/predict"]
+    command = [
+        "wrk",
+        "-t1",
+        "-c1",
+        f"-d{int(seconds)}s",
+        "-s",
+        str(WRK_SCRIPT),
+        f"http://127.0.0.1:{port}/predict",
+    ]
     result = subprocess.run(command, env={**os.environ, "WRK_BODIES": str(bodies)}, capture_output=True,
                             text=True, check=True)  # fmt: skip
     return parse_wrk(result.stdout)
@@ -114,18 +123,22 @@ def render(ours: dict, floor: dict, args) -> str:
     for label, _, _ in PARTS:
         mine, base = ours["parts"][label], floor["parts"][label]
         rows.append([label, "-" if mine is None else f"{mine:.3f}", "-" if base is None else f"{base:.3f}"])
-    rate = {name: m["wrk"]["requests"] / (m["wrk"]["duration_us"] / 1e6) for name, m in (("ours", ours), ("floor", floor))}
+    rate = {
+        name: m["wrk"]["requests"] / (m["wrk"]["duration_us"] / 1e6)
+        for name, m in (("ours", ours), ("floor", floor))
+    }
     return "\n".join(
         [
             "## Serving: where one POST /predict goes inside a gunicorn worker",
             "",
             common.run_stamp(),
             "",
-            f"One worker each (the service's gunicorn configuration plus cProfile over the worker's life, "
-            f"`profile_worker_conf.py`), driven by wrk with 1 connection for {args.seconds} s, real patients. "
-            f"Ours answered {rate['ours']:,.0f} req/s, the hello-world floor {rate['floor']:,.0f} req/s "
-            f"(ratio {rate['ours'] / rate['floor']:.2f}) under the profiler. Figures are wall milliseconds per "
-            "request, cumulative, inflated by the profiler and by other jobs on the machine (a call that "
+            "One worker each (the service's gunicorn configuration plus cProfile over the worker's life, "
+            f"`profile_worker_conf.py`), driven by wrk with 1 connection for {args.seconds} s, real "
+            f"patients. Ours answered {rate['ours']:,.0f} req/s, the hello-world floor "
+            f"{rate['floor']:,.0f} req/s "
+            f"(ratio {rate['ours'] / rate['floor']:.2f}) under the profiler. Figures are wall milliseconds "
+            "per request, cumulative, inflated by the profiler and by other jobs on the machine (a call that "
             "releases the GIL or blocks, such as a socket call or the ONNX run, is charged the time the "
             "worker waits to be scheduled again): compare rows within a column and ours with the floor, "
             "not with other runs.",
@@ -151,37 +164,27 @@ def render(ours: dict, floor: dict, args) -> str:
     )
 
 
-
-    with tempfile.TemporaryDirectory() as tmp:
-        profile_dir = Path(tmp)
-        bodies = profile_dir / "bodies.jsonl"
-        bodies.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-        process = start(app, port, args.home, profile_dir, chdir)
-        try:
-            wait_ready(port)
-            drive(port, bodies, 1)  # warm-up
-            result = drive(port, bodies, args.seconds)
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
-        return report(label, profile_dir, result["requests"] + 1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, required=True, help="State directory holding a champion.")
+    parser.add_argument("--home", type=Path, default=None, help="Reuse this state directory's champion.")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--port", type=int, default=18731)
     parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
+    parser.add_argument("--quick", action="store_true", help="Smoke run: 3 s each, written under .work/.")
     args = parser.parse_args()
-    args.home = args.home.resolve()
+    if args.quick:
+        args.seconds = 3
     records = sample_records(common.load_spec(), 500, seed=0)
-    ours = profile("clinrisk.web:create_app()", None, args, records, args.port)
-    floor = profile("hello_app:create_app()", common.BENCH_DIR, args, records, args.port + 1)
+    with common.work_dir("worker-profile") as tmp:
+        args.home = args.home.resolve() if args.home else Path(tmp)
+        if not (args.home / "mlflow.db").exists():
+            print("training the champion ...", flush=True)
+            common.train_champion(args.home)
+        ours = profile("clinrisk.web:create_app()", None, args, records, args.port)
+        floor = profile("hello_app:create_app()", common.BENCH_DIR, args, records, args.port + 1)
     body = render(ours, floor, args)
     print(body)
-    if args.results:
-        common.write_results(args.results, "worker-profile", body)
+    common.write_results(common.results_path(args.results, args.quick), "worker-profile", body)
     return 0
 
 

@@ -5,10 +5,11 @@ Requests only put rows on a queue. The writer thread inserts them in batches thr
 sleeps rather than waits on the queue meanwhile, so a request never wakes it. Written a row at a
 time, under load each request cost a transaction, a segment file and a thread switch, and the
 thread took the GIL whenever the request thread released it (a file write, the scorer's native
-call). `flush()` and `close()` cut the wait short; rows that fail to insert (database down) are kept and retried. `close()`
-drains the queue before returning, so a graceful shutdown loses nothing. With a journal
-(`clinrisk.serving.journal`) the rows are also appended to a local file before the answer is
-sent, so a worker killed with rows still queued loses nothing either: the next worker replays them.
+call). `flush()` and `close()` cut the wait short. Rows that fail to insert (database down)
+are kept and retried. `close()` drains the queue before returning, so a graceful shutdown loses
+nothing. With a journal (`clinrisk.serving.journal`) the rows are also appended to a local file
+before the answer is sent, so a worker killed with rows still queued loses nothing either: the
+next worker replays them.
 """
 
 from __future__ import annotations
