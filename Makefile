@@ -93,6 +93,7 @@ bench: install ## Run every benchmark on this machine and update benchmarks/RESU
 	$(PY) benchmarks/threshold_study.py $(BENCH_ARGS)
 	$(PY) benchmarks/model_study.py $(BENCH_ARGS)
 	$(PY) benchmarks/serving.py $(BENCH_ARGS)
+	$(PY) benchmarks/worker_profile.py $(BENCH_ARGS)
 	$(PY) benchmarks/journal.py $(BENCH_ARGS)
 	$(PY) benchmarks/login_flood.py $(BENCH_ARGS)
 	$(PY) benchmarks/startup.py $(BENCH_ARGS)

@@ -38,7 +38,9 @@ def test_batch_and_service_give_the_same_probabilities(request, tmp_path, raw_st
     app = make_app(settings, FakeRegistry({"1": model}, "1"), watch=False)
     try:
         records = [_record(row) for row in validate_frame(patients, model.spec, False).to_dict("records")]
-        answers = app.test_client().post("/predict", json=[_only_features(r, model.spec) for r in records]).json
+        answers = (
+            app.test_client().post("/predict", json=[_only_features(r, model.spec) for r in records]).json
+        )
     finally:
         app.extensions["clinrisk"].close()
     batch = scored["probability"].astype(float).tolist()
@@ -115,7 +117,9 @@ def test_an_empty_file_is_a_clear_error(tmp_path, raw_stroke, served, text, expe
 
 
 @pytest.mark.parametrize(("sep", "named"), [(":", "colon"), (" ", "space")])
-def test_a_wrong_delimiter_shows_the_header_and_the_likely_delimiter(tmp_path, raw_stroke, served, sep, named):
+def test_a_wrong_delimiter_shows_the_header_and_the_likely_delimiter(
+    tmp_path, raw_stroke, served, sep, named
+):
     """A file separated by an unsupported character names the header it read and the delimiter it saw."""
     text = raw_stroke.head(3).drop(columns=["stroke"]).to_csv(index=False, sep=sep)
     error = _score_text(tmp_path, served, text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -55,6 +56,28 @@ def test_rows_are_written_in_batches_off_the_request_path(tmp_path):
     writer.submit(rows(250))
     assert writer.flush(timeout=10)
     assert count(writer.engine, predlog.predictions) == 250
+    writer.close()
+
+
+@pytest.mark.parametrize("with_journal", [False, True])
+def test_single_row_requests_share_one_transaction_per_interval(tmp_path, monkeypatch, with_journal):
+    """Rows queued one request at a time are inserted together, not a transaction (and segment) each."""
+    batches: list[int] = []
+    write = predlog.write_predictions
+
+    def recorded(engine, pending):
+        batches.append(len(pending))
+        return write(engine, pending)
+
+    monkeypatch.setattr(predlog, "write_predictions", recorded)
+    journal = tmp_path / "journal" if with_journal else None
+    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.db'}", flush_seconds=3600, journal_dir=journal)
+    writer.start()
+    for _ in range(30):
+        writer.submit(rows(1))
+        time.sleep(0.005)  # requests arrive apart: the writer thread could run between them
+    assert writer.flush(timeout=20)  # flush() cuts the hour-long interval short
+    assert batches == [30] and count(writer.engine, predlog.predictions) == 30
     writer.close()
 
 

@@ -1,10 +1,15 @@
 """Write served predictions to the prediction log in batches, from a thread off the request path.
 
 Requests only put rows on a queue. The writer thread inserts them in batches through
-`clinrisk.predlog`; rows that fail to insert (database down) are kept and retried. `close()`
-drains the queue before returning, so a graceful shutdown loses nothing. With a journal
-(`clinrisk.serving.journal`) the rows are also appended to a local file before the answer is
-sent, so a worker killed with rows still queued loses nothing either: the next worker replays them.
+`clinrisk.predlog`, at most one transaction (and one journal segment) per `flush_seconds`: it
+sleeps rather than waits on the queue meanwhile, so a request never wakes it. Written a row at a
+time, under load each request cost a transaction, a segment file and a thread switch, and the
+thread took the GIL whenever the request thread released it (a file write, the scorer's native
+call). `flush()` and `close()` cut the wait short. Rows that fail to insert (database down)
+are kept and retried. `close()` drains the queue before returning, so a graceful shutdown loses
+nothing. With a journal (`clinrisk.serving.journal`) the rows are also appended to a local file
+before the answer is sent, so a worker killed with rows still queued loses nothing either: the
+next worker replays them.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class PredictionLogWriter:
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
         self._engine_lock = threading.Lock()
+        self._last_write = 0.0  # time.monotonic() of the last batch
+        self._hurry = threading.Event()  # set by flush() and close(): write without lingering
 
     @property
     def engine(self) -> Engine:
@@ -82,6 +89,7 @@ class PredictionLogWriter:
             return self._engine
 
     def start(self) -> None:
+        self._last_write = time.monotonic()  # the first batch gathers for one interval too
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
 
@@ -140,6 +148,7 @@ class PredictionLogWriter:
             return False
         done = threading.Event()
         self._queue.put(done)
+        self._hurry.set()
         return done.wait(timeout)
 
     def record_feedback(
@@ -183,6 +192,7 @@ class PredictionLogWriter:
             return
         self._rotate_journal()
         self._queue.put(_STOP)
+        self._hurry.set()
         self._thread.join(timeout)
         self._thread = None
         if self._engine is not None:
@@ -199,6 +209,7 @@ class PredictionLogWriter:
                 if not stopping:
                     time.sleep(RETRY_SECONDS)
                 continue
+            self._last_write = time.monotonic()
             for waiter in waiters:
                 waiter.set()
             waiters.clear()
@@ -244,11 +255,19 @@ class PredictionLogWriter:
                 waiter.set()
 
     def _collect(self, pending: list[dict[str, Any]], waiters: list[_Waiter]) -> bool:
-        """Move queued rows into `pending` (block for the first item); True once asked to stop."""
+        """Move queued rows into `pending`; True once asked to stop.
+
+        Blocks for the first item, then lets rows gather until `flush_seconds` have passed since
+        the last batch (or the start): a row after a quiet spell is written at once.
+        """
         try:
             item = self._queue.get(timeout=self.flush_seconds)
         except queue.Empty:
             return False
+        linger = self._last_write + self.flush_seconds - time.monotonic()
+        if item is not _STOP and linger > 0:
+            self._hurry.wait(linger)
+        self._hurry.clear()  # before draining: a flush() queued after this point hurries the next batch
         while True:
             if item is _STOP:
                 return True

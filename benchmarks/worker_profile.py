@@ -1,0 +1,192 @@
+"""Profile POST /predict inside real gunicorn workers, ours and the hello-world floor.
+
+Starts `clinrisk serve` (1 worker, the service's gunicorn configuration plus cProfile,
+`profile_worker_conf.py`) and the hello-world app the same way, drives each with wrk for a few
+seconds (1 connection, real patients), stops them, and prints each worker's top functions by
+own time and the clinrisk functions by cumulative time, per request.
+
+    .venv/bin/python benchmarks/worker_profile.py              # trains a champion; updates RESULTS.md
+    .venv/bin/python benchmarks/worker_profile.py --home DIR   # DIR's champion instead
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+from serving import WRK_SCRIPT, parse_wrk, sample_records
+
+CONF = str(common.BENCH_DIR / "profile_worker_conf.py")
+
+
+def start(app: str, port: int, home: Path, profile_dir: Path, chdir: Path | None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gunicorn", "--config", f"python:{Path(CONF).stem}", "--bind",
+               f"127.0.0.1:{port}", "--workers", "1"]  # fmt: skip
+    command += ["--chdir", str(chdir)] if chdir else []
+    env = common.bench_env(home, PROFILE_DIR=str(profile_dir))
+    env["PYTHONPATH"] = os.pathsep.join([str(common.BENCH_DIR), env.get("PYTHONPATH", "")])
+    return subprocess.Popen([*command, app], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+
+
+def wait_ready(port: int, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} not ready after {timeout} s")
+
+
+def drive(port: int, bodies: Path, seconds: float) -> dict:
+    command = [
+        "wrk",
+        "-t1",
+        "-c1",
+        f"-d{int(seconds)}s",
+        "-s",
+        str(WRK_SCRIPT),
+        f"http://127.0.0.1:{port}/predict",
+    ]
+    result = subprocess.run(command, env={**os.environ, "WRK_BODIES": str(bodies)}, capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    return parse_wrk(result.stdout)
+
+
+# The request's parts, as (label, file, function) in cProfile's statistics of a worker.
+PARTS = (
+    ("whole WSGI request (Flask dispatch, hooks, response)", "app.py", "wsgi_app"),
+    ("POST /predict view", "api.py", "predict"),
+    ("read + parse the JSON body", "schemas.py", "json_body"),
+    ("validate the record (pydantic)", "schemas.py", "validate_records"),
+    ("score: columns, lean scorer, calibration, ids", "api.py", "score"),
+    ("  of which the TreeEnsemble session run", "onnxruntime_inference_collection.py", "run"),
+    ("  of which numpy preprocessing", "numpy_scorer.py", "matrix"),
+    ("  of which uuid4 (os.urandom)", "uuid.py", "uuid4"),
+    ("journal + log queue (submit)", "logwriter.py", "submit"),
+    ("metrics (timer, counters, histogram)", "metrics.py", "_record"),
+    ("gunicorn: handle one connection (recv, parse, send, close)", "sync.py", "handle"),
+)
+
+
+def cumulative_ms(stats: pstats.Stats, file: str, function: str, requests: int) -> float | None:
+    found = [row[3] for (path, _, name), row in stats.stats.items() if name == function and path == file]
+    return sum(found) * 1e3 / requests if found else None
+
+
+def report(profile_dir: Path, requests: int) -> tuple[pstats.Stats, str]:
+    out = io.StringIO()
+    stats = pstats.Stats(*[str(p) for p in profile_dir.glob("worker-*.prof")], stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(20)
+    text = out.getvalue()
+    return stats, text[text.index("ncalls") :] if "ncalls" in text else text
+
+
+def profile(app: str, chdir: Path | None, args, records: list[dict], port: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        profile_dir = Path(tmp)
+        bodies = profile_dir / "bodies.jsonl"
+        bodies.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+        process = start(app, port, args.home, profile_dir, chdir)
+        try:
+            wait_ready(port)
+            drive(port, bodies, 1)  # warm-up
+            result = drive(port, bodies, args.seconds)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+        requests = result["requests"] + 1
+        stats, top = report(profile_dir, requests)
+        parts = {label: cumulative_ms(stats, f, fn, requests) for label, f, fn in PARTS}
+        return {"requests": requests, "wrk": result, "parts": parts, "top": top}
+
+
+def render(ours: dict, floor: dict, args) -> str:
+    rows = []
+    for label, _, _ in PARTS:
+        mine, base = ours["parts"][label], floor["parts"][label]
+        rows.append([label, "-" if mine is None else f"{mine:.3f}", "-" if base is None else f"{base:.3f}"])
+    rate = {
+        name: m["wrk"]["requests"] / (m["wrk"]["duration_us"] / 1e6)
+        for name, m in (("ours", ours), ("floor", floor))
+    }
+    return "\n".join(
+        [
+            "## Serving: where one POST /predict goes inside a gunicorn worker",
+            "",
+            common.run_stamp(),
+            "",
+            "One worker each (the service's gunicorn configuration plus cProfile over the worker's life, "
+            f"`profile_worker_conf.py`), driven by wrk with 1 connection for {args.seconds} s, real "
+            f"patients. Ours answered {rate['ours']:,.0f} req/s, the hello-world floor "
+            f"{rate['floor']:,.0f} req/s "
+            f"(ratio {rate['ours'] / rate['floor']:.2f}) under the profiler. Figures are wall milliseconds "
+            "per request, cumulative, inflated by the profiler and by other jobs on the machine (a call that "
+            "releases the GIL or blocks, such as a socket call or the ONNX run, is charged the time the "
+            "worker waits to be scheduled again): compare rows within a column and ours with the floor, "
+            "not with other runs.",
+            "",
+            common.markdown_table(["part of the request", "ours (ms/request)", "floor (ms/request)"], rows),
+            "",
+            "<details><summary>Our worker, top 20 by own time</summary>",
+            "",
+            "```text",
+            ours["top"].strip(),
+            "```",
+            "",
+            "</details>",
+            "",
+            "<details><summary>The floor's worker, top 20 by own time</summary>",
+            "",
+            "```text",
+            floor["top"].strip(),
+            "```",
+            "",
+            "</details>",
+        ]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path, default=None, help="Reuse this state directory's champion.")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--port", type=int, default=18731)
+    parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
+    parser.add_argument("--quick", action="store_true", help="Smoke run: 3 s each, written under .work/.")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds = 3
+    records = sample_records(common.load_spec(), 500, seed=0)
+    with common.work_dir("worker-profile") as tmp:
+        args.home = args.home.resolve() if args.home else Path(tmp)
+        if not (args.home / "mlflow.db").exists():
+            print("training the champion ...", flush=True)
+            common.train_champion(args.home)
+        ours = profile("clinrisk.web:create_app()", None, args, records, args.port)
+        floor = profile("hello_app:create_app()", common.BENCH_DIR, args, records, args.port + 1)
+    body = render(ours, floor, args)
+    print(body)
+    common.write_results(common.results_path(args.results, args.quick), "worker-profile", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
