@@ -44,6 +44,7 @@ SECTIONS = (
     "batch",
     "train",
     "retrain",
+    "proxy",
 )
 PACKAGES = ("scikit-learn", "numpy", "pandas", "mlflow", "prefect", "flask", "gunicorn", "onnxruntime")
 HEADER = """# Benchmark results
