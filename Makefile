@@ -81,7 +81,7 @@ flow-run: install ## Run a flow on the running stack: make flow-run FLOW=retrain
 	$(VENV)/bin/clinrisk flows run $(FLOW) --wait $(PARAMS)
 
 .PHONY: test-compose
-test-compose: install ## Build and start the docker compose stack, test it end to end, remove it
+test-compose: install ## Build and start the docker compose stack, test it end to end, scale it out (proxy, 2 web, 2 workers), remove it
 	.ci/test-compose.sh
 
 .PHONY: audit
@@ -133,6 +133,10 @@ test-browser: install system-packages ## Browser tests (headless Chromium); SCRE
 .PHONY: bench-scoring
 bench-scoring: install ## Time one request on the scikit-learn and the ONNX scoring paths
 	$(PY) benchmarks/scoring_paths.py $(BENCH_ARGS)
+
+.PHONY: bench-proxy
+bench-proxy: install ## Failed requests through the scaled stack's proxy under reloads and a killed replica (needs Docker)
+	$(PY) benchmarks/proxy_reload.py $(BENCH_ARGS)
 
 AWS_ENV ?= staging
 .PHONY: aws-deploy

@@ -45,6 +45,7 @@ SECTIONS = (
     "train",
     "first-start",
     "retrain",
+    "proxy",
 )
 PACKAGES = ("scikit-learn", "numpy", "pandas", "mlflow", "prefect", "flask", "gunicorn", "onnxruntime")
 HEADER = """# Benchmark results
