@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,26 @@ def test_a_worker_runs_the_retrain_that_monitor_triggered(tmp_path, raw_stroke):
     tags = registry.version_tags(store, "stroke", "2")
     assert json.loads(tags["data.by_source"]) == {"seed": 5110, "batch:drifted-outcomes.csv": 1000}
     assert tags["gate.decision"] in ("promoted", "rejected") and tags["gate.compared_with"] == "1"
+
+
+def test_the_readme_schedule_table_is_what_deploy_registers():
+    """The README's table of each model's staggered schedules matches the expanded deployments."""
+    models = expansion.model_names(REPO / "models")
+    expanded = expansion.expand(expansion.read_templates(REPO), models)
+    readme = (REPO / "README.md").read_text()
+    for model in models:
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| {model} | ")]
+        _, retrain_at, monitor_at, ingest_at = [cell.strip() for cell in row.strip("|").split("|")]
+        schedules = {
+            d["entrypoint"].rsplit(":", 1)[1]: d["schedules"][0]
+            for d in expanded["deployments"]
+            if d["name"] == model and "schedules" in d
+        }
+        for cron, shown in (
+            (schedules["retrain"]["cron"], retrain_at),
+            (schedules["monitor"]["cron"], monitor_at),
+        ):
+            minute, hour = cron.split()[:2]
+            assert shown == f"{int(hour):02d}:{int(minute):02d}", (model, cron, shown)
+        first = datetime.fromisoformat(schedules["ingest"]["anchor_date"]).minute
+        assert ingest_at.startswith(f":{first:02d}, :{first + 15:02d}"), (model, ingest_at)
