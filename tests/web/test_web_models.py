@@ -361,3 +361,26 @@ def test_a_broken_spec_of_another_model_does_not_stop_the_service(tmp_path, logi
     assert broken.status_code == 503 and "spec file is invalid" in broken.json["message"]
     assert client.get("/ready").json["models"]["broken"]["status"] == "unavailable"
     app.extensions["clinrisk"].close()
+
+
+def test_every_cached_champion_is_served_at_start_without_the_registry(
+    tmp_path, sources, logistic_model, diabetes_model
+):
+    """A worker starts on each model's cached champion at once, with nothing downloaded."""
+    from web_fakes import signed_bundle
+
+    from clinrisk.serving import cache
+
+    settings = web_settings(tmp_path / "home", auth_enabled=False)
+    for name, model in (("stroke", logistic_model), ("diabetes", diabetes_model)):
+        cache.save(cache.cache_dir(settings, name), signed_bundle(model, settings, "1"))
+    for source in sources.values():
+        source.down = True
+    app = sourced_app(tmp_path / "home", sources, watch=True, poll_interval_seconds=3600)
+    client = app.test_client()
+    models = client.get("/ready").json["models"]
+    assert models["stroke"]["status"] == models["diabetes"]["status"] == "degraded"
+    assert client.post("/models/diabetes/predict", json=DIABETIC).json["model"]["version"] == "1"
+    assert client.get("/models/anemia/predict?red=43&green=30&blue=27&hb=9").status_code == 503
+    assert all(source.loads == [] for source in sources.values())
+    app.extensions["clinrisk"].close()
