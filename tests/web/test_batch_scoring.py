@@ -192,3 +192,13 @@ def test_a_quoted_line_break_in_a_pass_through_column_is_kept(tmp_path, raw_stro
     frame.to_csv(tmp_path / "notes.csv", index=False)
     ours = pd.concat(iter_table(tmp_path / "notes.csv", stroke_spec, 2))
     assert ours["note"].tolist() == frame["note"].tolist() and len(ours) == 3
+
+
+def test_a_bom_and_windows_line_ends_read_like_pandas(tmp_path, raw_stroke, stroke_spec):
+    """A file saved by Excel (UTF-8 BOM, CRLF line ends) streams to what pandas reads."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + raw_stroke.head(5).to_csv(index=False, lineterminator="\r\n").encode())
+    ours = validate_frame(pd.concat(iter_table(path, stroke_spec, 2)), stroke_spec, require_target=False)
+    pandas = validate_frame(read_table(path, stroke_spec), stroke_spec, require_target=False)
+    pd.testing.assert_frame_equal(ours, pandas, check_dtype=False)
+    assert list(ours.columns[:2]) == ["id", "gender"]
