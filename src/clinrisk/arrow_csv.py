@@ -100,7 +100,8 @@ def open_batches(path: Path, sep: str, names: list[str], check: _RowWidthCheck):
     import pyarrow.csv as pacsv
 
     read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES)
-    parse = pacsv.ParseOptions(delimiter=sep, invalid_row_handler=check)
+    # Quoted cells may hold line breaks (free-text pass-through columns), as pandas allows.
+    parse = pacsv.ParseOptions(delimiter=sep, newlines_in_values=True, invalid_row_handler=check)
     convert = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in names},
         null_values=[""],

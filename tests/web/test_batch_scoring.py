@@ -183,3 +183,22 @@ def test_other_delimiters_and_decimal_commas_stream(tmp_path, raw_stroke, stroke
     ours = validate_frame(pd.concat(iter_table(path, stroke_spec, 3)), stroke_spec, require_target=False)
     assert ours["avg_glucose_level"].tolist() == raw_stroke.head(7)["avg_glucose_level"].tolist()
     assert ours["gender"].tolist() == raw_stroke.head(7)["gender"].tolist()
+
+
+def test_a_quoted_line_break_in_a_pass_through_column_is_kept(tmp_path, raw_stroke, stroke_spec):
+    """A free-text column whose quoted cell spans two lines reads as one cell, as pandas reads it."""
+    frame = raw_stroke.head(3).copy()
+    frame["note"] = ["first line\nsecond line", "plain", 'says "hi", twice']
+    frame.to_csv(tmp_path / "notes.csv", index=False)
+    ours = pd.concat(iter_table(tmp_path / "notes.csv", stroke_spec, 2))
+    assert ours["note"].tolist() == frame["note"].tolist() and len(ours) == 3
+
+
+def test_a_bom_and_windows_line_ends_read_like_pandas(tmp_path, raw_stroke, stroke_spec):
+    """A file saved by Excel (UTF-8 BOM, CRLF line ends) streams to what pandas reads."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + raw_stroke.head(5).to_csv(index=False, lineterminator="\r\n").encode())
+    ours = validate_frame(pd.concat(iter_table(path, stroke_spec, 2)), stroke_spec, require_target=False)
+    pandas = validate_frame(read_table(path, stroke_spec), stroke_spec, require_target=False)
+    pd.testing.assert_frame_equal(ours, pandas, check_dtype=False)
+    assert list(ours.columns[:2]) == ["id", "gender"]
