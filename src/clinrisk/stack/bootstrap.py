@@ -86,13 +86,14 @@ def retire_single_model_deployments(api_url: str, templates: dict, models: list[
     (`retrain/retrain`), so that an upgraded stack does not run them beside `<flow>/<model>`;
     the names deleted. A model named like a flow keeps its deployment."""
     retired = []
+    api = prefect_api(api_url)
     for template in templates.get("deployments") or []:
         flow = template["name"]
-        response = requests.get(f"{api_url}/deployments/name/{flow}/{flow}", timeout=30)
+        response = api.get(f"{api_url}/deployments/name/{flow}/{flow}", timeout=30)
         if flow in models or response.status_code == 404:
             continue
         response.raise_for_status()
-        requests.delete(f"{api_url}/deployments/{response.json()['id']}", timeout=30).raise_for_status()
+        api.delete(f"{api_url}/deployments/{response.json()['id']}", timeout=30).raise_for_status()
         retired.append(f"{flow}/{flow}")
     if retired:
         say(f"deleted the single-model deployments {', '.join(retired)}: each model has its own now")
