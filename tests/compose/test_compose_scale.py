@@ -47,12 +47,14 @@ def scaled_stack(compose_stack, request):
     recreates `web` as 2 replicas without a published port, adds the proxy and a second worker,
     and reruns init (which finds everything in place). The session's `down -v` removes it all.
     """
+    started = time.monotonic()
     env = {**compose_stack.env, "CLINRISK_POLL_INTERVAL_SECONDS": str(POLL_SECONDS)}
     stack = dataclasses.replace(compose_stack, env=env, files=FILES)
     timed(stack, "scale: build proxy", lambda: stack.run("build", "proxy"))
     timed(stack, "scale: up", lambda: stack.run("up", "--detach", timeout=900))
     timed(stack, "scale: healthy", lambda: wait_until_healthy(stack, services=(*SERVICES, "proxy")))
     yield stack
+    stack.timings["scale: in all"] = round(time.monotonic() - started, 1)  # what scaling out adds
     if request.session.testsfailed:
         print(f"\n===== proxy logs =====\n{stack.run('logs', '--no-color', '--tail', '60', 'proxy').stdout}")
 
