@@ -116,7 +116,7 @@ def test_concurrent_user_edits_lose_nothing(tmp_path, monkeypatch):
 def test_failures_behind_a_proxy_count_per_forwarded_client_only_when_the_proxy_is_trusted(
     tmp_path, logistic_model, proxy_hops, second_client
 ):
-    """It counts failures per X-Forwarded-For client with CLINRISK_PROXY_HOPS=1, and ignores the header with 0."""
+    """It counts failures per X-Forwarded-For client with CLINRISK_PROXY_HOPS=1, and ignores it with 0."""
     settings = web_settings(
         tmp_path / "home", auth_failure_limit=3, auth_failure_window_seconds=60, proxy_hops=proxy_hops
     )
