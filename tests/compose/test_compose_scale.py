@@ -148,13 +148,14 @@ def test_two_web_replicas_run_behind_the_proxy_which_alone_publishes_the_port(sc
     assert scaled_stack.exec("proxy", "id", "-un").strip() == "www-data"
 
 
-def test_two_workers_serve_the_one_work_pool(scaled_stack):
+def test_two_workers_serve_the_one_work_pool(scaled_stack, prefect_auth):
     """It registers both worker replicas, under different names, with the pool, both online."""
     assert len(scaled_stack.containers("prefect-worker")) == 2
     api = f"{scaled_stack.url('prefect-server')}/api"
 
     def online() -> set[str]:
-        workers = prefect_api_call("POST", f"{api}/work_pools/{POOL}/workers/filter", json={}).json()
+        url = f"{api}/work_pools/{POOL}/workers/filter"
+        workers = prefect_api_call("POST", url, prefect_auth, json={}).json()
         names = {w["name"] for w in workers if w["status"] == "ONLINE"}
         return names if len(names) == 2 else set()
 
@@ -248,28 +249,30 @@ def logged_rows(stack) -> int:
 
 
 @pytest.fixture(scope="module")
-def two_retrains(scaled_stack) -> list[dict]:
+def two_retrains(scaled_stack, prefect_auth) -> list[dict]:
     """Two runs of the retrain deployment created at once: both flow runs, finished.
 
     No new labels since test_compose_stack.py's retrain: each run finds the store unchanged and
     skips training, which keeps this short; the deployment's limit applies to the whole run.
     """
     api = f"{scaled_stack.url('prefect-server')}/api"
-    body = {"deployments": {"name": {"any_": ["retrain"]}}}
-    deployment = prefect_api_call("POST", f"{api}/deployments/filter", json=body).json()[0]
+    deployment = prefect_api_call("GET", f"{api}/deployments/name/retrain/stroke", prefect_auth).json()
     created = [
-        prefect_api_call("POST", f"{api}/deployments/{deployment['id']}/create_flow_run", json={}).json()
+        prefect_api_call(
+            "POST", f"{api}/deployments/{deployment['id']}/create_flow_run", prefect_auth, json={}
+        ).json()
         for _ in range(2)
     ]
 
     def finished() -> list[dict]:
-        runs = [prefect_api_call("GET", f"{api}/flow_runs/{run['id']}").json() for run in created]
+        urls = [f"{api}/flow_runs/{run['id']}" for run in created]
+        runs = [prefect_api_call("GET", url, prefect_auth).json() for url in urls]
         return runs if all(run["state"]["type"] in TERMINAL_STATES for run in runs) else []
 
     return wait_until(finished, "both retrain runs", 900)
 
 
-def test_two_retrains_triggered_at_once_run_one_after_the_other(scaled_stack, two_retrains):
+def test_two_retrains_triggered_at_once_run_one_after_the_other(scaled_stack, two_retrains, prefect_auth):
     """It runs each of two simultaneous retrains once, never both at a time (concurrency limit 1)."""
     assert [run["state"]["type"] for run in two_retrains] == ["COMPLETED", "COMPLETED"], two_retrains
     assert [run["run_count"] for run in two_retrains] == [1, 1]
@@ -277,7 +280,8 @@ def test_two_retrains_triggered_at_once_run_one_after_the_other(scaled_stack, tw
     assert first["end_time"] <= second["start_time"], (first["end_time"], second["start_time"])
     api = f"{scaled_stack.url('prefect-server')}/api"
     for run in (first, second):
-        states = prefect_api_call("GET", f"{api}/flow_run_states/", params={"flow_run_id": run["id"]}).json()
+        query = {"flow_run_id": run["id"]}
+        states = prefect_api_call("GET", f"{api}/flow_run_states/", prefect_auth, params=query).json()
         history = " > ".join(state["name"] for state in sorted(states, key=lambda state: state["timestamp"]))
         print(f"\nretrain {run['start_time']} to {run['end_time']}: {history}")
 
