@@ -229,3 +229,71 @@ def test_cli_trains_and_scores_a_regression(tmp_path, monkeypatch):
     assert list(out.columns[-2:]) == ["prediction", "model_version"] and "probability" not in out
     listed = json.loads(run("models", "--json").splitlines()[-1])["versions"][0]
     assert listed["r2"] == pytest.approx(trained["metrics"]["r2"], abs=1e-4) and listed["recall"] is None
+
+
+def test_a_regressions_logged_predictions_and_numeric_outcomes_are_monitored(tmp_path):
+    """The monitor reads a regression's prediction log (no probability, numeric outcomes) and
+    judges R² on the served predictions: near the holdout's when they are right, low when not."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from clinrisk import predlog
+    from clinrisk.data import load_training_data
+    from clinrisk.monitoring import monitor
+
+    name = "diabetes_progression"
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    settings = load_settings(
+        home=tmp_path / "home", spec_dir=REPO / "models", min_outcome_rows=20, prediction_log_url=log_url
+    )
+    retrain(settings, name)
+    model = registry.load_alias(settings, name, "champion")
+    spec = load_spec(REPO / "models" / f"{name}.yaml")
+    rows = load_training_data(spec, REPO / spec.data.path).sample(120, random_state=3)
+    served = model.predict(rows)["prediction"].to_numpy(dtype=float)
+    engine = predlog.connect(log_url)
+    now = datetime.now(UTC)
+
+    def summary_for(predictions: np.ndarray, hours_ago: float) -> dict:
+        ids = [str(uuid.uuid4()) for _ in predictions]
+        records = rows[spec.feature_names].astype(object).to_dict("records")
+        at = now - timedelta(hours=hours_ago)
+        predlog.write_predictions(
+            engine,
+            [
+                {
+                    "prediction_id": i,
+                    "created_at": at,
+                    "model_name": name,
+                    "model_version": "1",
+                    "features": r,
+                    "probability": None,
+                    "prediction": float(p),
+                }
+                for i, r, p in zip(ids, records, predictions, strict=True)
+            ],
+        )
+        outcomes = rows[spec.target.column].to_numpy(dtype=float)
+        predlog.write_feedback(
+            engine,
+            [
+                {"prediction_id": i, "outcome": float(o), "received_at": at}
+                for i, o in zip(ids, outcomes, strict=True)
+            ],
+        )
+        window = monitor.Window(at - timedelta(minutes=1), at + timedelta(minutes=1), "prediction log")
+        frame, window = monitor.read_current(settings, name, spec, window, None)
+        current = monitor.prepare(frame, spec, model)
+        assert current["prediction"].tolist() == pytest.approx(predictions.tolist())
+        reference, label = monitor.reference_for(settings, model, spec, None)
+        _, summary = monitor.evaluate(
+            settings, spec, current, monitor.prepare(reference, spec, model), "1", window, label, now
+        )
+        return summary
+
+    right = summary_for(served, hours_ago=3)
+    assert right["labelled_rows"] == 120 and right["recall"] is None and right["r2"] > 0.3, right
+    wrong = summary_for(served[::-1].copy(), hours_ago=1)
+    assert wrong["r2"] < 0 and any(
+        "r2" in cause.lower() or "r²" in cause.lower() for cause in wrong["retrain"]["causes"]
+    ), wrong
