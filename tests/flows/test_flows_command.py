@@ -120,3 +120,20 @@ def test_an_upgrade_deletes_the_single_model_deployments(harness_api):
     assert requests.get(f"{api}/deployments/name/retrain/retrain", timeout=30).status_code == 404
     assert requests.get(f"{api}/deployments/name/monitor/monitor", timeout=30).status_code == 200
     assert bootstrap.retire_single_model_deployments(api, templates, ["monitor", "stroke"]) == []
+
+
+def test_a_waited_runs_outcome_lines_are_its_summaries_titles(harness_api):
+    """It reads back the one-line outcome a run published, e.g. that a monitor skipped."""
+    from prefect import flow
+
+    from clinrisk.flows import summaries, tasks
+    from clinrisk.flows.commands import outcome_lines
+
+    @flow(name="publishes-a-summary")
+    def publishes(reason: str) -> None:
+        tasks.publish_artifact("monitor", "stroke", summaries.skipped_markdown("stroke", {}, reason))
+
+    first = publishes("3 rows in the window", return_state=True).state_details.flow_run_id
+    second = publishes("no rows in the window", return_state=True).state_details.flow_run_id
+    assert outcome_lines(first) == ["Monitoring stroke: skipped, 3 rows in the window"]
+    assert outcome_lines(second) == ["Monitoring stroke: skipped, no rows in the window"]

@@ -228,6 +228,7 @@ def check_monitor_from_the_cli_shows_in_evidently(stack: Stack, tmp_path: Path) 
     result = subprocess.run(command, cwd=REPO, env=new_shell_env(stack), capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr + stack.output()[-3000:]
     assert "ended COMPLETED" in result.stdout
+    assert "  Monitoring stroke version 1:" in result.stdout  # the run's one-line outcome, read back
     projects = requests.get(f"{stack.evidently}/api/projects", timeout=30).json()
     (project,) = [p for p in projects if p["name"] == "clinrisk-stroke"]
     reports = requests.get(f"{stack.evidently}/api/projects/{project['id']}/reports", timeout=30).json()

@@ -93,6 +93,17 @@ def wait_for(run_id, poll_seconds: float = 2.0):
             time.sleep(poll_seconds)
 
 
+def outcome_lines(run_id) -> list[str]:
+    """The one-line outcome of each summary the run published (its artifacts' titles), e.g.
+    "monitor of stroke skipped: 3 rows in the window": a run that skipped still ends COMPLETED."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    return [str(a.data).splitlines()[0].removeprefix("# ") for a in found if a.type == "markdown" and a.data]
+
+
 @click.group()
 def flows() -> None:
     """Run the stack's flows (retrain, monitor, batch-score) on its Prefect server."""
@@ -115,6 +126,8 @@ def run(name: str, model_name: str | None, params: tuple[str, ...], wait: bool) 
     if wait:
         state = wait_for(flow_run.id)
         click.echo(f"{flow_run.name} ended {state.type.value}: {state.message or ''}".rstrip(": "))
+        for line in outcome_lines(flow_run.id):
+            click.echo(f"  {line}")
         if state.type.value != "COMPLETED":
             raise ClinriskError(f"flow run {flow_run.name} of {deployment} ended {state.type.value}")
 
