@@ -75,6 +75,25 @@ def test_the_reports_index_exists_from_the_start(config):
     assert json.loads(config.urls_file.read_text())["prefect_api_url"] == config.prefect_api_url
 
 
+def test_a_stopped_stack_is_forgotten_by_other_shells(config, monkeypatch):
+    """After the stack stops, `clinrisk flows run` says to start it instead of calling dead servers."""
+    from click.testing import CliRunner
+
+    from clinrisk.cli import main
+    from clinrisk.stack.config import forget_stack, read_urls
+
+    prepare_home(config)
+    config.ready_file.write_text("{}")
+    assert read_urls(config.home)["prefect_api_url"] == config.prefect_api_url
+    forget_stack(config)
+    assert read_urls(config.home) == {} and not config.ready_file.exists()
+    forget_stack(config)  # twice is fine (a second Ctrl-C)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("CLINRISK_HOME", str(config.home))
+    result = CliRunner().invoke(main, ["flows", "run", "monitor"])
+    assert result.exit_code == 1 and "no Prefect server: start the stack (make up)" in result.stderr
+
+
 def test_every_process_shares_one_state_directory(config):
     """It gives every process the same CLINRISK_HOME, tracking server and Prefect API."""
     env = environment(config)

@@ -18,7 +18,7 @@ from clinrisk import credentials
 from clinrisk.settings import PROJECT_ROOT, load_settings
 from clinrisk.stack import processes
 from clinrisk.stack.accounts import Admin, ensure_admin
-from clinrisk.stack.config import StackConfig, check_ports_free, environment, prepare_home
+from clinrisk.stack.config import StackConfig, check_ports_free, environment, forget_stack, prepare_home
 from clinrisk.stack.control_plane import service_environments
 from clinrisk.stack.processes import executable
 
@@ -178,4 +178,8 @@ def up(
     banner = functools.partial(describe, config, admin, settings.auth_enabled, settings.model_name)
     supervisor = processes.supervisor(config, env, train=not no_train, redeploy=redeploy, secrets=secrets)
     threading.Thread(target=announce_when_ready, args=(config, banner, supervisor.echo), daemon=True).start()
-    sys.exit(processes.run(supervisor))
+    try:
+        code = processes.run(supervisor)
+    finally:
+        forget_stack(config)
+    sys.exit(code)

@@ -140,6 +140,13 @@ def write_urls(config: StackConfig) -> None:
     config.urls_file.write_text(json.dumps(urls, indent=2) + "\n")
 
 
+def forget_stack(config: StackConfig) -> None:
+    """Remove the URLs and the readiness marker of a stack that stopped, so that commands in other
+    shells say the stack is not running rather than call servers that are gone."""
+    config.urls_file.unlink(missing_ok=True)
+    config.ready_file.unlink(missing_ok=True)
+
+
 def read_urls(home: Path) -> dict[str, str]:
     """The URLs a stack started with this state directory recorded; empty when none was started."""
     try:
