@@ -6,6 +6,7 @@ Every path defaults to somewhere inside the state directory `CLINRISK_HOME` (def
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -124,6 +125,8 @@ class Settings(BaseSettings):
     def ensure_home(self) -> Path:
         """Create the state directory on first use (never at import), readable by its owner only."""
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):  # not ours (a shared mount): leave it
+            self.home.chmod(0o700)  # a directory made by an older release or by hand was 0755
         return self.home
 
 

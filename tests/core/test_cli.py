@@ -201,3 +201,27 @@ def test_models_lists_every_spec_with_its_kind_objective_and_champion(run, fast_
     assert "version 1 (recall 0." in lines["stroke"] and "max recall, precision >= " in lines["stroke"]
     assert lines["diabetes_progression"].endswith("no champion yet")
     assert "spec error" in lines["broken"]
+
+
+@pytest.mark.parametrize("home_mode", [0o755, 0o775])
+def test_state_the_cli_creates_is_the_owners_only(tmp_path, home_mode):
+    """A command run in a new shell (umask 022) leaves CLINRISK_HOME 0700 and its database 0600,
+    even when the directory was made readable by others before."""
+    import os
+    import stat
+    import subprocess
+
+    from support import VENV_BIN
+
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(home_mode)
+    env = {**os.environ, "CLINRISK_HOME": str(home), "PYTHONPATH": str(REPO / "src")}
+    command = [str(VENV_BIN / "clinrisk"), "data", "status", "--model", "stroke"]
+    result = subprocess.run(
+        ["sh", "-c", 'umask 022 && exec "$@"', "sh", *command], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [home, *home.iterdir()]}
+    assert modes["home"] == 0o700 and modes["predictions.db"] == 0o600, modes
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -313,6 +314,15 @@ def check_a_promotion_from_a_new_shell_is_signed_by_the_writer_and_served(stack:
         time.sleep(1)
 
 
+def check_state_is_the_owners_only(stack: Stack) -> None:
+    """The state directory is 0700 and its databases, secrets and reports are its owner's only."""
+    assert stat.S_IMODE(stack.home.stat().st_mode) == 0o700
+    private = ["predictions.db", "mlflow.db", "mlflow-auth.db", "credentials.env", "users.json"]
+    private += [str(p.relative_to(stack.home)) for p in (stack.home / "reports").rglob("*")]
+    loose = {name: oct(stat.S_IMODE((stack.home / name).stat().st_mode)) for name in private}
+    assert {name: mode for name, mode in loose.items() if int(mode, 8) & 0o077} == {}
+
+
 def check_ctrl_c_stops_everything(stack: Stack) -> None:
     """SIGINT (Ctrl-C) stops every process of the stack, `up` exits 0, the ports are free."""
     started = descendants(stack.process.pid) | with_environment("CLINRISK_HOME", str(stack.home))
@@ -325,6 +335,8 @@ def check_ctrl_c_stops_everything(stack: Stack) -> None:
     for url in (stack.service, stack.mlflow, stack.prefect_api, stack.evidently):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=5)
+    # Other shells are told to start the stack rather than sent to the stopped servers.
+    assert not (stack.home / "stack.json").exists() and not (stack.home / "run" / "ready").exists()
 
 
 def test_up_serves_restarts_monitors_retrains_and_stops_without_leftovers(tmp_path, fast_settings):
@@ -346,6 +358,7 @@ def test_up_serves_restarts_monitors_retrains_and_stops_without_leftovers(tmp_pa
         check_retrain(stack)
         check_anonymous_clients_change_nothing(stack)
         check_a_promotion_from_a_new_shell_is_signed_by_the_writer_and_served(stack)
+        check_state_is_the_owners_only(stack)
         check_ctrl_c_stops_everything(stack)
     finally:
         if stack.process.poll() is None:

@@ -119,6 +119,7 @@ def prepare_home(config: StackConfig) -> None:
     """Create the state directories and forget the pid files and readiness of a previous run."""
     for directory in ("prefect", "mlartifacts", "reports", "run"):
         (config.home / directory).mkdir(parents=True, exist_ok=True)
+    config.home.chmod(0o700)  # patient data and secrets: the owner's only, whoever made it first
     config.workspace.mkdir(parents=True, exist_ok=True)
     for stale in config.run_dir.iterdir():
         stale.unlink()
