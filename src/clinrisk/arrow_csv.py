@@ -74,10 +74,12 @@ class _RowWidthCheck:
         self.bad.append((row.number, row.actual_columns, row.expected_columns))
         return "skip"
 
-    def raise_if_any(self, path: Path) -> None:
+    def raise_if_any(self, path: Path, sep: str, names: list[str]) -> None:
         if not self.bad:
             return
         line, cells, expected = self.bad[0]
+        if line is None:  # parsed on several threads, pyarrow knows no line numbers: find it alone
+            line = _first_bad_line(path, sep, names)
         where = f"line {line}" if line is not None else "a line"
         more = f" (and {len(self.bad) - 1} more such rows)" if len(self.bad) > 1 else ""
         raise DataValidationError(
@@ -94,12 +96,25 @@ def _typed(spec: ModelSpec, measured: Iterable[str]) -> tuple[set[str], set[str]
     return typed, categorical
 
 
-def open_batches(path: Path, sep: str, names: list[str], check: _RowWidthCheck):
-    """pyarrow's streaming reader over the data rows, every column as nullable text."""
+def _first_bad_line(path: Path, sep: str, names: list[str]) -> int | None:
+    """The line of the first row of the wrong width, from a single-threaded read (error path only)."""
+    check = _RowWidthCheck()
+    for _ in open_batches(path, sep, names, check, use_threads=False):
+        if check.bad:
+            break
+    return check.bad[0][0] if check.bad else None
+
+
+def open_batches(path: Path, sep: str, names: list[str], check: _RowWidthCheck, use_threads: bool = True):
+    """pyarrow's streaming reader over the data rows, every column as nullable text.
+
+    With `use_threads` (pyarrow's CPU pool, sized by OMP_NUM_THREADS or the cores) it parses
+    blocks in parallel, and then the invalid-row handler gets no line numbers.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES)
+    read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES, use_threads=use_threads)
     # Quoted cells may hold line breaks (free-text pass-through columns), as pandas allows.
     parse = pacsv.ParseOptions(delimiter=sep, newlines_in_values=True, invalid_row_handler=check)
     convert = pacsv.ConvertOptions(
@@ -157,7 +172,7 @@ def iter_csv(
     start = 0
     try:
         for table in _rechunk(open_batches(path, sep, names, check), chunk_rows):
-            check.raise_if_any(path)
+            check.raise_if_any(path, sep, names)
             columns = {
                 name: _column_to_pandas(
                     table.column(name).combine_chunks(),
@@ -172,7 +187,7 @@ def iter_csv(
             frame.index = pd.RangeIndex(start, start + len(frame))
             start += len(frame)
             yield frame
-        check.raise_if_any(path)
+        check.raise_if_any(path, sep, names)
     except pa.ArrowInvalid as exc:
         if "UTF8" in str(exc) or "UTF-8" in str(exc):
             raise _not_utf8(path) from None
