@@ -170,24 +170,41 @@ def new_shell_env(stack: Stack) -> dict[str, str]:
     return env | {"CLINRISK_HOME": str(stack.home)}
 
 
-def run_in_new_shell(stack: Stack, command: str) -> None:
-    """Run a pasted command in a new shell in the project root; it must print a prediction."""
+def run_in_new_shell(stack: Stack, command: str) -> dict:
+    """Run a pasted command in a new shell in the project root; the JSON it printed."""
     result = subprocess.run(
         ["bash", "-c", command], cwd=REPO, env=new_shell_env(stack), capture_output=True, text=True
     )
     assert result.returncode == 0, f"{command}\n{result.stderr}"
-    assert 0.0 <= json.loads(result.stdout)["probability"] <= 1.0, command
+    return json.loads(result.stdout)
+
+
+def wait_until_every_model_is_served(stack: Stack, timeout: float = 90) -> list[dict]:
+    """GET /models until every model is ready (the workers load the non-default ones just after)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = requests.get(f"{stack.service}/models", auth=stack.auth, timeout=30).json()["models"]
+        if all(m["status"] == "ready" for m in listed) or time.monotonic() > deadline:
+            return listed
+        time.sleep(1)
 
 
 def check_banner_and_readme_curls_work_as_written(stack: Stack) -> None:
-    """The banner's curl command, and the README's (on this stack's port and home), get a prediction."""
+    """The banner's curl command, and the README's (on this stack's port and home), answer: a
+    prediction each, and the list of models."""
     lines = banner(stack).splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("curl "))
-    run_in_new_shell(stack, "\n".join(line.strip() for line in lines[start : start + 2]))
+    answer = run_in_new_shell(stack, "\n".join(line.strip() for line in lines[start : start + 2]))
+    assert 0.0 <= answer["probability"] <= 1.0
+    assert {m["status"] for m in wait_until_every_model_is_served(stack)} == {"ready"}
     curls = readme_curls_for(stack.service, stack.home)
-    assert len(curls) == 2
-    for command in curls:
-        run_in_new_shell(stack, command)
+    answers = [run_in_new_shell(stack, command) for command in curls]
+    predictions = [a for a in answers if "probability" in a]
+    listings = [a for a in answers if "models" in a]
+    assert len(curls) == 4 and len(predictions) == 3 and len(listings) == 1, answers
+    assert all(0.0 <= a["probability"] <= 1.0 for a in predictions)
+    assert {a["model"]["name"] for a in predictions} == {"stroke", "diabetes"}
+    assert {m["name"] for m in listings[0]["models"]} == {"stroke", "diabetes"}
 
 
 def check_recorded_pids_hold_the_ports(stack: Stack) -> None:
