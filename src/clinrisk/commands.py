@@ -124,8 +124,10 @@ def models(ctx: click.Context, model_name: str | None, as_json: bool) -> None:
         if r.get("gate_precision"):
             click.echo(
                 f"{'':>9}gate: precision {r['gate_precision']}, recall {r['gate_recall']}, "
-                f"McNemar p {_p_value_text(r['gate_p_value'])}"
+                f"McNemar p {_p_value_text(r['gate_p_value'], r.get('gate_compared_with'))}"
             )
+        for reason in r.get("gate_reasons") or []:
+            click.echo(f"{'':>9}- {reason}")
 
 
 def _list_every_model(as_json: bool) -> None:
@@ -142,9 +144,14 @@ def _list_every_model(as_json: bool) -> None:
         )
 
 
-def _p_value_text(found: str | None) -> str:
-    """The gate's p-value tag, or why there is none (a first model has nobody to compare with)."""
-    return "not run (no champion to compare with)" if found in (None, "", "none") else found
+def _p_value_text(found: str | None, compared_with: str | None = None) -> str:
+    """The gate's p-value tag, or why there is none: a first model has nobody to compare with;
+    otherwise the gate stopped before the test (its reasons say why, e.g. too few positives)."""
+    if found not in (None, "", "none"):
+        return found
+    if compared_with in (None, "", "none"):
+        return "not run (no champion to compare with)"
+    return f"not run (see the reasons; compared with version {compared_with})"
 
 
 @models.command("upgrade")

@@ -35,6 +35,16 @@ def inbox_dir(settings: Settings, model_name: str) -> Path:
     return settings.home / "inbox" / model_name
 
 
+def create_inboxes(settings: Settings) -> list[Path]:
+    """An inbox folder for every model with a spec, so that a lab can drop files from the start."""
+    from clinrisk.flows.deployments import model_names
+
+    folders = [inbox_dir(settings, name) for name in model_names(settings.spec_dir)]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
 def waiting_files(folder: Path) -> list[Path]:
     """Batch files waiting in a model's inbox, oldest first."""
     if not folder.is_dir():

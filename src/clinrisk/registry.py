@@ -607,6 +607,13 @@ def version_run_id(settings: Settings, name: str, version: str) -> str:
         return client(settings).get_model_version(name, str(version)).run_id
 
 
+def gate_reasons(tags: dict[str, str]) -> list[str]:
+    """The gate's reasons as tagged on a version (none before the gate ran)."""
+    from clinrisk.card import gate_from_tags
+
+    return (gate_from_tags(tags) or {}).get("reasons") or []
+
+
 def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
     """Every version with its aliases, gate decision and key holdout metrics."""
     with translated_errors(f"listing versions of '{name}'"):
@@ -627,6 +634,8 @@ def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
                     "gate_precision": mv.tags.get("gate.challenger.precision"),
                     "gate_recall": mv.tags.get("gate.challenger.recall"),
                     "gate_p_value": mv.tags.get("gate.p_value"),
+                    "gate_compared_with": mv.tags.get("gate.compared_with"),
+                    "gate_reasons": gate_reasons(mv.tags),
                     **{
                         k: metrics.get(f"holdout_{k}")
                         for k in ("recall", "precision", "roc_auc", "pr_auc", "r2")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from clinrisk import promotion, registry
+from clinrisk.cli import main
 from clinrisk.errors import RegistryError
 from clinrisk.retraining import load_and_validate, retrain
 from clinrisk.train import train_model
@@ -99,6 +101,12 @@ def test_a_tiny_file_does_not_replace_the_champion(fast_settings, tmp_path):
     assert registry.alias_version(fast_settings, "stroke", "champion") == first["version"]
     tags = registry.version_tags(fast_settings, "stroke", tiny["version"])
     assert tags["gate.decision"] == "rejected" and tags["gate.p_value"] == "none"
+    listed = registry.list_versions(fast_settings, "stroke")[-1]
+    assert listed["gate_reasons"] == tiny["reasons"] and listed["gate_compared_with"] == first["version"]
+    env = {"CLINRISK_HOME": str(fast_settings.home), "CLINRISK_SPEC_DIR": str(fast_settings.spec_dir)}
+    shown = CliRunner().invoke(main, ["models", "--model", "stroke"], env=env)
+    assert f"McNemar p not run (see the reasons; compared with version {first['version']})" in shown.output
+    assert f"- {tiny['reasons'][-1]}" in shown.output, shown.output
 
 
 def test_replacing_a_hand_promoted_champion_says_so(fast_settings, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 
 from clinrisk import database, labelled, predlog, snapshots
 from clinrisk.errors import DataValidationError
+from clinrisk.settings import load_settings
 from store.conftest import write_batch
 from support import PATIENT, RAW_STROKE, VENV_BIN
 
@@ -228,3 +229,17 @@ def test_inbox_files_go_to_done_or_rejected_with_a_reason(settings, new_patients
     assert "missing column: bmi" in (folder / "rejected" / "bad.csv.reason.txt").read_text()
     assert not list(folder.glob("*.csv"))
     assert inbox.ingest(settings, "stroke") == []
+
+
+def test_every_model_gets_an_inbox_folder_from_the_start(tmp_path):
+    """`make up` creates inbox/<model>/ for each spec, so a lab can drop a file before any ingest."""
+    from clinrisk.inbox import create_inboxes
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for name in ("stroke", "kidney", "not a model"):
+        (specs / f"{name}.yaml").write_text("name: x\n")
+    settings = load_settings(home=tmp_path / "home", spec_dir=specs)
+    created = create_inboxes(settings)
+    assert sorted(p.name for p in created) == ["kidney", "stroke"] and all(p.is_dir() for p in created)
+    assert create_inboxes(settings) == created  # a restart keeps them

@@ -248,6 +248,22 @@ def test_a_bad_query_string_is_422_naming_the_field(client, query, field):
     assert field in [p["field"] for p in response.json["errors"]]
 
 
+@pytest.mark.parametrize(
+    ("extra", "field", "keys"),
+    [
+        ("&age=56", "age", "age, age"),
+        ("&blood_pressure=90", "blood_pressure", "bp, blood_pressure"),
+        ("&age=", "age", "age, age"),
+    ],
+)
+def test_a_parameter_given_twice_is_named_as_such(client, extra, field, keys):
+    """A feature given twice, under its name or an alias, is a 422 saying so, not a type error."""
+    response = client.get(f"/models/diabetes/predict?{DIABETES_QUERY}{extra}")
+    assert response.status_code == 422
+    (found,) = [p for p in response.json["errors"] if p["field"] == field]
+    assert found["msg"] == f"given 2 times ({keys}): give it once"
+
+
 def test_a_missing_optional_value_may_be_left_empty_or_out(client):
     """A nullable feature (glucose) may be empty or absent in the query, as null or absent in a body."""
     empty = client.get(f"/models/diabetes/predict?{DIABETES_QUERY.replace('glucose=200', 'glucose=')}")

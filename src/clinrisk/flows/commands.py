@@ -106,7 +106,7 @@ def outcome_lines(run_id) -> list[str]:
 
 @click.group()
 def flows() -> None:
-    """Run the stack's flows (retrain, monitor, batch-score) on its Prefect server."""
+    """Run the stack's flows (retrain, monitor, ingest, batch-score) on its Prefect server."""
 
 
 @flows.command("run")

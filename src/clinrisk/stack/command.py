@@ -15,6 +15,7 @@ import click
 import requests
 
 from clinrisk import credentials
+from clinrisk.inbox import create_inboxes
 from clinrisk.settings import PROJECT_ROOT, load_settings
 from clinrisk.stack import processes
 from clinrisk.stack.accounts import Admin, ensure_admin
@@ -76,8 +77,9 @@ def describe(
 def model_lines(champions: dict[str, str | None]) -> list[str]:
     """One line per model: its champion version, or that it has none (see the init output above)."""
     lines = ["", "Models (Evidently project clinrisk-<model>; flows retrain/<model>, monitor/<model>, ...):"]
+    width = max(map(len, champions), default=0) + 2  # diabetes_progression is 20 characters
     for name, version in champions.items():
-        lines.append(f"  {name:<20}" + (f"champion version {version}" if version else "no champion yet"))
+        lines.append(f"  {name:<{width}}" + (f"champion version {version}" if version else "no champion yet"))
     return lines if champions else []
 
 
@@ -172,6 +174,7 @@ def up(
     )
     check_ports_free(config)
     prepare_home(config)
+    create_inboxes(settings)
     secrets = control_plane_secrets(config)
     env = {**os.environ, **environment(config)}
     admin = ensure_admin(settings, env)

@@ -18,6 +18,7 @@ from clinrisk.web.schemas import (
     EXPLAIN,
     explain_requested,
     json_body,
+    refuse_repeated_parameters,
     validate_feedback,
     validate_records,
 )
@@ -188,6 +189,7 @@ def predict_query(name: str):
     params = request.args.copy()
     if EXPLAIN not in loaded.model.spec.features:
         params.poplist(EXPLAIN)
+    refuse_repeated_parameters(loaded.model.spec, params)
     return answer(loaded, loaded.model.spec.record_from_query(params))
 
 

@@ -288,3 +288,19 @@ def validate_feedback(payload: Any, *, regression: bool = False) -> FeedbackIn |
         return schema.model_validate(payload, strict=True)
     except ValidationError as exc:
         raise _invalid(_problems(exc)) from None
+
+
+def refuse_repeated_parameters(spec, params) -> None:
+    """422 naming each feature a query string gives more than once (`age=55&age=56`, or `bp=90`
+    beside `blood_pressure=100`): which value was meant cannot be guessed."""
+    given: dict[str, list[str]] = {}
+    for key in params:
+        for _ in params.getlist(key):
+            given.setdefault(spec.query_map.get(key, key), []).append(key)
+    problems = [
+        problem((name,), f"given {len(keys)} times ({', '.join(keys)}): give it once", "repeated_parameter")
+        for name, keys in given.items()
+        if len(keys) > 1
+    ]
+    if problems:
+        raise _invalid(problems)
