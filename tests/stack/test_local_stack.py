@@ -160,8 +160,8 @@ def check_banner(stack: Stack) -> None:
     assert (stack.home / "reports" / "index.html").is_file()
     assert re.search(rf"password {re.escape(stack.auth[1])} \(shown once\)", text)
     # Initialisation trained a first champion for every spec (diabetes as quickly as stroke).
-    assert "  diabetes            champion version 1" in text.splitlines()
-    assert "  stroke              champion version 1" in text.splitlines()
+    assert "  diabetes  champion version 1" in text.splitlines()
+    assert "  stroke    champion version 1" in text.splitlines()
 
 
 def new_shell_env(stack: Stack) -> dict[str, str]:

@@ -192,8 +192,12 @@ def test_the_banner_lists_every_model_and_its_champion(config):
     """It names each model with its champion version, or says it has none yet."""
     text = describe(config, None, True, "stroke", champions={"anemia": None, "stroke": "1"})
     lines = text.splitlines()
-    assert "  anemia              no champion yet" in lines
-    assert "  stroke              champion version 1" in lines
+    assert "  anemia  no champion yet" in lines
+    assert "  stroke  champion version 1" in lines
+    longest = {"diabetes_progression": "2", "stroke": "1"}  # the column fits the longest name
+    lines = describe(config, None, True, "stroke", champions=longest).splitlines()
+    assert "  diabetes_progression  champion version 2" in lines
+    assert "  stroke                champion version 1" in lines
 
 
 def test_waiting_for_a_server_that_never_answers_names_it():
