@@ -5,8 +5,8 @@
 #    (how CI gets a real engine here) when none does.
 # 2. Runs the compose tests: build, `up`, wait for health, POST a patient, retrain through
 #    the Prefect API, check the report and the MLflow run; then scale the same stack out with
-#    docker-compose.scale.yaml (proxy, 2 web replicas, 2 workers) and test it under load; then
-#    `down -v` (always).
+#    `up --scale web=2 --scale prefect-worker=2` (behind its proxy) and test it under load;
+#    then `down -v` (always).
 #
 # CLINRISK_COMPOSE="docker-compose" forces compose v1 (default: `docker compose` when present).
 # If the engine itself cannot start, this says so in a banner and exits 0, or 1 with

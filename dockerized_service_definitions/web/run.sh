@@ -5,8 +5,8 @@
 set -euo pipefail
 users_file="${CLINRISK_USERS_FILE:?CLINRISK_USERS_FILE is not set}"
 users_dir="$(dirname "$users_file")"
-# Replicas (docker-compose.scale.yaml) start together on the one users volume: one at a time
-# creates the admin user and the session secret, and the others find them made.
+# Replicas (`docker compose up --scale web=N`) start together on the one users volume: one at
+# a time creates the admin user and the session secret, and the others find them made.
 exec 9>"$users_dir/.first-start.lock"
 flock 9
 if [ "${CLINRISK_AUTH_ENABLED:-true}" != "false" ] && [ ! -s "$users_file" ]; then

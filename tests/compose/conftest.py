@@ -20,7 +20,7 @@ import pytest
 from clinrisk.credentials import SECRETS
 from support import REPO, free_port
 
-SERVICES = ("postgres", "mlflow", "prefect-server", "init", "prefect-worker", "web", "evidently-ui")
+SERVICES = ("postgres", "mlflow", "prefect-server", "init", "prefect-worker", "web", "proxy", "evidently-ui")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -55,7 +55,7 @@ class ComposeStack:
     ports: dict[str, int]
     password: str
     timings: dict[str, float] = field(default_factory=dict)
-    files: tuple[str, ...] = ("docker-compose.yaml",)  # then any overlay, e.g. docker-compose.scale.yaml
+    files: tuple[str, ...] = ("docker-compose.yaml",)  # then any overlay, e.g. docker-compose.s3.yaml
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"

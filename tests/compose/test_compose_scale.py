@@ -1,4 +1,4 @@
-"""The scaled stack (docker-compose.scale.yaml): nginx in front of 2 web replicas, 2 Prefect workers.
+"""The stack scaled out with `--scale web=2 --scale prefect-worker=2`: nginx in front of 2 web replicas.
 
 It shows that requests spread over both replicas into the one prediction log, that a login
 made on one replica holds on the other, that both workers serve the one pool, that stopping a
@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from compose.conftest import SERVICES, inspect_container, timed, wait_until_healthy
+from compose.conftest import inspect_container, timed, wait_until_healthy
 from compose.test_compose_stack import (
     PATIENT,
     TERMINAL_STATES,
@@ -33,7 +33,7 @@ from support import prefect_api_call
 
 pytestmark = pytest.mark.compose
 
-FILES = ("docker-compose.yaml", "docker-compose.scale.yaml")
+SCALE = ("--scale", "web=2", "--scale", "prefect-worker=2")
 POOL = "clinrisk-pool"
 POLL_SECONDS = 15  # how often each web replica asks the registry for the champion
 UPSTREAM = "X-Clinrisk-Upstream"  # the replica nginx passed the request to (several when retried)
@@ -41,18 +41,17 @@ UPSTREAM = "X-Clinrisk-Upstream"  # the replica nginx passed the request to (sev
 
 @pytest.fixture(scope="module")
 def scaled_stack(compose_stack, request):
-    """The session's stack scaled out by the overlay, once every other compose test has run.
+    """The session's stack scaled out, once every other compose test has run.
 
-    Starting a second stack would train a first champion again; `up` with the overlay instead
-    recreates `web` as 2 replicas without a published port, adds the proxy and a second worker,
-    and reruns init (which finds everything in place). The session's `down -v` removes it all.
+    Starting a second stack would train a first champion again; `up --scale` instead adds a
+    second web replica and a second worker behind the proxy the stack already has, and reruns
+    init (which finds everything in place). The session's `down -v` removes it all.
     """
     started = time.monotonic()
     env = {**compose_stack.env, "CLINRISK_POLL_INTERVAL_SECONDS": str(POLL_SECONDS)}
-    stack = dataclasses.replace(compose_stack, env=env, files=FILES)
-    timed(stack, "scale: build proxy", lambda: stack.run("build", "proxy"))
-    timed(stack, "scale: up", lambda: stack.run("up", "--detach", timeout=900))
-    timed(stack, "scale: healthy", lambda: wait_until_healthy(stack, services=(*SERVICES, "proxy")))
+    stack = dataclasses.replace(compose_stack, env=env)
+    timed(stack, "scale: up", lambda: stack.run("up", "--detach", *SCALE, timeout=900))
+    timed(stack, "scale: healthy", lambda: wait_until_healthy(stack))
     yield stack
     stack.timings["scale: in all"] = round(time.monotonic() - started, 1)  # what scaling out adds
     if request.session.testsfailed:

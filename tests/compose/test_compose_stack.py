@@ -12,7 +12,9 @@ from support import REPO, prefect_api_call
 
 pytestmark = pytest.mark.compose
 
-PUBLISHED = {"web": 8000, "mlflow": 5000, "prefect-server": 4200, "evidently-ui": 8000}
+PUBLISHED = {"proxy": 8000, "mlflow": 5000, "prefect-server": 4200, "evidently-ui": 8000}
+# The proxy publishes the prediction service on CLINRISK_WEB_PORT (the fixture's port "web").
+PORT_KEY = {"proxy": "web"}
 PATIENT = {
     "gender": "Female",
     "age": 79,
@@ -100,13 +102,13 @@ def model_versions(stack) -> dict[str, dict]:
 def test_every_service_is_healthy_and_init_succeeded(compose_stack):
     """It brings every service to healthy and the one-shot init to exit code 0."""
     assert compose_stack.inspect("init")["State"]["ExitCode"] == 0
-    for service in ("postgres", "mlflow", "prefect-server", "prefect-worker", "web", "evidently-ui"):
+    for service in ("postgres", "mlflow", "prefect-server", "prefect-worker", "web", "proxy", "evidently-ui"):
         assert compose_stack.inspect(service)["State"]["Health"]["Status"] == "healthy", service
 
 
-@pytest.mark.parametrize("service", ["postgres", "init", "prefect-worker"])
+@pytest.mark.parametrize("service", ["postgres", "init", "prefect-worker", "web"])
 def test_internal_services_publish_no_port(compose_stack, service):
-    """It publishes no port of PostgreSQL, the worker or init."""
+    """It publishes no port of PostgreSQL, the worker, init or the web replicas (behind the proxy)."""
     bindings = compose_stack.inspect(service)["HostConfig"]["PortBindings"] or {}
     assert not bindings
 
@@ -117,7 +119,7 @@ def test_user_facing_ports_are_bound_to_loopback(compose_stack, service):
     bindings = compose_stack.inspect(service)["HostConfig"]["PortBindings"]
     assert list(bindings) == [f"{PUBLISHED[service]}/tcp"]
     assert bindings[f"{PUBLISHED[service]}/tcp"] == [
-        {"HostIp": "127.0.0.1", "HostPort": str(compose_stack.ports[service])}
+        {"HostIp": "127.0.0.1", "HostPort": str(compose_stack.ports[PORT_KEY.get(service, service)])}
     ]
 
 
