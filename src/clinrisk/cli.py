@@ -74,37 +74,32 @@ def main(ctx: click.Context, verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    owner_only_files()
-    use_stack_credentials(ACCOUNT_OF.get(ctx.invoked_subcommand, "writer"))
-
-
-def owner_only_files() -> None:
-    """Create every file and directory readable by their owner only (umask 077), in this process
-    and the stack's children: the databases (predictions, MLflow, its accounts), reports and
-    scored files hold patient data or secrets, and SQLite and MLflow create theirs with the
-    process's umask (0644 under the usual 022)."""
-    os.umask(os.umask(0o077) | 0o077)
+    os.umask(os.umask(0o077) | 0o077)  # see owner_only_home
     from clinrisk.settings import load_settings
 
     try:
         home = load_settings().home
     except ClinriskError:  # the command itself reports invalid settings
         return
+    owner_only_home(home)
+    use_stack_credentials(home, ACCOUNT_OF.get(ctx.invoked_subcommand, "writer"))
+
+
+def owner_only_home(home: Path) -> None:
+    """Keep the state directory its owner's only. With umask 077 (set above, inherited by the
+    stack's children) every file and directory is created so too: the databases (predictions,
+    MLflow, its accounts), reports and scored files hold patient data or secrets, and SQLite and
+    MLflow create theirs with the process's umask (0644 under the usual 022)."""
     if home.is_dir() and home.stat().st_uid == os.getuid():
         home.chmod(0o700)  # made by an older release or by hand with 0755
 
 
-def use_stack_credentials(role: str | None) -> None:
+def use_stack_credentials(home: Path, role: str | None) -> None:
     """Log in to the local stack's MLflow and Prefect with the credentials `make up` generated."""
     if role is None:
         return
     from clinrisk import credentials
-    from clinrisk.settings import load_settings
 
-    try:
-        home = load_settings().home
-    except ClinriskError:  # the command itself reports invalid settings
-        return
     credentials.use_stack_credentials(home, role)
 
 

@@ -48,19 +48,30 @@ def score(
                 "model": model_ref,
             }
         )
-        rows.append(
-            {
-                "prediction_id": prediction_id,
-                "created_at": now,
-                "model_name": loaded.name,
-                "model_version": loaded.version,
-                "features": record,
-                "probability": probability,
-                "prediction": decision,
-                "requested_by": user,
-            }
-        )
+        rows.append(log_row(loaded, prediction_id, now, record, probability, decision, user))
     return results, rows
+
+
+def log_row(
+    loaded: LoadedModel,
+    prediction_id: str,
+    now: datetime,
+    record: dict[str, Any],
+    probability: float | None,
+    prediction: float,
+    user: str | None,
+) -> dict[str, Any]:
+    """One prediction-log row (`clinrisk.predlog`); a regression has no probability."""
+    return {
+        "prediction_id": prediction_id,
+        "created_at": now,
+        "model_name": loaded.name,
+        "model_version": loaded.version,
+        "features": record,
+        "probability": probability,
+        "prediction": prediction,
+        "requested_by": user,
+    }
 
 
 def explanations_for(loaded: LoadedModel, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -111,18 +122,7 @@ def score_regression(loaded: LoadedModel, records: list[dict[str, Any]], user: s
                 "model": model_ref,
             }
         )
-        rows.append(
-            {
-                "prediction_id": prediction_id,
-                "created_at": now,
-                "model_name": loaded.name,
-                "model_version": loaded.version,
-                "features": record,
-                "probability": None,
-                "prediction": value,
-                "requested_by": user,
-            }
-        )
+        rows.append(log_row(loaded, prediction_id, now, record, None, value, user))
     return results, rows
 
 
