@@ -378,6 +378,17 @@ def train_champion(home: Path, data_path: Path | None = None) -> dict:
     return summary
 
 
+def champion_home(given: Path | None, scratch: Path) -> Path:
+    """The state directory to benchmark: `given` (created, and trained into when it has no
+    registry yet) or the scratch directory with a freshly trained champion."""
+    home = (given or scratch).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "mlflow.db").exists():
+        print(f"training the champion into {home} ...", flush=True)
+        train_champion(home)
+    return home
+
+
 def ratio(a: float, b: float) -> str:
     """a / b as text, or 'n/a' when b is zero or missing."""
     return f"{a / b:.2f}x" if b and np.isfinite(b) and np.isfinite(a) else "n/a"

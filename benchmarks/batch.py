@@ -180,9 +180,6 @@ def measure_all(args: argparse.Namespace, home: Path) -> dict:
     spec = common.load_spec()
     frame = common.real_data(spec)
     suffix = f".{args.format}"
-    if args.home is None:
-        print("training the champion ...", flush=True)
-        common.train_champion(home)
     print(f"writing {args.rows:,} and {args.small_rows:,} rows ...", flush=True)
     big = write_input(frame, spec, args.rows, home / f"big{suffix}", seed=1)
     small = write_input(frame, spec, args.small_rows, home / f"small{suffix}", seed=2)
@@ -416,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(profile_score_file(args.profile_only, args.profile_output, args.chunk_rows)))
         return 0
     with common.work_dir("batch") as tmp:
-        measured = measure_all(args, args.home.resolve() if args.home else Path(tmp))
+        measured = measure_all(args, common.champion_home(args.home, Path(tmp)))
     common.save_raw("batch", measured)
     body = render(measured, args)
     print(body)

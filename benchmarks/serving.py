@@ -517,10 +517,7 @@ def run(args: argparse.Namespace) -> str:
     spec = common.load_spec()
     records = sample_records(spec, args.rows, args.seed)
     with common.work_dir("serving") as tmp, contextlib.ExitStack() as stack:
-        home = args.home.resolve() if args.home else Path(tmp)
-        if args.home is None:
-            print("training the champion ...", flush=True)
-            common.train_champion(home)
+        home = common.champion_home(args.home, Path(tmp))
         print("starting servers ...", flush=True)
         servers, startup = start_servers(args.servers, home, args.workers, stack)
         agree = agreement(servers, records[:200], singles=20)

@@ -110,10 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     common.exit_on_sigterm()
     with common.work_dir("startup") as tmp:
-        home = args.home.resolve() if args.home else Path(tmp)
-        if args.home is None:
-            print("training the champion ...", flush=True)
-            common.train_champion(home)
+        home = common.champion_home(args.home, Path(tmp))
         found = measure(home, args.repeats, args.workers)
     common.save_raw("startup", found)
     body = render(found, args)

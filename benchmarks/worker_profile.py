@@ -176,10 +176,7 @@ def main() -> int:
         args.seconds = 3
     records = sample_records(common.load_spec(), 500, seed=0)
     with common.work_dir("worker-profile") as tmp:
-        args.home = args.home.resolve() if args.home else Path(tmp)
-        if not (args.home / "mlflow.db").exists():
-            print("training the champion ...", flush=True)
-            common.train_champion(args.home)
+        args.home = common.champion_home(args.home, Path(tmp))
         ours = profile("clinrisk.web:create_app()", None, args, records, args.port)
         floor = profile("hello_app:create_app()", common.BENCH_DIR, args, records, args.port + 1)
     body = render(ours, floor, args)
