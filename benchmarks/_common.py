@@ -389,6 +389,22 @@ def champion_home(given: Path | None, scratch: Path) -> Path:
     return home
 
 
+def api_key(home: Path, user: str = "bench") -> str:
+    """A new API key of `user` (created with a random password if needed) in `home`'s users file,
+    so a benchmark exercises authentication as the service runs by default."""
+    import json
+    import secrets
+
+    command = [str(VENV_BIN / "clinrisk"), "user", "add", f"{user}-{secrets.token_hex(4)}", "--api-key"]
+    done = subprocess.run(
+        command, input=secrets.token_urlsafe(24) + "\n", env=bench_env(home), capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"clinrisk user add failed ({done.returncode}): {done.stderr[-1000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["api_key"]
+
+
 def ratio(a: float, b: float) -> str:
     """a / b as text, or 'n/a' when b is zero or missing."""
     return f"{a / b:.2f}x" if b and np.isfinite(b) and np.isfinite(a) else "n/a"

@@ -47,6 +47,7 @@ class Server:
     path: str
     ready_path: str
     wrap: object  # records -> the request payload this server expects
+    authorization: str = ""  # the same header goes to every server; only ours checks it
     pgid: int = 0
     bodies_file: Path | None = None
 
@@ -99,7 +100,7 @@ def parse_wrk(output: str) -> dict:
 
 def drive(server: Server, connections: int, seconds: float, threads: int = 2) -> LoadResult:
     """Run wrk against one server for `seconds` with `connections` keep-alive connections."""
-    env = {**os.environ, "WRK_BODIES": str(server.bodies_file)}
+    env = {**os.environ, "WRK_BODIES": str(server.bodies_file), "WRK_AUTHORIZATION": server.authorization}
     before = group_cpu_seconds(server.pgid)
     done = subprocess.run(
         wrk_command(server, connections, seconds, threads), env=env, capture_output=True, text=True,
@@ -209,7 +210,7 @@ def ask(server: Server, records: list[dict]) -> list[float]:
     response = requests.post(
         f"http://{HOST}:{server.port}{server.path}",
         data=server.body(records),
-        headers=JSON_HEADERS,
+        headers={**JSON_HEADERS, "Authorization": server.authorization},
         timeout=60,
     )
     if response.status_code != 200:
@@ -287,8 +288,9 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
         f"Same champion (trained by `clinrisk train` on the real data), {workers} workers each (gunicorn "
         "for ours and the hello-world floor, same worker class and keep-alive; uvicorn for MLflow), all "
         f"up at once on 127.0.0.1. wrk ({args.wrk_threads} threads) with keep-alive connections POSTs one "
-        f"patient per request, rotating over {args.rows} real rows, for {args.seconds:g} s per server and "
-        f"level ({args.mlflow_seconds:g} s for MLflow) after {args.warmup:g} s of warm-up, servers "
+        "patient per request with an API key (ours checks it: authentication is on, as by default; the "
+        f"others ignore the header), rotating over {args.rows} real rows, for {args.seconds:g} s per server "
+        f"and level ({args.mlflow_seconds:g} s for MLflow) after {args.warmup:g} s of warm-up, servers "
         "interleaved. wrk and the servers share the same cores, and other engineers' jobs share them too: "
         "see the load average above. Seconds from launch to ready (launched together): "
         + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in startup.items())
@@ -433,8 +435,9 @@ def profile_app(requests: int, records_file: Path) -> str:
 
     records = json.loads(records_file.read_text())
     sys.setswitchinterval(WORKER_SWITCH_INTERVAL)  # as gunicorn_conf sets it in each worker
-    app = create_app(load_settings(auth_enabled=False), watch=False)  # no registry poll mid-profile
+    app = create_app(load_settings(auth_enabled=True), watch=False)  # no registry poll mid-profile
     client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = os.environ["BENCH_AUTHORIZATION"]
     for record in records[:20]:
         client.post("/predict", json=record)
     profiler = cProfile.Profile()
@@ -458,12 +461,12 @@ def profile_app(requests: int, records_file: Path) -> str:
     )
 
 
-def app_profile(home: Path, records: list[dict], requests: int, workdir: Path) -> str:
+def app_profile(home: Path, records: list[dict], requests: int, workdir: Path, authorization: str) -> str:
     """Run `profile_app` in a fresh process on the benchmark's state directory."""
     records_file = workdir / "records.json"
     records_file.write_text(json.dumps(records))
     command = [sys.executable, __file__, "--profile-only", str(requests), "--records-file", str(records_file)]
-    result = common.measure(command, common.bench_env(home), timeout=600)
+    result = common.measure(command, common.bench_env(home, BENCH_AUTHORIZATION=authorization), timeout=600)
     if result.returncode != 0:
         return f"profile failed (exit {result.returncode}):\n{result.stderr[-2000:]}"
     return result.stdout
@@ -479,12 +482,16 @@ def start_servers(names: list[str], home: Path, workers: int, stack) -> tuple[li
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    env = common.bench_env(home, PROMETHEUS_MULTIPROC_DIR=str(home / "prometheus"))
+    # Authentication on, as `clinrisk serve` runs by default: every request carries an API key.
+    metrics_dir = str(home / "prometheus")
+    env = common.bench_env(home, PROMETHEUS_MULTIPROC_DIR=metrics_dir, CLINRISK_AUTH_ENABLED="true")
+    authorization = f"Bearer {common.api_key(home)}"
     started = []
     for name in names:
         port = common.free_port()
         make, command = SERVERS[name]
         server = make(port)
+        server.authorization = authorization
         log = home / f"{name}.log"
         launched = time.monotonic()
         process = stack.enter_context(common.running(command(port, workers), env, log))
@@ -529,7 +536,7 @@ def run(args: argparse.Namespace) -> str:
         common.save_raw("serving", {"agreement": agree, "startup": startup, "results": results})
         body = render(results, agree, args, args.workers, startup)
         if args.profile_requests and "ours" in args.servers:
-            profile = app_profile(home, records, args.profile_requests, home)
+            profile = app_profile(home, records, args.profile_requests, home, servers[0].authorization)
             body += (
                 "\n\n<details><summary>What is left of our request: cProfile of the app in-process (Flask "
                 "test client, no network; by cumulative then own time)</summary>\n\n```text\n"

@@ -7,6 +7,10 @@ end
 local next_body = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local authorization = os.getenv("WRK_AUTHORIZATION")
+if authorization and authorization ~= "" then
+  wrk.headers["Authorization"] = authorization
+end
 
 request = function()
   next_body = next_body % #bodies + 1

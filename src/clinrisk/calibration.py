@@ -13,6 +13,7 @@ the same map flags exactly the same patients.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,6 +51,15 @@ class PlattCalibration:
     def apply(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated probabilities from raw probabilities, same shape."""
         return sigmoid(self.log_odds(logit(raw)))
+
+    def apply_one(self, raw: float) -> float:
+        """`apply` for one probability, in Python floats (agrees to rounding, ~1e-16)."""
+        p = min(max(raw, EPSILON), 1 - EPSILON)
+        z = self.a * (math.log(p) - math.log1p(-p)) + self.b
+        try:
+            return 1.0 / (1.0 + math.exp(-z))
+        except OverflowError:  # z below about -709: numpy's exp gives inf, so p = 0
+            return 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -33,6 +33,14 @@ class Decisions:
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return (np.asarray(proba) >= self.threshold).astype(int)
 
+    def decide_each(self, probabilities: list[float]) -> list[int]:
+        """`decide` for a list of Python floats: 1 where the probability reaches the threshold."""
+        return [int(p >= self.threshold) for p in probabilities]
+
+    def calibrate_one(self, raw: float) -> float:
+        """`calibrate` for one raw score (needs the `calibration` of the class it is mixed into)."""
+        return raw if self.calibration is None else self.calibration.apply_one(raw)
+
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Probability and 0/1 decision at the model's own threshold (a regression: `prediction` only)."""
         if self.is_regression:

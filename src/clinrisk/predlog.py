@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pandas as pd
 from sqlalchemy import (
     Column,
@@ -80,7 +81,8 @@ def engine_url_safe(url: str) -> str:
 
 def write_predictions(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
     """Insert prediction rows (features as a dict); returns how many were written."""
-    records = [{**r, "features": json.dumps(r["features"], default=float)} for r in rows]
+    # orjson: a tenth of json.dumps's time, and the writer thread shares the worker's GIL.
+    records = [{**r, "features": orjson.dumps(r["features"], default=float).decode()} for r in rows]
     if not records:
         return 0
     with engine.begin() as conn:

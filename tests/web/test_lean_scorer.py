@@ -72,6 +72,30 @@ def test_unknown_categories_and_missing_numbers_score_like_scikit_learn(request,
     for batch in (records[:1], records):  # the per-value and the vectorised encoders
         got = LeanScorer(parameters, graph).proba(columns_from_records(batch, model.spec))
         assert got == pytest.approx(expected[: len(batch)], abs=1e-12)
+    singles = [LeanScorer(parameters, graph).proba_one(record) for record in records]
+    assert singles == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("model_fixture", ["logistic_model", "boosting_model"])
+def test_one_record_scores_as_in_a_batch_on_every_real_row(request, model_fixture, real_rows):
+    """The one-record path (Python floats) gives the batch path's probability and decision on every
+    real row, calibrated, through the signed bundle as the service holds it."""
+    model = request.getfixturevalue(model_fixture)
+    served_model = served(signed(model, real_rows))
+    columns = columns_from_frame(real_rows, model.spec)
+    batch = served_model.scorer.proba(columns)
+    records = real_rows[model.spec.feature_names].astype(object).where(real_rows.notna(), None)
+    singles = np.array([served_model.scorer.proba_one(r) for r in records.to_dict("records")])
+    assert np.abs(singles - batch).max() <= 1e-12
+    assert served_model.decide_each(singles.tolist()) == served_model.decide(batch).tolist()
+
+
+def test_the_check_at_registration_covers_the_one_record_path(boosting_model, real_rows, monkeypatch):
+    """A one-record path that disagrees with the batch path fails the check, and scikit-learn serves."""
+    monkeypatch.setattr(LeanScorer, "proba_one", lambda self, record: 0.5)
+    meta = json.loads(signed(boosting_model, real_rows)[bundle.META_FILE])
+    assert not meta["lean"]["servable"]
+    assert "the lean scorer differs from scikit-learn" in meta["lean"]["reason"]
 
 
 def test_a_signed_bundle_carries_the_verified_lean_scorer(boosting_model, real_rows):

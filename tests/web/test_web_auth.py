@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import stat
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -85,18 +87,69 @@ def test_secrets_are_stored_hashed_in_a_private_file(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+def status_within(client, headers: dict, wanted: int, seconds: float) -> tuple[int, float]:
+    """Ask GET /model until it answers `wanted` or `seconds` pass: (last status, seconds waited)."""
+    started = time.monotonic()
+    while True:
+        status = client.get("/model", headers=headers).status_code
+        waited = time.monotonic() - started
+        if status == wanted or waited > seconds:
+            return status, waited
+        time.sleep(0.05)
+
+
 def test_a_new_user_is_accepted_without_restart(tmp_path, logistic_model):
-    """It re-reads the users file when it changes, so `clinrisk user add` takes effect at once."""
+    """It re-reads the users file when it changes, so `clinrisk user add` and `user remove` take
+    effect within RECHECK_SECONDS, without a restart, and not before the file is read again."""
     settings = web_settings(tmp_path / "home")
     app = make_app(settings, FakeRegistry({"1": logistic_model}, "1"), watch=False)
     client = app.test_client()
     assert client.get("/model", headers=basic("carol", PASSWORD)).status_code == 401
     assert "clinrisk user add" in client.get("/model").json["message"]
     users.add_user(settings.users_file, "carol", PASSWORD)
-    assert client.get("/model", headers=basic("carol", PASSWORD)).status_code == 200
+    assert status_within(client, basic("carol", PASSWORD), 200, 3 * users.RECHECK_SECONDS)[0] == 200
     users.remove_user(settings.users_file, "carol")
-    assert client.get("/model", headers=basic("carol", PASSWORD)).status_code == 401
+    assert status_within(client, basic("carol", PASSWORD), 401, 3 * users.RECHECK_SECONDS)[0] == 401
     app.extensions["clinrisk"].close()
+
+
+def test_the_users_file_is_read_at_most_once_per_recheck_interval(tmp_path, monkeypatch):
+    """It answers many checks from one read of the file, and reads it again once the interval ends."""
+    path = tmp_path / "users.json"
+    users.add_user(path, "erin", PASSWORD)
+    key = users.add_api_key(path, "erin")
+    reads = []
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real_read(self))
+    clock = [100.0]
+    monkeypatch.setattr(users.time, "monotonic", lambda: clock[0])
+    store = users.UserStore(path, recheck_seconds=1.0)
+    assert [store.check_api_key(key) for _ in range(50)] == ["erin"] * 50
+    assert len(reads) == 1
+    users.remove_user(path, "erin")
+    clock[0] += 0.5
+    assert store.check_api_key(key) == "erin" and len(reads) == 1  # not yet read again
+    clock[0] += 0.6
+    assert store.check_api_key(key) is None and len(reads) == 2
+
+
+def test_an_unreadable_users_file_fails_every_check_until_it_is_fixed(tmp_path, monkeypatch):
+    """A users file that turns malformed is refused on every check, not hidden by the last good copy."""
+    path = tmp_path / "users.json"
+    users.add_user(path, "erin", PASSWORD)
+    key = users.add_api_key(path, "erin")
+    clock = [100.0]
+    monkeypatch.setattr(users.time, "monotonic", lambda: clock[0])
+    store = users.UserStore(path, recheck_seconds=1.0)
+    assert store.check_api_key(key) == "erin"
+    good = path.read_text()
+    path.write_text("{not json")
+    clock[0] += 1.5
+    for _ in range(3):  # the same instant: an error is not cached as a good read
+        with pytest.raises(users.UserError):
+            store.check_api_key(key)
+    path.write_text(good)
+    assert store.check_api_key(key) == "erin"
 
 
 def test_user_add_reads_the_password_from_stdin_into_clinrisk_home(tmp_path, monkeypatch):

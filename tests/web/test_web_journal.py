@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from test_web_logwriter import count, rows
@@ -126,9 +127,14 @@ def test_a_segment_is_never_taken_for_an_orphan_while_it_is_created(tmp_path):
     directory.mkdir()
     abandoned = directory / f"999999-dead{journal.OPENING}"
     abandoned.write_bytes(b"")
+    long_ago = time.time() - 2 * journal.ABANDONED_AFTER_SECONDS
+    os.utime(abandoned, (long_ago, long_ago))
+    being_created = directory / f"999998-new{journal.OPENING}"  # opened, not yet locked
+    being_created.write_bytes(b"")
     segment = journal.Segment.create(directory)
     assert segment.path.suffix == journal.SUFFIX
     assert list(journal.orphans(directory)) == [] and segment.path.exists() and not abandoned.exists()
+    assert being_created.exists()  # a sweep at that instant once deleted it under its creator
     segment.release()
 
 

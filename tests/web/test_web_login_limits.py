@@ -91,6 +91,24 @@ def test_auth_outcomes_go_to_the_audit_log_without_secrets(limited_app, caplog):
     assert limited_app.config["API_KEY"] not in text
 
 
+def test_a_caller_is_audited_once_not_on_every_request(limited_app, caplog):
+    """A key or password accepted once is not logged again on each request (one line per caller
+    until the users file changes); every failure still is."""
+    client = from_client(limited_app, "10.0.0.7")
+    key = {"Authorization": f"Bearer {limited_app.config['API_KEY']}"}
+    with caplog.at_level(logging.INFO, logger="clinrisk.audit"):
+        for _ in range(5):
+            assert client.get("/model", headers=key).status_code == 200
+            assert client.get("/model", headers=basic("alice", PASSWORD)).status_code == 200
+        for _ in range(2):
+            assert client.get("/model", headers={"Authorization": "Bearer crk_nope_nope"}).status_code == 401
+    audit = [r.getMessage() for r in caplog.records if r.name == "clinrisk.audit"]
+    key_id = limited_app.config["API_KEY"].split("_")[1]
+    assert sum(f"key='{key_id}'" in m and "auth ok" in m for m in audit) == 1
+    assert sum("auth ok user='alice' key=''" in m for m in audit) == 1
+    assert sum("auth failed" in m and "key='nope'" in m for m in audit) == 2
+
+
 @pytest.mark.parametrize("password", ["", "short", "elevenchars"])
 def test_passwords_need_twelve_characters(tmp_path, password):
     """It refuses passwords shorter than 12 characters (ASVS 2.1.1)."""

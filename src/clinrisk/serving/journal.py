@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SUFFIX = ".journal"
 OPENING = ".opening"  # a segment being created: locked, then renamed to *.journal
+ABANDONED_AFTER_SECONDS = 60.0  # an unlocked *.opening this old belongs to a process that died
 
 
 class Segment:
@@ -114,9 +116,15 @@ def orphans(directory: Path) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
 
 
 def _remove_abandoned_openings(directory: Path) -> None:
-    """Delete segments whose process died while creating them (they hold no rows yet)."""
+    """Delete segments whose process died while creating them (they hold no rows yet).
+
+    Only old ones: between `open` and `flock` a segment being created is unlocked, and a sweep
+    in that instant (another worker's, or this worker's own writer thread) deleted it.
+    """
     for path in directory.glob(f"*{OPENING}"):
         try:
+            if time.time() - path.stat().st_mtime < ABANDONED_AFTER_SECONDS:
+                continue
             with open(path, "rb") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 path.unlink(missing_ok=True)

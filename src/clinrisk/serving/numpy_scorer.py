@@ -18,6 +18,8 @@ full ONNX graph.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -148,6 +150,28 @@ class Preprocessor:
             self.categorical.append((name, lookup, pd.Index(categories, dtype=object), position))
             position += len(categories)
         self.width = position
+        # The same parameters as plain floats, for one record at a time (`row`).
+        self._numeric_steps = list(
+            zip(self.numeric, self.fill.tolist(), self.mean.tolist(), self.scale.tolist(), strict=True)
+        )
+
+    def row(self, record: Mapping[str, Any]) -> list[float]:
+        """One validated record (feature name -> value, None when missing) as a row of `matrix`.
+
+        The same arithmetic as `matrix`, in Python floats: for a single record, a dozen numpy
+        calls on one-element arrays cost more than the values themselves.
+        """
+        out = [0.0] * self.width
+        for position, (name, fill, mean, scale) in enumerate(self._numeric_steps):
+            value = record.get(name)
+            value = fill if value is None or value != value else float(value)  # NaN != NaN
+            out[position] = (value - mean) / scale
+        for name, lookup, _, _ in self.categorical:
+            value = record.get(name)
+            position = lookup.get("" if value is None else value)
+            if position is not None:
+                out[position] = 1.0
+        return out
 
     def matrix(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """[rows, width] float64: imputed and scaled numbers, then one-hot categories."""
@@ -182,6 +206,7 @@ class LeanScorer:
         self._preprocess = Preprocessor(parameters["preprocess"])
         if self.path == LINEAR:
             self._coef = np.asarray(parameters["coef"], dtype=np.float64)
+            self._coef_list = self._coef.tolist()
             self._offset = float(parameters["intercept"])
             self._session = None
         else:
@@ -199,6 +224,26 @@ class LeanScorer:
         """Probability of the positive class: the logistic function of `decision`."""
         with np.errstate(over="ignore"):  # exp overflows to inf for log-odds below -709: p = 0
             return 1.0 / (1.0 + np.exp(-self.decision(columns)))
+
+    def decision_one(self, record: Mapping[str, Any]) -> float:
+        """`decision` for one validated record, without building columns (the API's common case)."""
+        row = self._preprocess.row(record)
+        if self._session is None:
+            return sum(c * x for c, x in zip(self._coef_list, row, strict=True)) + self._offset
+        matrix = np.array([row], dtype=np.float64)
+        return float(self._session.run([TREES_OUTPUT], {"X": matrix})[0][0, 0]) + self._offset
+
+    def proba_one(self, record: Mapping[str, Any]) -> float:
+        """`proba` for one validated record, in Python floats."""
+        return logistic(self.decision_one(record))
+
+
+def logistic(log_odds: float) -> float:
+    """1 / (1 + e^-x) for one float; 0.0 where e^-x overflows, as numpy's inf gives."""
+    try:
+        return 1.0 / (1.0 + math.exp(-log_odds))
+    except OverflowError:
+        return 0.0
 
 
 def _session(graph: bytes | None):

@@ -10,6 +10,7 @@ holds double splits).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -207,6 +208,7 @@ class OnnxScorer:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         self._session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+        self._spec = spec
         self._categorical = set(spec.categorical_features)
         self._regression = spec.is_regression
         self._output = self._session.get_outputs()[0].name if self._regression else PROBABILITIES
@@ -223,3 +225,9 @@ class OnnxScorer:
         feeds = {name: values.reshape(-1, 1) for name, values in columns.items()}
         found = self._session.run([self._output], feeds)[0]
         return found.reshape(-1).astype(np.float64) if self._regression else found[:, 1]
+
+    def proba_one(self, record: Mapping[str, Any]) -> float:
+        """`proba` for one validated record."""
+        from clinrisk.serving.scorer import columns_from_records
+
+        return float(self.proba(columns_from_records([record], self._spec))[0])

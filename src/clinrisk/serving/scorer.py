@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # scikit-learn stays out of the service's start-up
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-5
+ONE_RECORD_CHECK_ROWS = 200  # rows also scored one at a time when a lean scorer is verified
 ONNX = "onnx"
 SKLEARN = "sklearn"
 
@@ -35,6 +36,8 @@ class Scorer(Protocol):
     path: str
 
     def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray: ...
+
+    def proba_one(self, record: Mapping[str, Any]) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class SklearnScorer:
         """Probabilities; for a regression, the predicted values (the model's `scores`)."""
         return self._model.scores(pd.DataFrame(columns))
 
+    def proba_one(self, record: Mapping[str, Any]) -> float:
+        return float(self.proba(columns_from_records([record], self._model.spec))[0])
+
 
 class CalibratedScorer:
     """A lean scorer of the raw pipeline followed by the model's own calibration map."""
@@ -73,6 +79,21 @@ class CalibratedScorer:
 
     def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         return self._model.calibrate(self._raw.proba(columns))
+
+    def proba_one(self, record: Mapping[str, Any]) -> float:
+        return self._model.calibrate_one(self._raw.proba_one(record))
+
+
+def probabilities_of_records(
+    scorer: Scorer, records: Sequence[Mapping[str, Any]], spec: ModelSpec
+) -> list[float]:
+    """One probability (a regression: predicted value) per validated record, as Python floats.
+
+    A single record, the API's usual request, takes the scorer's scalar path (`proba_one`).
+    """
+    if len(records) == 1:
+        return [scorer.proba_one(records[0])]
+    return scorer.proba(columns_from_records(records, spec)).tolist()
 
 
 def columns_from_records(records: Sequence[Mapping[str, Any]], spec: ModelSpec) -> dict[str, np.ndarray]:
@@ -104,9 +125,18 @@ def score_frame(scorer: Scorer, frame: pd.DataFrame, spec: ModelSpec) -> np.ndar
 
 
 def max_abs_difference(lean: Scorer, reference: Scorer, frame: pd.DataFrame, spec: ModelSpec) -> float:
-    """The largest |Δ probability| between two scorers over every row of a frame."""
+    """The largest |Δ probability| between two scorers over every row of a frame, and between the
+    lean scorer's one-record path (`proba_one`) and its batch path on the first rows."""
     columns = columns_from_frame(frame, spec)
-    return float(np.max(np.abs(lean.proba(columns) - reference.proba(columns))))
+    batch = lean.proba(columns)
+    difference = float(np.max(np.abs(batch - reference.proba(columns))))
+    singles = [
+        lean.proba_one({name: values[row] for name, values in columns.items()})
+        for row in range(min(len(frame), ONE_RECORD_CHECK_ROWS))
+    ]
+    if singles:
+        difference = max(difference, float(np.max(np.abs(np.array(singles) - batch[: len(singles)]))))
+    return difference
 
 
 def build_scorer(

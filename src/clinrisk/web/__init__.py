@@ -57,6 +57,6 @@ def security_headers(response):
     """No caching of patient data, no MIME sniffing, and a content policy on pages (OWASP ASVS 14.4)."""
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Content-Type-Options"] = "nosniff"
-    if response.mimetype == "text/html":
+    if response.headers.get("Content-Type", "").startswith("text/html"):  # no MIME parse per answer
         response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
     return response

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from clinrisk.predlog import PredictionLogError
 from clinrisk.serving.champion import LoadedModel
-from clinrisk.serving.scorer import columns_from_records
+from clinrisk.serving.scorer import columns_from_records, probabilities_of_records
 from clinrisk.web.auth import requires_auth
 from clinrisk.web.errors import ApiError
 from clinrisk.web.schemas import (
@@ -32,12 +32,12 @@ def score(
     """One result per record, in order, and the matching prediction-log rows."""
     if loaded.model.is_regression:
         return score_regression(loaded, records, user)
-    proba = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
-    decisions = loaded.model.decide(proba)
+    proba = probabilities_of_records(loaded.scorer, records, loaded.model.spec)
+    decisions = loaded.model.decide_each(proba)
     now = datetime.now(UTC)
     model_ref = {"name": loaded.name, "version": loaded.version}
     results, rows = [], []
-    for record, probability, decision in zip(records, proba.tolist(), decisions.tolist(), strict=True):
+    for record, probability, decision in zip(records, proba, decisions, strict=True):
         prediction_id = str(uuid.uuid4())
         results.append(
             {
@@ -108,11 +108,11 @@ def score_regression(loaded: LoadedModel, records: list[dict[str, Any]], user: s
 
     Logged like a classification's, with no probability and the value as `prediction`.
     """
-    values = loaded.scorer.proba(columns_from_records(records, loaded.model.spec))
+    values = probabilities_of_records(loaded.scorer, records, loaded.model.spec)
     now = datetime.now(UTC)
     model_ref = {"name": loaded.name, "version": loaded.version}
     results, rows = [], []
-    for record, value in zip(records, values.tolist(), strict=True):
+    for record, value in zip(records, values, strict=True):
         prediction_id = str(uuid.uuid4())
         results.append(
             {

@@ -60,6 +60,14 @@ def _refuse_if_limited(limiter: FailureLimiter | None, keys: list[str], name: st
         )
 
 
+def remembered_caller(users: UserStore, scheme: str, name: str, credentials: str) -> bool:
+    """Whether these exact credentials were accepted since the users file last changed: then no
+    scrypt is paid and no audit line is written again (one per caller, not one per request)."""
+    if scheme == "bearer":
+        return users.key_recently_verified(credentials.strip())
+    return bool(name) and users.recently_verified(name, request.authorization.password or "")
+
+
 def authenticate(users: UserStore, limiter: FailureLimiter | None = None) -> str:
     """The name of the caller, or a 401 (wrong credentials) or 429 (too many failures) ApiError."""
     header = request.headers.get("Authorization", "")
@@ -68,7 +76,7 @@ def authenticate(users: UserStore, limiter: FailureLimiter | None = None) -> str
     name, key_id = _claimed(scheme, credentials)
     keys = [f"client:{request.remote_addr}"] + ([f"user:{name}"] if name else [])
     try:
-        remembered = bool(name) and users.recently_verified(name, request.authorization.password or "")
+        remembered = remembered_caller(users, scheme, name, credentials)
         if name and not remembered:  # a password that would cost scrypt: refuse floods first
             _refuse_if_limited(limiter, keys, name, key_id)
         user = _check(users, scheme, credentials)

@@ -43,13 +43,33 @@ class Metrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self._request_children: dict[tuple, tuple] = {}
+        self._prediction_series: dict[tuple[str, str], Counter] = {}
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float, model: str = "") -> None:
-        self.requests.labels(endpoint, method, str(status), model).inc()
-        self.latency.labels(endpoint, method, str(status), model).observe(seconds)
+        request_count, latency = self._request_series(endpoint, method, status, model)
+        request_count.inc()
+        latency.observe(seconds)
 
     def count_predictions(self, model: str, version: str, rows: int) -> None:
-        self.predictions.labels(model, version).inc(rows)
+        series = self._prediction_series.get((model, version))
+        if series is None:
+            series = self._prediction_series[(model, version)] = self.predictions.labels(model, version)
+        series.inc(rows)
+
+    def _request_series(self, endpoint: str, method: str, status: int, model: str):
+        """The counter and histogram children of one label set, looked up once per process.
+
+        `labels()` validates and joins its arguments on every call; the set of label values is
+        bounded (routes, methods, statuses, served models), so caching the children is safe.
+        """
+        key = (endpoint, method, status, model)
+        found = self._request_children.get(key)
+        if found is None:
+            values = (endpoint, method, str(status), model)
+            found = (self.requests.labels(*values), self.latency.labels(*values))
+            self._request_children[key] = found
+        return found
 
     def render(self) -> bytes:
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -272,6 +272,8 @@ def explain_requested() -> bool:
 
     Exactly the two spellings of an OpenAPI boolean in a query, so the document and the service agree.
     """
+    if not request.query_string:  # the usual request: no need to parse an empty query
+        return False
     raw = request.args.get(EXPLAIN)
     if raw is None or raw == "false":
         return False

@@ -20,6 +20,7 @@ import re
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,11 @@ KEY_PREFIX = "crk"
 MIN_PASSWORD_LENGTH = 12
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 VERIFIED_CACHE_SIZE = 1024
+# How long the service trusts its copy of the users file before reading it again: a user added,
+# removed or a key revoked takes effect within this time. Reading and hashing the file on every
+# check cost a file open and read per request, two or three times per request.
+RECHECK_SECONDS = 1.0
+API_KEY_TOKEN = "\0api-key"  # the name under which accepted API keys are remembered (no user has it)
 
 
 class UserError(ClinriskError):
@@ -164,11 +170,14 @@ class UserStore:
     """The users file as the service sees it: re-read when its content changes, checked in constant time.
 
     A successful password check is remembered (as an HMAC under a per-process random key),
-    so a client sending Basic credentials pays for scrypt once, not on every request.
+    so a client sending Basic credentials pays for scrypt once, not on every request. The file
+    is read again at most every `recheck_seconds` (a change takes effect within that time).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, recheck_seconds: float = RECHECK_SECONDS):
         self.path = Path(path)
+        self.recheck_seconds = recheck_seconds
+        self._next_check = 0.0  # time.monotonic() after which the file is read again
         self._lock = threading.Lock()
         self._stamp: str | None = None
         self._users: dict[str, dict[str, Any]] = {}
@@ -202,10 +211,13 @@ class UserStore:
             return None
         if not verify_password(password, stored):
             return None
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            self._verified.clear()
-        self._verified.add(token)
+        self._remember(token)
         return name
+
+    def key_recently_verified(self, key: str) -> bool:
+        """True when this API key was accepted since the file last changed."""
+        self._reload_if_changed()
+        return self._token(API_KEY_TOKEN, key) in self._verified
 
     def check_api_key(self, key: str) -> str | None:
         """The owner of a valid API key, else None."""
@@ -213,7 +225,15 @@ class UserStore:
         parts = key.split("_")
         owner, expected = self._keys.get(parts[1] if len(parts) >= 3 else "", ("", "0" * 64))
         valid = hmac.compare_digest(key_digest(key), expected)
-        return owner if valid and owner else None
+        if not (valid and owner):
+            return None
+        self._remember(self._token(API_KEY_TOKEN, key))
+        return owner
+
+    def _remember(self, token: bytes) -> None:
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified.add(token)
 
     def _dummy(self) -> str:
         if self._dummy_hash is None:
@@ -221,6 +241,9 @@ class UserStore:
         return self._dummy_hash
 
     def _reload_if_changed(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check:
+            return
         # A content hash, not mtime and size: two edits within one mtime tick may keep both.
         try:
             stamp = hashlib.sha256(self.path.read_bytes()).hexdigest()
@@ -228,15 +251,15 @@ class UserStore:
             stamp = None
         except OSError as exc:
             raise UserError(f"cannot read the users file: {exc.strerror}") from None
-        if stamp == self._stamp:
-            return
-        with self._lock:
-            users = read_users(self.path) if stamp else {}
-            self._keys = {
-                key_id: (name, entry["sha256"])
-                for name, user in users.items()
-                for key_id, entry in (user.get("api_keys") or {}).items()
-            }
-            self._users = users
-            self._verified = set()
-            self._stamp = stamp
+        if stamp != self._stamp:
+            with self._lock:
+                users = read_users(self.path) if stamp else {}
+                self._keys = {
+                    key_id: (name, entry["sha256"])
+                    for name, user in users.items()
+                    for key_id, entry in (user.get("api_keys") or {}).items()
+                }
+                self._users = users
+                self._verified = set()
+                self._stamp = stamp
+        self._next_check = now + self.recheck_seconds  # only after a good read: an error repeats
