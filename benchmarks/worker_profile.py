@@ -35,7 +35,7 @@ def start(app: str, port: int, home: Path, profile_dir: Path, chdir: Path | None
     command = [sys.executable, "-m", "gunicorn", "--config", f"python:{Path(CONF).stem}", "--bind",
                f"127.0.0.1:{port}", "--workers", "1"]  # fmt: skip
     command += ["--chdir", str(chdir)] if chdir else []
-    env = common.bench_env(home, PROFILE_DIR=str(profile_dir))
+    env = common.bench_env(home, PROFILE_DIR=str(profile_dir), CLINRISK_AUTH_ENABLED="true")
     env["PYTHONPATH"] = os.pathsep.join([str(common.BENCH_DIR), env.get("PYTHONPATH", "")])
     return subprocess.Popen([*command, app], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
@@ -55,7 +55,7 @@ def wait_ready(port: int, timeout: float = 120) -> None:
     raise RuntimeError(f"server on port {port} not ready after {timeout} s")
 
 
-def drive(port: int, bodies: Path, seconds: float) -> dict:
+def drive(port: int, bodies: Path, seconds: float, authorization: str) -> dict:
     command = [
         "wrk",
         "-t1",
@@ -65,8 +65,8 @@ def drive(port: int, bodies: Path, seconds: float) -> dict:
         str(WRK_SCRIPT),
         f"http://127.0.0.1:{port}/predict",
     ]
-    result = subprocess.run(command, env={**os.environ, "WRK_BODIES": str(bodies)}, capture_output=True,
-                            text=True, check=True)  # fmt: skip
+    env = {**os.environ, "WRK_BODIES": str(bodies), "WRK_AUTHORIZATION": authorization}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return parse_wrk(result.stdout)
 
 
@@ -75,10 +75,11 @@ PARTS = (
     ("whole WSGI request (Flask dispatch, hooks, response)", "app.py", "wsgi_app"),
     ("POST /predict view", "api.py", "predict"),
     ("read + parse the JSON body", "schemas.py", "json_body"),
+    ("authenticate the API key", "auth.py", "authenticate"),
     ("validate the record (pydantic)", "schemas.py", "validate_records"),
-    ("score: columns, lean scorer, calibration, ids", "api.py", "score"),
+    ("score: one record, lean scorer, calibration, ids", "api.py", "score"),
     ("  of which the TreeEnsemble session run", "onnxruntime_inference_collection.py", "run"),
-    ("  of which numpy preprocessing", "numpy_scorer.py", "matrix"),
+    ("  of which preprocessing (one record, Python floats)", "numpy_scorer.py", "row"),
     ("  of which uuid4 (os.urandom)", "uuid.py", "uuid4"),
     ("journal + log queue (submit)", "logwriter.py", "submit"),
     ("metrics (timer, counters, histogram)", "metrics.py", "_record"),
@@ -107,8 +108,8 @@ def profile(app: str, chdir: Path | None, args, records: list[dict], port: int) 
         process = start(app, port, args.home, profile_dir, chdir)
         try:
             wait_ready(port)
-            drive(port, bodies, 1)  # warm-up
-            result = drive(port, bodies, args.seconds)
+            drive(port, bodies, 1, args.authorization)  # warm-up
+            result = drive(port, bodies, args.seconds, args.authorization)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
@@ -135,7 +136,8 @@ def render(ours: dict, floor: dict, args) -> str:
             "",
             "One worker each (the service's gunicorn configuration plus cProfile over the worker's life, "
             f"`profile_worker_conf.py`), driven by wrk with 1 connection for {args.seconds} s, real "
-            f"patients. Ours answered {rate['ours']:,.0f} req/s, the hello-world floor "
+            "patients, with an API key (authentication on, as by default). "
+            f"Ours answered {rate['ours']:,.0f} req/s, the hello-world floor "
             f"{rate['floor']:,.0f} req/s "
             f"(ratio {rate['ours'] / rate['floor']:.2f}) under the profiler. Figures are wall milliseconds "
             "per request, cumulative, inflated by the profiler and by other jobs on the machine (a call that "
@@ -177,6 +179,7 @@ def main() -> int:
     records = sample_records(common.load_spec(), 500, seed=0)
     with common.work_dir("worker-profile") as tmp:
         args.home = common.champion_home(args.home, Path(tmp))
+        args.authorization = f"Bearer {common.api_key(args.home)}"  # ours checks it; the floor ignores it
         ours = profile("clinrisk.web:create_app()", None, args, records, args.port)
         floor = profile("hello_app:create_app()", common.BENCH_DIR, args, records, args.port + 1)
     body = render(ours, floor, args)
