@@ -61,6 +61,13 @@ class CachedSignerSessions(SecureCookieSessionInterface):
             self._cached = (key, super().get_signing_serializer(app))
         return self._cached[1]
 
+    def save_session(self, app: Flask, session, response) -> None:
+        """Nothing to do for a session the request never touched (every API request): Flask would
+        read seven cookie settings to conclude the same. Pages read the session, so they refresh it."""
+        if not session.accessed and not session.modified:
+            return
+        super().save_session(app, session, response)
+
 
 def init_app(app: Flask, settings) -> None:
     """Session cookie settings and the blueprint; the JSON API stays free of CSRF checks."""
