@@ -344,7 +344,7 @@ def test_openapi_documents_every_models_routes_from_its_spec(client):
     parameters = {p["name"]: p for p in paths["/models/diabetes/predict"]["get"]["parameters"]}
     assert parameters["age"]["required"] and not parameters["glucose"]["required"]
     assert (
-        parameters["glucose"]["schema"]["maximum"] == 400
+        parameters["glucose"]["schema"]["anyOf"][0]["maximum"] == 400
         and "bp" in parameters["blood_pressure"]["description"]
     )
     anemia = {p["name"] for p in paths["/models/anemia/predict"]["get"]["parameters"]}
@@ -355,6 +355,28 @@ def test_openapi_documents_every_models_routes_from_its_spec(client):
     feedback = paths["/models/diabetes_progression/feedback"]["post"]["requestBody"]["content"]
     assert feedback["application/json"]["schema"]["$ref"].endswith("/RegressionFeedbackIn")
     assert "/models" in paths and "/predict" in paths
+
+
+@pytest.mark.parametrize("query", ["&glucose=", "&glucose=&bmi=", "&bmi=&insulin="])
+def test_an_empty_value_of_an_optional_feature_is_missing_as_documented(client, query):
+    """`glucose=` means not measured: answered like an omitted parameter, and the document says so
+    (its schema takes a number in range or an empty value, nothing else)."""
+    import jsonschema
+
+    base = DIABETES_QUERY.replace("&glucose=200", "").replace("&insulin=200", "").replace("&bmi=40", "")
+    emptied = client.get(f"/models/diabetes/predict?{base}{query}")
+    assert emptied.status_code == 200, emptied.json
+    omitted = client.get(f"/models/diabetes/predict?{base}")
+    assert emptied.json["probability"] == omitted.json["probability"]
+    document = client.get("/openapi.json").json
+    parameters = {p["name"]: p for p in document["paths"]["/models/diabetes/predict"]["get"]["parameters"]}
+    schema = parameters["glucose"]["schema"]
+    for accepted in ("", 120.0):
+        jsonschema.validate(accepted, schema)
+    for refused in (" ", "high", 9000.0):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(refused, schema)
+    assert "anyOf" not in parameters["age"]["schema"]  # a required feature may not be left empty
 
 
 def test_a_broken_spec_of_another_model_does_not_stop_the_service(tmp_path, logistic_model):

@@ -178,6 +178,10 @@ def _predict_path(names: dict[str, str], max_rows: int, auth: bool, model: str) 
     return {"post": _predict_post(names, max_rows, auth, model)}
 
 
+# An empty query value (`?bmi=`), which `ModelSpec.record_from_query` reads as missing.
+EMPTY_QUERY_VALUE = {"type": "string", "maxLength": 0}
+
+
 def _query_parameters(patient_schema: dict[str, Any], spec: ModelSpec) -> list[dict[str, Any]]:
     """One query parameter per feature, from the same record schema the body is validated with.
 
@@ -194,6 +198,7 @@ def _query_parameters(patient_schema: dict[str, Any], spec: ModelSpec) -> list[d
             description = f"{description} Also accepted as: {', '.join(also)}.".strip()
         if feature.nullable:
             description = f"{description} Omit it, or leave it empty, when not measured.".strip()
+            schema = {"anyOf": [schema, EMPTY_QUERY_VALUE]}  # `bmi=` means not measured, as documented
         parameter = {"name": name, "in": "query", "required": not feature.nullable, "schema": schema}
         if description:
             parameter["description"] = description
