@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from flask import current_app, request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from clinrisk.errors import RepeatedQueryParameters
 from clinrisk.web.errors import ApiError, problem
 
 # The spellings of one UUID that /feedback accepts: any case, with or without hyphens, in braces
@@ -290,17 +291,12 @@ def validate_feedback(payload: Any, *, regression: bool = False) -> FeedbackIn |
         raise _invalid(_problems(exc)) from None
 
 
-def refuse_repeated_parameters(spec, params) -> None:
-    """422 naming each feature a query string gives more than once (`age=55&age=56`, or `bp=90`
-    beside `blood_pressure=100`): which value was meant cannot be guessed."""
-    given: dict[str, list[str]] = {}
-    for key in params:
-        for _ in params.getlist(key):
-            given.setdefault(spec.query_map.get(key, key), []).append(key)
-    problems = [
-        problem((name,), f"given {len(keys)} times ({', '.join(keys)}): give it once", "repeated_parameter")
-        for name, keys in given.items()
-        if len(keys) > 1
-    ]
-    if problems:
-        raise _invalid(problems)
+def record_from_query(spec, params) -> dict[str, Any]:
+    """The spec's record from query parameters; a feature given twice is a 422 naming it
+    (`age=55&age=56`, or `bp=90` beside `blood_pressure=100`): which value was meant cannot be guessed."""
+    try:
+        return spec.record_from_query(params)
+    except RepeatedQueryParameters as exc:
+        raise _invalid(
+            [problem((name,), exc.message_for(name), "repeated_parameter") for name in exc.repeats]
+        ) from None
