@@ -130,6 +130,65 @@ def write_fast_spec(directory: Path, **training) -> Path:
     return directory
 
 
+def first_api_record(spec, path) -> dict:
+    """The first row of a data file as a request body: API names, JSON types."""
+    import pandas as pd
+
+    from clinrisk.data import read_table, validate_frame
+
+    frame = validate_frame(read_table(path, spec), spec, require_target=False)
+    row = frame[spec.feature_names].iloc[0]
+    return {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def write_fifth_model(directory) -> None:
+    """A made-up kidney model: its own data (mapped column names, a category, a flag) and spec."""
+    import numpy as np
+    import pandas as pd
+
+    from clinrisk.spec import file_sha256
+
+    rng = np.random.default_rng(7)
+    rows = 600
+    age = rng.uniform(20, 90, rows)
+    creatinine = rng.lognormal(0, 0.4, rows)
+    diabetic = rng.integers(0, 2, rows)
+    sex = rng.choice(["F", "M"], rows)
+    logit = -6 + 0.05 * age + 1.5 * creatinine + 0.8 * diabetic + 0.3 * (sex == "M")
+    outcome = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    data = directory / "kidney.csv"
+    pd.DataFrame(
+        {
+            "Patient Age": age.round(1),
+            "Creatinine (mg/dL)": creatinine.round(2),
+            "DM": diabetic,
+            "Sex": sex,
+            "CKD": outcome,
+        }
+    ).to_csv(data, index=False)
+    spec = {
+        "name": "kidney",
+        "data": {"path": str(data), "sha256": file_sha256(data)},
+        "target": {"column": "CKD"},
+        "features": {
+            "age": {"type": "numeric", "column": "Patient Age", "min": 0, "max": 120},
+            "creatinine": {"type": "numeric", "column": "Creatinine (mg/dL)", "min": 0.1, "max": 20},
+            "diabetic": {"type": "binary", "column": "DM", "query_aliases": ["dm"]},
+            "sex": {"type": "categorical", "column": "Sex", "categories": ["F", "M"]},
+        },
+        "objective": {"precision_floor": 0.3, "safety_margin": 0.02},
+        "training": {"cv_folds": 3},
+        "candidates": [
+            {
+                "name": "logistic_regression",
+                "estimator": "sklearn.linear_model.LogisticRegression",
+                "params": {"class_weight": "balanced", "max_iter": 1000},
+            }
+        ],
+    }
+    (directory / "kidney.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
 # Credentials moto accepts; boto3 in tests never sees a real account's.
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
@@ -68,6 +69,15 @@ INFO_KEYS = (
 )
 
 
+log = logging.getLogger(__name__)
+
+# What the lean scorer covers (clinrisk.serving.numpy_scorer); other models keep the ONNX graph.
+LEAN_SCOPE = "logistic regression and gradient boosting after impute + scale + one-hot"
+# How bundles signed before this wording named a model the lean scorer does not cover.
+_OLD_NOT_COVERED = "no lean scorer: NotImplementedError: "
+_OLD_FAILED = "no lean scorer: "
+
+
 class BundleError(ClinriskError):
     """A bundle is missing, unsigned, tampered with, or holds a model ONNX cannot express."""
 
@@ -101,10 +111,19 @@ def _lean_scorer(model, verification: pd.DataFrame) -> tuple[dict[str, Any], byt
 
     try:
         parameters, graph = lean_parameters(model.pipeline)
+    except NotImplementedError as exc:  # expected: a model the lean scorer does not cover
+        return {"servable": False, "reason": _not_covered(str(exc)[:200])}, None
+    try:
         lean = CalibratedScorer(LeanScorer(parameters, graph), model)
         diff = max_abs_difference(lean, SklearnScorer(model), verification, model.spec)
-    except Exception as exc:  # an unsupported shape, or onnxruntime refusing the graph
-        return {"servable": False, "reason": f"no lean scorer: {type(exc).__name__}: {str(exc)[:200]}"}, None
+    except Exception as exc:  # a real fault, e.g. onnxruntime refusing the tree graph
+        log.warning(
+            "the lean scorer of %s failed its check, the ONNX graph serves it: %s", model.spec.name, exc
+        )
+        return {
+            "servable": False,
+            "reason": f"the lean scorer failed: {type(exc).__name__}: {str(exc)[:200]}",
+        }, None
     checked = {"max_abs_diff": diff, "rows": len(verification), "tolerance": TOLERANCE}
     if not diff <= TOLERANCE:
         reason = f"the lean scorer differs from scikit-learn by {diff:.3g} > {TOLERANCE:g}"
@@ -113,6 +132,19 @@ def _lean_scorer(model, verification: pd.DataFrame) -> tuple[dict[str, Any], byt
     if graph is not None:
         section["graph_sha256"] = _sha256(graph)
     return section, graph
+
+
+def _not_covered(detail: str) -> str:
+    return f"the lean scorer covers only {LEAN_SCOPE} ({detail})"
+
+
+def _lean_reason(stored: str) -> str:
+    """Why a bundle has no lean scorer, in today's words also for bundles signed before them."""
+    if stored.startswith(_OLD_NOT_COVERED):
+        return _not_covered(stored.removeprefix(_OLD_NOT_COVERED))
+    if stored.startswith(_OLD_FAILED):
+        return f"the lean scorer failed: {stored.removeprefix(_OLD_FAILED)}"
+    return stored
 
 
 def _pipeline_bytes(model) -> bytes:
@@ -258,7 +290,9 @@ class ServedModel(Decisions):
         onnx_reason = self.meta.get("reason", "")
         if lean.get("servable"):
             return {**lean["verification"], "reason": f"lean scorer {onnx_reason}"}
-        why_not = f" ({lean['reason']})" if lean.get("reason") else ""
+        why_not = (
+            f"; it serves this model because {_lean_reason(lean['reason'])}" if lean.get("reason") else ""
+        )
         return {**self.meta.get("verification", {}), "reason": f"ONNX graph {onnx_reason}{why_not}"}
 
     @cached_property

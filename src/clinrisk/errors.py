@@ -9,6 +9,23 @@ class SpecError(ClinriskError):
     """A model spec file is missing or invalid."""
 
 
+class RepeatedQueryParameters(ClinriskError):
+    """A query string gives a feature more than once (`age=55&age=56`, or `bp=90` beside
+    `blood_pressure=100`): which value was meant cannot be guessed.
+
+    `repeats` maps each such feature (or unknown parameter) to the keys it was given under, in order.
+    """
+
+    def __init__(self, repeats: dict[str, list[str]]):
+        self.repeats = repeats
+        super().__init__("; ".join(f"{name}: {self.message_for(name)}" for name in repeats))
+
+    def message_for(self, name: str) -> str:
+        """`given 2 times (bp, blood_pressure): give it once`: what went wrong with one feature."""
+        keys = self.repeats[name]
+        return f"given {len(keys)} times ({', '.join(keys)}): give it once"
+
+
 class DataValidationError(ClinriskError):
     """A training or scoring file does not match the model spec.
 

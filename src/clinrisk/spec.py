@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from clinrisk.errors import SpecError
+from clinrisk.errors import RepeatedQueryParameters, SpecError
 
 FeatureType = Literal["numeric", "binary", "categorical"]
 
@@ -283,18 +283,23 @@ class ModelSpec(BaseModel):
         Aliases become feature names and numbers are parsed per the feature's type; a value that
         does not parse is passed on unchanged so that validation names the field. Unknown
         parameters are kept, so validation reports them as extra fields. An empty value is missing.
-        A feature given twice (`age=1&age=2`, or `bp` and `blood_pressure`) stays a list, which
-        validation refuses for that field. `params` may be a dict or a werkzeug MultiDict.
+        `params` may be a dict or a werkzeug MultiDict.
+
+        Raises `RepeatedQueryParameters` naming every feature (or unknown parameter) given more
+        than once, under its name or an alias (`age=1&age=2`, or `bp` beside `blood_pressure`).
         """
-        given: dict[str, list[Any]] = {}
+        given: dict[str, list[tuple[str, Any]]] = {}
         for key in params:
             values = params.getlist(key) if hasattr(params, "getlist") else [params[key]]
-            name = self.query_map.get(key, key)
-            feature = self.features.get(name)
-            given.setdefault(name, []).extend(
-                _parse_query_value(v, feature) if feature else v for v in values
-            )
-        return {name: values[0] if len(values) == 1 else values for name, values in given.items()}
+            given.setdefault(self.query_map.get(key, key), []).extend((key, v) for v in values)
+        repeats = {name: [key for key, _ in pairs] for name, pairs in given.items() if len(pairs) > 1}
+        if repeats:
+            raise RepeatedQueryParameters(repeats)
+        return {name: self._query_value(name, value) for name, [(_, value)] in given.items()}
+
+    def _query_value(self, name: str, value: Any) -> Any:
+        feature = self.features.get(name)
+        return _parse_query_value(value, feature) if feature else value
 
     @cached_property
     def record_model(self) -> type[BaseModel]:

@@ -122,6 +122,47 @@ def test_an_upgrade_deletes_the_single_model_deployments(harness_api):
     assert bootstrap.retire_single_model_deployments(api, templates, ["monitor", "stroke"]) == []
 
 
+def test_existing_deployments_pairs_each_flow_with_its_own_deployments(harness_api):
+    """It names the `flow/model` deployments the server has, not a flow and a name each found elsewhere."""
+    from clinrisk.flows.monitor import monitor
+    from clinrisk.flows.retrain import retrain
+
+    first, second = (f"m{uuid.uuid4().hex[:8]}" for _ in range(2))
+    retrain.to_deployment(name=first).apply()
+    monitor.to_deployment(name=second).apply()
+    asked = [f"{flow}/{model}" for flow in ("retrain", "monitor", "ingest") for model in (first, second)]
+    found = bootstrap.existing_deployments(harness_api.rstrip("/"), asked)
+    assert found == {f"retrain/{first}", f"monitor/{second}"}
+    assert bootstrap.existing_deployments(harness_api.rstrip("/"), []) == set()
+
+
+def test_existing_deployments_asks_once_however_many_names(harness_api, monkeypatch):
+    """When every name is registered, one deployments query answers for all of them (not one each)."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from clinrisk.flows.retrain import retrain
+
+    models = [f"m{uuid.uuid4().hex[:8]}" for _ in range(5)]
+    for model in models:
+        retrain.to_deployment(name=model).apply()
+    queries = []
+    read = SyncPrefectClient.read_deployments
+    monkeypatch.setattr(
+        SyncPrefectClient, "read_deployments", lambda self, **kw: queries.append(kw) or read(self, **kw)
+    )
+    names = [f"retrain/{model}" for model in models]
+    assert bootstrap.existing_deployments(harness_api.rstrip("/"), names) == set(names)
+    assert len(queries) == 1
+
+
+def test_existing_deployments_names_an_unreachable_server():
+    """It fails with a ClinriskError naming the server, not an httpx traceback."""
+    from clinrisk.errors import ClinriskError
+
+    with pytest.raises(ClinriskError, match=r"the Prefect API at http://127\.0\.0\.1:9/api failed"):
+        bootstrap.existing_deployments("http://127.0.0.1:9/api", ["retrain/stroke"])
+
+
 def test_a_waited_runs_outcome_lines_are_its_summaries_titles(harness_api):
     """It reads back the one-line outcome a run published, e.g. that a monitor skipped."""
     from prefect import flow

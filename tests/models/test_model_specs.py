@@ -155,17 +155,47 @@ def test_regression_spec_needs_a_floor():
         ModelSpec.model_validate(raw)
 
 
-@pytest.mark.parametrize("key", ["bp", "blood_pressure"])
-def test_a_feature_given_twice_in_a_query_is_refused(key):
-    """`bp` beside blood_pressure, or blood_pressure twice, fails on blood_pressure: no silent pick."""
+@pytest.mark.parametrize(
+    ("added", "repeats"),
+    [
+        ([("bp", "90")], {"blood_pressure": ["blood_pressure", "bp"]}),
+        ([("blood_pressure", "90")], {"blood_pressure": ["blood_pressure", "blood_pressure"]}),
+        ([("age", "")], {"age": ["age", "age"]}),
+        (
+            [("dpf", "0.1"), ("age", "5"), ("age", "6")],
+            {
+                "diabetes_pedigree_function": ["diabetes_pedigree_function", "dpf"],
+                "age": ["age", "age", "age"],
+            },
+        ),
+        ([("foo", "1"), ("foo", "2")], {"foo": ["foo", "foo"]}),
+    ],
+    ids=["alias-beside-name", "name-twice", "empty-second", "two-features", "unknown-twice"],
+)
+def test_a_feature_given_twice_in_a_query_is_refused(added, repeats):
+    """Each feature given more than once, under its name or an alias, is named with its keys."""
     from werkzeug.datastructures import MultiDict
+
+    from clinrisk.errors import RepeatedQueryParameters
 
     spec = spec_of("diabetes")
     params = MultiDict(DIABETES_QUERY)
-    params.add(key, "90")
-    with pytest.raises(ValidationError) as caught:
-        spec.record_model.model_validate(spec.record_from_query(params), strict=True)
-    assert {e["loc"][0] for e in caught.value.errors()} == {"blood_pressure"}
+    for key, value in added:
+        params.add(key, value)
+    with pytest.raises(RepeatedQueryParameters) as caught:
+        spec.record_from_query(params)
+    assert caught.value.repeats == repeats
+
+
+def test_an_alias_in_a_plain_dict_beside_its_name_is_refused():
+    """A dict cannot repeat a key, but `bp` beside `blood_pressure` still gives one feature twice."""
+    from clinrisk.errors import RepeatedQueryParameters
+
+    spec = spec_of("diabetes")
+    with pytest.raises(RepeatedQueryParameters) as caught:
+        spec.record_from_query({**DIABETES_QUERY, "bp": "90"})
+    assert caught.value.message_for("blood_pressure") == "given 2 times (blood_pressure, bp): give it once"
+    assert str(caught.value) == "blood_pressure: given 2 times (blood_pressure, bp): give it once"
 
 
 @pytest.mark.parametrize(

@@ -213,6 +213,25 @@ def test_cli_adds_refuses_and_reports(tmp_path, new_patients, monkeypatch):
     )
 
 
+def test_cli_add_prints_its_human_line_on_stderr_before_the_json(tmp_path, new_patients):
+    """As train and monitor do: stdout is the JSON line alone (for `| jq`); the human line is on
+    stderr, written first, so a terminal showing both shows it above the JSON."""
+    import os
+
+    env = {**os.environ, "CLINRISK_HOME": str(tmp_path / "home")}
+    path = write_batch(new_patients, tmp_path / "lab.csv")
+    apart = clinrisk(env, "data", "add", str(path))
+    assert apart.returncode == 0 and apart.stderr.splitlines() == ["stroke: 40 rows added from lab.csv"]
+    assert json.loads(apart.stdout)["added"] == 40 and len(apart.stdout.splitlines()) == 1
+    elsewhere = {**env, "CLINRISK_HOME": str(tmp_path / "other-home")}
+    command = [str(VENV_BIN / "clinrisk"), "data", "add", str(path)]
+    merged = subprocess.run(
+        command, env=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert merged.stdout.splitlines()[0] == "stroke: 40 rows added from lab.csv"
+    assert json.loads(merged.stdout.splitlines()[-1])["added"] == 40
+
+
 def test_inbox_files_go_to_done_or_rejected_with_a_reason(settings, new_patients, tmp_path):
     """Each inbox file is added or refused whole and moved; refused ones get a reason file."""
     from clinrisk import inbox

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from threadpoolctl import threadpool_limits
 from web_fakes import FakeRegistry, fit_model, make_app, web_settings
-from web_support import PASSWORD, gunicorn_service, postgres_server, run_clinrisk, service_env
+from web_support import PASSWORD, alices_service, postgres_server, run_clinrisk, service_env
 
 from clinrisk.model import RiskModel
 from clinrisk.web.users import add_api_key, add_user
@@ -79,14 +79,10 @@ def e2e_registry(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def live_service(e2e_registry, tmp_path_factory):
     """`clinrisk serve` (gunicorn, 2 workers, auth on, user alice) on the e2e registry's champion."""
-    home = tmp_path_factory.mktemp("live-home")
-    add_user(home / "users.json", "alice", PASSWORD)
-    key = add_api_key(home / "users.json", "alice")
     # The fuzzer sends many wrong passwords on purpose: the failed-login limit (tested in
     # test_web_login_limits.py) would answer 429 where the schema checks expect 401.
-    env = service_env(home, e2e_registry["spec_dir"], e2e_registry["url"], auth_failure_limit="1000000")
-    with gunicorn_service(env) as service:
-        service.api_key = key
+    home, spec_dir, url = tmp_path_factory.mktemp("live-home"), e2e_registry["spec_dir"], e2e_registry["url"]
+    with alices_service(home, spec_dir, url, auth_failure_limit="1000000") as service:
         yield service
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -144,3 +145,70 @@ def test_a_model_without_a_lean_path_keeps_onnx_and_says_why(logistic_model, rea
                 real_rows[logistic_model.spec.feature_names], real_rows[logistic_model.spec.target.column]
             )
         )
+
+
+def test_onnx_serves_a_model_the_lean_scorer_does_not_cover_and_says_why(logistic_model, real_rows):
+    """/model's reason names the path in use (the ONNX graph) and why: what the lean scorer covers."""
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    (_, preprocess), (_, classifier) = logistic_model.pipeline.steps
+    steps = [
+        ("preprocess", clone(preprocess)),
+        ("rescale", StandardScaler()),
+        ("classifier", clone(classifier)),
+    ]
+    rescaled = Pipeline(steps)
+    rescaled.fit(real_rows[logistic_model.spec.feature_names], real_rows[logistic_model.spec.target.column])
+    model = served(signed(dataclasses.replace(logistic_model, pipeline=rescaled), real_rows))
+    assert model.scorer.path == "onnx"
+    assert model.verification["reason"] == (
+        f"ONNX graph verified against scikit-learn on {len(real_rows)} rows; it serves this model because "
+        f"the lean scorer covers only {bundle.LEAN_SCOPE} (the pipeline is not preprocess + classifier)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("stored", "said"),
+    [
+        (
+            "no lean scorer: NotImplementedError: Ridge has no lean path",
+            f"because the lean scorer covers only {bundle.LEAN_SCOPE} (Ridge has no lean path)",
+        ),
+        (
+            "no lean scorer: RuntimeError: bad graph",
+            "because the lean scorer failed: RuntimeError: bad graph",
+        ),
+        ("the lean scorer differs from scikit-learn by 0.1 > 1e-05", "because the lean scorer differs"),
+    ],
+    ids=["not-covered", "failed", "differs"],
+)
+def test_a_bundle_signed_with_the_old_wording_says_why_in_the_new(logistic_model, real_rows, stored, said):
+    """Versions registered before the rewording read as today's: which path serves, and why."""
+
+    def without_lean(meta):
+        meta["lean"] = {"servable": False, "reason": stored}
+
+    model = served(resigned(signed(logistic_model, real_rows), without_lean))
+    assert model.scorer.path == "onnx" and said in model.verification["reason"]
+    assert "no lean scorer" not in model.verification["reason"]
+
+
+def test_a_lean_scorer_that_fails_its_check_is_a_warning_and_onnx_serves(
+    logistic_model, real_rows, monkeypatch, caplog
+):
+    """A fault in the lean scorer (not a model it does not cover) is logged as a warning and named."""
+    from clinrisk.serving import numpy_scorer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("onnxruntime refused the graph")
+
+    monkeypatch.setattr(numpy_scorer, "LeanScorer", broken)
+    with caplog.at_level("WARNING", logger="clinrisk.bundle"):
+        model = served(signed(logistic_model, real_rows))
+    assert model.scorer.path == "onnx"
+    assert (
+        "the lean scorer failed: RuntimeError: onnxruntime refused the graph" in model.verification["reason"]
+    )
+    assert any(r.levelname == "WARNING" and "failed its check" in r.getMessage() for r in caplog.records)

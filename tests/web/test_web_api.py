@@ -117,6 +117,26 @@ def test_other_spellings_of_an_id_are_422_not_404(client, spelled):
 
 
 @pytest.mark.parametrize(
+    "given", ["nope", "{%s", "%s-", "12345", ""], ids=["word", "brace", "hyphen", "digits", "empty"]
+)
+def test_a_malformed_id_is_explained_not_quoted_as_a_regex(client, given):
+    """The 422 says a prediction id is the UUID a predict route returned, with an example; no pattern."""
+    body = {"prediction_id": given.replace("%s", str(uuid.uuid4())), "outcome": 1}
+    (found,) = client.post("/feedback", json=body).json["errors"]
+    assert found["field"] == "prediction_id" and found["msg"].startswith("not a prediction id: send back")
+    assert "UUID such as '" in found["msg"] and "[0-9a-fA-F]" not in found["msg"] and "^" not in found["msg"]
+
+
+def test_the_openapi_document_still_gives_the_ids_pattern(shared_app):
+    """Clients (and the fuzzer) still read the accepted spellings of an id from the schema."""
+    from clinrisk.web.schemas import UUID_PATTERN
+
+    schemas = shared_app.test_client().get("/openapi.json").json["components"]["schemas"]
+    feedback = [s for s in schemas.values() if s.get("title") in ("Feedback", "RegressionFeedback")]
+    assert feedback and all(s["properties"]["prediction_id"]["pattern"] == UUID_PATTERN for s in feedback)
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"prediction_id": "nope", "outcome": 1},

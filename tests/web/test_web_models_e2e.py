@@ -12,12 +12,10 @@ import pandas as pd
 import pytest
 import requests
 import yaml
-from web_support import PASSWORD, gunicorn_service, run_clinrisk, service_env
+from web_support import PASSWORD, alices_service, run_clinrisk, service_env
 
 from clinrisk.spec import load_spec
-from clinrisk.web.users import add_api_key, add_user
-from models.test_every_model import first_api_record, write_fifth_model
-from support import REPO, mlflow_server, write_fast_spec
+from support import REPO, first_api_record, mlflow_server, write_fast_spec, write_fifth_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("web-models-e2e")]
 
@@ -76,11 +74,7 @@ def wait_until_served(service, names, timeout: float = 120) -> None:
 def service(registry, tmp_path_factory):
     """`clinrisk serve` (2 workers, auth on, user alice) on the registry, polling it every second."""
     home = tmp_path_factory.mktemp("models-home")
-    add_user(home / "users.json", "alice", PASSWORD)
-    key = add_api_key(home / "users.json", "alice")
-    env = service_env(home, registry["specs"], registry["url"], poll_interval_seconds="1")
-    with gunicorn_service(env) as running:
-        running.api_key = key
+    with alices_service(home, registry["specs"], registry["url"], poll_interval_seconds="1") as running:
         wait_until_served(running, TRAINED)
         yield running
 

@@ -76,6 +76,20 @@ def gunicorn_service(env: dict[str, str], *, workers: int = 2) -> Iterator[Servi
             service.stop()
 
 
+@contextmanager
+def alices_service(home: Path, spec_dir: Path, tracking_uri: str, **settings: str) -> Iterator[Service]:
+    """`clinrisk serve` (gunicorn, 2 workers, auth on) with a user alice (PASSWORD and an API key,
+    kept as `service.api_key`); `settings` as in `service_env`."""
+    from clinrisk.web.users import add_api_key, add_user
+
+    home.mkdir(parents=True, exist_ok=True)
+    add_user(home / "users.json", "alice", PASSWORD)
+    key = add_api_key(home / "users.json", "alice")
+    with gunicorn_service(service_env(home, spec_dir, tracking_uri, **settings)) as service:
+        service.api_key = key
+        yield service
+
+
 def postgres_bindir() -> Path | None:
     """Where PostgreSQL's server programs are: `pg_config --bindir`, else PATH, else Debian's layout."""
     import glob

@@ -18,7 +18,7 @@ from clinrisk.web.schemas import (
     EXPLAIN,
     explain_requested,
     json_body,
-    refuse_repeated_parameters,
+    record_from_query,
     validate_feedback,
     validate_records,
 )
@@ -189,8 +189,7 @@ def predict_query(name: str):
     params = request.args.copy()
     if EXPLAIN not in loaded.model.spec.features:
         params.poplist(EXPLAIN)
-    refuse_repeated_parameters(loaded.model.spec, params)
-    return answer(loaded, loaded.model.spec.record_from_query(params))
+    return answer(loaded, record_from_query(loaded.model.spec, params))
 
 
 def receive_feedback(name: str | None):

@@ -5,6 +5,9 @@ floats); orjson is a C encoder. Keys keep their order (Flask's `sort_keys` is of
 anything orjson does not know (dates are known; a Decimal, a set) falls back to Flask's own
 conversion. Requests are still parsed by the standard library: its error messages and its
 treatment of very large integers are what the API's 400/422 answers document.
+
+A response body ends with a newline, as Flask's own `jsonify` writes it, so that `curl` output
+does not run into the shell prompt; `dumps` (also Jinja's `tojson`) writes none.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import orjson
 from flask.json.provider import DefaultJSONProvider
 
 OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+RESPONSE_OPTIONS = OPTIONS | orjson.OPT_APPEND_NEWLINE  # a body ends its line, as Flask's does
 
 
 class OrjsonProvider(DefaultJSONProvider):
@@ -27,5 +31,5 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def response(self, *args: Any, **kwargs: Any):
         obj = self._prepare_response_obj(args, kwargs)
-        body = orjson.dumps(obj, default=DefaultJSONProvider.default, option=OPTIONS)
+        body = orjson.dumps(obj, default=DefaultJSONProvider.default, option=RESPONSE_OPTIONS)
         return self._app.response_class(body, mimetype=self.mimetype)

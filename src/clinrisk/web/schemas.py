@@ -7,12 +7,15 @@ strictly: a string is not a number. Every problem is reported with its field pat
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
 from flask import current_app, request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
+from clinrisk.errors import RepeatedQueryParameters
 from clinrisk.web.errors import ApiError, problem
 
 # The spellings of one UUID that /feedback accepts: any case, with or without hyphens, in braces
@@ -24,6 +27,24 @@ UUID_PATTERN = rf"^(?:{_HEX_UUID}|\{{{_HEX_UUID}\}}|[uU][rR][nN]:[uU][uU][iI][dD
 def canonical_uuid(value: str) -> str:
     """`{0A1B...}`, `urn:uuid:0a1b...` or `0A1B...` -> `0a1b...-...`: one spelling per id."""
     return str(uuid.UUID(value.lower()))
+
+
+def prediction_id(value: str) -> str:
+    """An accepted spelling of a UUID (UUID_PATTERN) in its canonical form; else a validation error
+    that says what a prediction id looks like (pydantic's own would quote the pattern)."""
+    if not re.fullmatch(UUID_PATTERN, value):
+        raise PydanticCustomError(
+            "string_pattern_mismatch",
+            "not a prediction id: send back the prediction_id a predict route returned, a UUID such as "
+            "'0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5' (any case; braces or a urn:uuid: prefix are accepted)",
+        )
+    return canonical_uuid(value)
+
+
+# The OpenAPI document still gives the pattern; the check is `prediction_id`'s, for its message.
+PredictionId = Annotated[
+    str, AfterValidator(prediction_id), Field(json_schema_extra={"pattern": UUID_PATTERN})
+]
 
 
 class ModelRef(BaseModel):
@@ -75,8 +96,7 @@ class PredictionResult(BaseModel):
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Feedback")
 
-    prediction_id: Annotated[str, AfterValidator(canonical_uuid)] = Field(
-        pattern=UUID_PATTERN,
+    prediction_id: PredictionId = Field(
         description="The id /predict returned (any case; braces or a urn:uuid: prefix are accepted)",
     )
     outcome: Literal[0, 1] = Field(description="The observed outcome (1 = the event happened)")
@@ -96,8 +116,7 @@ class RegressionResult(BaseModel):
 class RegressionFeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid", title="RegressionFeedback")
 
-    prediction_id: Annotated[str, AfterValidator(canonical_uuid)] = Field(
-        pattern=UUID_PATTERN,
+    prediction_id: PredictionId = Field(
         description="The id the predict route returned (any case; braces or a urn:uuid: prefix are accepted)",
     )
     outcome: float = Field(
@@ -292,17 +311,12 @@ def validate_feedback(payload: Any, *, regression: bool = False) -> FeedbackIn |
         raise _invalid(_problems(exc)) from None
 
 
-def refuse_repeated_parameters(spec, params) -> None:
-    """422 naming each feature a query string gives more than once (`age=55&age=56`, or `bp=90`
-    beside `blood_pressure=100`): which value was meant cannot be guessed."""
-    given: dict[str, list[str]] = {}
-    for key in params:
-        for _ in params.getlist(key):
-            given.setdefault(spec.query_map.get(key, key), []).append(key)
-    problems = [
-        problem((name,), f"given {len(keys)} times ({', '.join(keys)}): give it once", "repeated_parameter")
-        for name, keys in given.items()
-        if len(keys) > 1
-    ]
-    if problems:
-        raise _invalid(problems)
+def record_from_query(spec, params) -> dict[str, Any]:
+    """The spec's record from query parameters; a feature given twice is a 422 naming it
+    (`age=55&age=56`, or `bp=90` beside `blood_pressure=100`): which value was meant cannot be guessed."""
+    try:
+        return spec.record_from_query(params)
+    except RepeatedQueryParameters as exc:
+        raise _invalid(
+            [problem((name,), exc.message_for(name), "repeated_parameter") for name in exc.repeats]
+        ) from None
