@@ -405,7 +405,8 @@ def alias_target(settings: Settings, name: str, alias: str) -> tuple[str, str] |
     alias or an unreachable registry in the usual words. Never an answer from a cache.
     """
     uri = settings.registry_uri or settings.tracking_uri or ""
-    if os.environ.get("MLFLOW_WORKSPACE") or os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true"):
+    workspaces = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true")
+    if workspaces or os.environ.get("MLFLOW_WORKSPACE"):
         return None
     if uri.startswith("sqlite:///") and "?" not in uri:
         return _sqlite_alias_target(Path(uri.removeprefix("sqlite:///")), name, alias)
@@ -429,8 +430,9 @@ def _sqlite_alias_target(path: Path, name: str, alias: str) -> tuple[str, str] |
 
     if not path.is_file():
         return None
+    read_only = f"file:{quote(str(path))}?mode=ro"  # never creates the database
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=10)) as db:
+        with contextlib.closing(sqlite3.connect(read_only, uri=True, timeout=10)) as db:
             row = db.execute(_ALIAS_QUERY, (name, alias)).fetchone()
     except sqlite3.Error:
         return None
@@ -442,9 +444,10 @@ def _rest_alias_target(uri: str, name: str, alias: str) -> tuple[str, str] | Non
     import requests
 
     env = os.environ.get
-    headers = {"Authorization": f"Bearer {env('MLFLOW_TRACKING_TOKEN')}"} if env("MLFLOW_TRACKING_TOKEN") else {}
-    user, password = env("MLFLOW_TRACKING_USERNAME"), env("MLFLOW_TRACKING_PASSWORD")
-    verify = env("MLFLOW_TRACKING_SERVER_CERT_PATH") or env("MLFLOW_TRACKING_INSECURE_TLS", "").lower() != "true"
+    token, user, password = (env(f"MLFLOW_TRACKING_{k}") for k in ("TOKEN", "USERNAME", "PASSWORD"))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    insecure = env("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true"
+    verify = env("MLFLOW_TRACKING_SERVER_CERT_PATH") or not insecure
     try:
         answer = requests.get(
             f"{uri.rstrip('/')}/api/2.0/mlflow/registered-models/alias",
