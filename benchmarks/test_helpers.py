@@ -141,7 +141,16 @@ def test_batch_render_states_both_targets():
         "file_mb": 63.0,
         "scoring_path": "onnx",
         "tiny": _measured(5.0, 300),
+        "tiny_cold": _measured(9.0, 300),
         "big": _measured(25.0, 460),
+        "big_cold": _measured(29.0, 460),
+        "mlflow": _measured(80.0, 1000),
+        "startup_profile": {
+            "steps": {"import": 0.5, "alias": 0.01},
+            "process_seconds": 0.6,
+            "path": "numpy",
+            "mlflow_imported": False,
+        },
         "small": _measured(9.0, 455),
         "plain": _measured(30.0, 900),
         "plain_times": {"read_seconds": 3.0, "predict_seconds": 20.0},
@@ -157,6 +166,8 @@ def test_batch_render_states_both_targets():
     assert "Throughput target" in text and "met." in text  # 50,000 rows/s against 50,000
     assert "Memory target" in text and "1.01x" in text
     assert "Where the time goes" in text
+    assert "3.2x with the champion cached, met; 2.8x when it is first loaded from the registry" in text
+    assert "5.0 s of the 25.0 s end to end (20%)" in text and "MLflow never imported" in text
 
 
 def test_retrain_render_states_growth_and_the_target():

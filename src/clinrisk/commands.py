@@ -47,12 +47,12 @@ def train(data: Path | None, model_name: str | None, seed: int | None) -> None:
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=50_000, show_default=True)
 def predict(input_path, output_path, model_name, skip_invalid, rejects_path, chunk_rows) -> None:
     """Score a file with the champion: adds probability, prediction and model_version."""
-    from clinrisk import registry
     from clinrisk.predict import score_file
+    from clinrisk.serving.cache import load_champion
     from clinrisk.threads import limited
 
     settings, name = _settings_for(model_name)
-    model = registry.load_served_alias(settings, name, registry.CHAMPION)
+    model, loaded_from = load_champion(settings, name)  # the alias is checked; the bundle may be cached
     with limited(settings.threads):
         report = score_file(
             model,
@@ -63,7 +63,7 @@ def predict(input_path, output_path, model_name, skip_invalid, rejects_path, chu
             skip_invalid=skip_invalid,
             rejects_path=rejects_path,
         )
-    emit_json(asdict(report))
+    emit_json({**asdict(report), "loaded_from": loaded_from})
 
 
 @click.command()

@@ -248,23 +248,25 @@ def _categorical_checks(
     frame: pd.DataFrame, name: str, feature
 ) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
     raw = frame[name]
-    values = _stripped_text(raw, feature.categories)
+    known = raw.isin(feature.categories)
     allowed = ", ".join(feature.categories)
-    checks = [(f"unknown category (allowed: {allowed})", values.notna() & ~values.isin(feature.categories))]
+    unknown = f"unknown category (allowed: {allowed})"
+    if known.all():  # the usual chunk: nothing to strip, nothing unknown, nothing missing
+        none = pd.Series(False, index=raw.index)
+        return raw.astype(object), [(unknown, none)] + ([] if feature.nullable else [("missing value", none)])
+    values = _stripped_text(raw, known)
+    checks = [(unknown, values.notna() & ~values.isin(feature.categories))]
     if not feature.nullable:
         checks.append(("missing value", values.isna()))
     return values.astype(object), checks
 
 
-def _stripped_text(raw: pd.Series, categories: list[str]) -> pd.Series:
+def _stripped_text(raw: pd.Series, known: pd.Series) -> pd.Series:
     """The column as stripped text, missing as pd.NA (as `astype("string").str.strip()` gives).
 
-    Cells that already equal a category, almost all of them in practice, are kept as they are:
-    only the others go through pandas' string methods, which cost a Python call per cell.
+    Cells that already equal a category (`known`), almost all of them in practice, are kept as
+    they are: only the others go through pandas' string methods, which cost a Python call per cell.
     """
-    known = raw.isin(categories)
-    if known.all():
-        return raw.astype(object)
     values = raw.astype(object).copy()
     others = ~known
     values[others] = raw[others].astype("string").str.strip().astype(object)

@@ -395,6 +395,76 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
             raise
 
 
+def alias_target(settings: Settings, name: str, alias: str) -> tuple[str, str] | None:
+    """(version, run id) that an alias names, read without importing MLflow (about 2 s), or None.
+
+    A SQLite store is read with one read-only query of MLflow's own tables; an HTTP(S) server is
+    asked with one REST call (`GET /api/2.0/mlflow/registered-models/alias`). None means "not
+    answered cheaply" (another store, MLflow workspaces or auth plugins, a missing alias, any
+    error): the caller then asks through MLflow (`alias_version`), which reports a missing
+    alias or an unreachable registry in the usual words. Never an answer from a cache.
+    """
+    uri = settings.registry_uri or settings.tracking_uri or ""
+    workspaces = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true")
+    if workspaces or os.environ.get("MLFLOW_WORKSPACE"):
+        return None
+    if uri.startswith("sqlite:///") and "?" not in uri:
+        return _sqlite_alias_target(Path(uri.removeprefix("sqlite:///")), name, alias)
+    if uri.startswith(("http://", "https://")) and not os.environ.get("MLFLOW_TRACKING_AUTH"):
+        return _rest_alias_target(uri, name, alias)
+    return None
+
+
+# MLflow's registry tables (3.x): an alias row names a version; a deleted version is kept as
+# 'Deleted_Internal' (MLflow's own lookup skips it). Any schema change makes the query fail -> None.
+_ALIAS_QUERY = """
+SELECT a.version, v.run_id FROM registered_model_aliases a
+JOIN model_versions v ON v.workspace = a.workspace AND v.name = a.name AND v.version = a.version
+WHERE a.workspace = 'default' AND a.name = ? AND a.alias = ? AND v.current_stage != 'Deleted_Internal'
+"""
+
+
+def _sqlite_alias_target(path: Path, name: str, alias: str) -> tuple[str, str] | None:
+    import sqlite3
+    from urllib.parse import quote
+
+    if not path.is_file():
+        return None
+    read_only = f"file:{quote(str(path))}?mode=ro"  # never creates the database
+    try:
+        with contextlib.closing(sqlite3.connect(read_only, uri=True, timeout=10)) as db:
+            row = db.execute(_ALIAS_QUERY, (name, alias)).fetchone()
+    except sqlite3.Error:
+        return None
+    return (str(row[0]), str(row[1])) if row and row[1] else None
+
+
+def _rest_alias_target(uri: str, name: str, alias: str) -> tuple[str, str] | None:
+    """One GET with the credentials and TLS settings MLflow's own client reads from the environment."""
+    import requests
+
+    env = os.environ.get
+    token, user, password = (env(f"MLFLOW_TRACKING_{k}") for k in ("TOKEN", "USERNAME", "PASSWORD"))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    insecure = env("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true"
+    verify = env("MLFLOW_TRACKING_SERVER_CERT_PATH") or not insecure
+    try:
+        answer = requests.get(
+            f"{uri.rstrip('/')}/api/2.0/mlflow/registered-models/alias",
+            params={"name": name, "alias": alias},
+            headers=headers,
+            auth=(user, password) if user and password else None,
+            verify=verify,
+            cert=env("MLFLOW_TRACKING_CLIENT_CERT_PATH") or None,
+            timeout=10,
+        )
+        found = answer.json().get("model_version", {}) if answer.status_code == 200 else {}
+    except (requests.RequestException, ValueError, AttributeError):
+        return None
+    version, run_id = found.get("version"), found.get("run_id")
+    return (str(version), str(run_id)) if version and run_id else None
+
+
 def _model_exists(settings: Settings, name: str) -> bool:
     from mlflow.exceptions import MlflowException
 

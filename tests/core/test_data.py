@@ -49,6 +49,19 @@ def test_bad_values_name_the_column_and_first_lines(stroke_spec, raw_stroke, col
     assert f"'{column}'" in str(caught.value)
 
 
+@pytest.mark.parametrize("cell", [" Male", "Male  ", "\tMale", None])
+def test_one_odd_category_cell_among_known_ones(stroke_spec, raw_stroke, cell):
+    """A category with spaces around it is accepted stripped; a missing one is named by its line."""
+    frame = corrupt(raw_stroke, "gender", [7], cell)
+    if cell is None:
+        with pytest.raises(DataValidationError, match=r"'gender': missing value \(1 row; line 9\)"):
+            validate_frame(frame, stroke_spec, require_target=True)
+        return
+    clean = validate_frame(frame, stroke_spec, require_target=True)
+    assert clean.loc[7, "gender"] == "Male"
+    assert clean["gender"].tolist() == raw_stroke["gender"].where(raw_stroke.index != 7, "Male").tolist()
+
+
 def test_missing_columns_are_listed(stroke_spec, raw_stroke):
     """It lists every missing column at once."""
     with pytest.raises(DataValidationError, match=r"missing column.*bmi.*smoking_status"):

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 PROMOTION_FILE = "promotion.json"
 META_FILE = "meta.json"
+FROM_CACHE, FROM_REGISTRY = "cache", "registry"
 
 
 def cache_dir(settings: Settings, model_name: str) -> Path:
@@ -73,3 +74,30 @@ def load(directory: Path, key: bytes, name: str) -> bundle.ServedModel | None:
         return None
     served.promotion = promotion
     return served
+
+
+def load_champion(settings: Settings, name: str) -> tuple[bundle.ServedModel, str]:
+    """The champion for batch scoring, and where it came from (`cache` or `registry`).
+
+    The registry is always asked which version is the champion (`registry.alias_target`, one
+    cheap read, no MLflow import); the cached bundle is used only when it verifies and is that
+    very version and run. Otherwise (a moved alias, an empty or refused cache, a store read only
+    through MLflow) the version is loaded from the registry as before and cached for next time.
+    Raises what `registry.load_served_alias` raises.
+    """
+    from clinrisk import registry, signing
+
+    target = registry.alias_target(settings, name, registry.CHAMPION)
+    directory = cache_dir(settings, name)
+    if target is not None:
+        cached = load(directory, signing.load_key(settings), name)
+        if cached is not None and (cached.info.get("version"), cached.meta.get("run_id")) == target:
+            return cached, FROM_CACHE
+        if cached is not None:
+            log.info("the cached %s version %s is no longer the champion", name, cached.info.get("version"))
+    served = registry.load_served_alias(settings, name, registry.CHAMPION)
+    try:
+        save(directory, served)
+    except OSError as exc:
+        log.warning("cannot cache the champion in %s: %s", directory, exc)
+    return served, FROM_REGISTRY
