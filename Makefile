@@ -89,7 +89,7 @@ audit: install ## Check Pipfile.lock's pinned packages for known vulnerabilities
 	.ci/audit.sh
 
 .PHONY: bench
-bench: install ## Run every benchmark on this machine and update benchmarks/RESULTS.md (~15 min on 2 cores)
+bench: system-packages install ## Run every benchmark (11 scripts, wrk installed when missing) and update benchmarks/RESULTS.md
 	$(PY) benchmarks/threshold_study.py $(BENCH_ARGS)
 	$(PY) benchmarks/model_study.py $(BENCH_ARGS)
 	$(PY) benchmarks/serving.py $(BENCH_ARGS)

@@ -38,6 +38,7 @@ SECTIONS = (
     "threshold",
     "models",
     "serving",
+    "worker-profile",
     "startup",
     "journal",
     "login-flood",
@@ -57,6 +58,26 @@ busy machine are noisy: compare numbers from the same run, not across runs.
 
 
 # --- results file -----------------------------------------------------------------------
+
+
+def results_file(text: str) -> Path:
+    """argparse type of `--results`: a file to write, refused before the run if it is a directory."""
+    import argparse
+
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file such as {path / 'RESULTS.md'}")
+    return path
+
+
+def state_dir(text: str) -> Path:
+    """argparse type of `--home`: a state directory (created and trained into when missing)."""
+    import argparse
+
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    return path
 
 
 def results_path(explicit: Path | None, quick: bool) -> Path:

@@ -71,7 +71,7 @@ def render(runs: dict[str, common.Measured], whole: common.Measured) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="Only the whole first start.")
-    parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
+    parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
     args = parser.parse_args(argv)
     common.exit_on_sigterm()
     runs = {} if args.quick else train_each(model_names())

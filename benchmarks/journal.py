@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="Few calls: a smoke run.")
     parser.add_argument("--calls", type=int, default=2000, help="submit() calls per round and variant.")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument("--results", type=common.results_file, default=None)
     return parser.parse_args(argv)
 
 

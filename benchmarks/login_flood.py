@@ -135,6 +135,7 @@ def render(results: list[dict], args) -> str:
         rows,
     )
     return (
+        "## Login flood: a real user's latency while others flood wrong passwords\n\n"
         f"{common.run_stamp()}\n\n`clinrisk serve`, 2 gunicorn workers, auth on; {args.flooders} threads "
         f"post wrong passwords for `alice` without pause while `alice` (a verified password) sends "
         f"{args.requests} predictions one after another.\n\n{table}"
@@ -146,7 +147,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=400, help="The real user's requests per phase.")
     parser.add_argument("--flooders", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="Smoke run: few requests, written under .work/.")
-    parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
+    parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
     args = parser.parse_args(argv)
     if args.quick:
         args.requests = min(args.requests, 60)

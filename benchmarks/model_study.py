@@ -210,7 +210,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--splits", type=int, default=20, help="Holdout splits of the regression.")
     parser.add_argument("--quick", action="store_true", help="Smoke run, written under .work/.")
-    parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
+    parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
     return parser.parse_args(argv)
 
 

@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reloads", type=int, default=40)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="10 reloads")
-    parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument("--results", type=common.results_file, default=None)
     args = parser.parse_args(argv)
     if args.quick:
         args.reloads = 10

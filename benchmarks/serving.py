@@ -242,15 +242,15 @@ def sample_records(spec, rows: int, seed: int) -> list[dict]:
 
 
 def run_levels(
-    servers: list[Server], seconds: dict[str, float], levels: list[int], warmup: float
+    servers: list[Server], seconds: dict[str, float], levels: list[int], warmup: float, threads: int
 ) -> list[LoadResult]:
     """Warm each server up, then measure each level, interleaving servers so noise hits all."""
     for server in servers:
-        drive(server, max(levels), warmup)
+        drive(server, max(levels), warmup, threads)
     results = []
     for level in levels:
         for server in servers:
-            result = drive(server, level, seconds[server.name])
+            result = drive(server, level, seconds[server.name], threads)
             print(
                 f"  {server.name:<26} c={level:<3} {result.throughput:8.1f} req/s"
                 f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
@@ -286,8 +286,9 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
         common.run_stamp(),
         "",
         f"Same champion (trained by `clinrisk train` on the real data), {workers} workers each (gunicorn "
-        "for ours and the hello-world floor, same worker class and keep-alive; uvicorn for MLflow), all "
-        f"up at once on 127.0.0.1. wrk ({args.wrk_threads} threads) with keep-alive connections POSTs one "
+        "for ours and the hello-world floor, same sync worker class, which closes each connection after "
+        "its answer; uvicorn for MLflow), all up at once on 127.0.0.1. "
+        f"wrk ({args.wrk_threads} threads, reconnecting as the servers close) POSTs one "
         "patient per request with an API key (ours checks it: authentication is on, as by default; the "
         f"others ignore the header), rotating over {args.rows} real rows, for {args.seconds:g} s per server "
         f"and level ({args.mlflow_seconds:g} s for MLflow) after {args.warmup:g} s of warm-up, servers "
@@ -307,7 +308,7 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
                 "throughput (req/s)",
                 "% of floor",
                 "x MLflow throughput",
-                "x MLflow CPU / req",
+                "MLflow's server CPU / ours, per request",
             ],
             side,
         ),
@@ -410,8 +411,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="Smoke run: short levels, written under .work/.")
-    parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
-    parser.add_argument("--home", type=Path, default=None, help="Reuse this state directory's champion.")
+    parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
+    parser.add_argument(
+        "--home",
+        type=common.state_dir,
+        default=None,
+        help="State directory to reuse (its champion); created and trained into when it has none.",
+    )
     parser.add_argument("--profile-only", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--records-file", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -531,7 +537,7 @@ def run(args: argparse.Namespace) -> str:
         print(f"agreement: {agree}", flush=True)
         write_bodies(servers, records, home)
         seconds = {s.name: args.mlflow_seconds if s.name == MLFLOW else args.seconds for s in servers}
-        results = run_levels(servers, seconds, args.concurrency, args.warmup)
+        results = run_levels(servers, seconds, args.concurrency, args.warmup, args.wrk_threads)
         stack.close()
         common.save_raw("serving", {"agreement": agree, "startup": startup, "results": results})
         body = render(results, agree, args, args.workers, startup)

@@ -63,7 +63,7 @@ def comparison(runs: dict[str, common.Measured]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="Only the default thread count.")
-    parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
+    parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
     args = parser.parse_args(argv)
     common.exit_on_sigterm()
     runs = {"default": train_once(None)}

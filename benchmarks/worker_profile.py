@@ -16,11 +16,10 @@ import io
 import json
 import os
 import pstats
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,28 +30,16 @@ from serving import WRK_SCRIPT, parse_wrk, sample_records
 CONF = str(common.BENCH_DIR / "profile_worker_conf.py")
 
 
-def start(app: str, port: int, home: Path, profile_dir: Path, chdir: Path | None) -> subprocess.Popen:
+def command_for(app: str, port: int, chdir: Path | None) -> list[str]:
     command = [sys.executable, "-m", "gunicorn", "--config", f"python:{Path(CONF).stem}", "--bind",
                f"127.0.0.1:{port}", "--workers", "1"]  # fmt: skip
-    command += ["--chdir", str(chdir)] if chdir else []
+    return [*command, *(["--chdir", str(chdir)] if chdir else []), app]
+
+
+def server_env(home: Path, profile_dir: Path) -> dict[str, str]:
     env = common.bench_env(home, PROFILE_DIR=str(profile_dir), CLINRISK_AUTH_ENABLED="true")
     env["PYTHONPATH"] = os.pathsep.join([str(common.BENCH_DIR), env.get("PYTHONPATH", "")])
-    return subprocess.Popen([*command, app], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-
-
-def wait_ready(port: int, timeout: float = 120) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server on port {port} not ready after {timeout} s")
+    return env
 
 
 def drive(port: int, bodies: Path, seconds: float, authorization: str) -> dict:
@@ -105,15 +92,17 @@ def profile(app: str, chdir: Path | None, args, records: list[dict], port: int) 
         profile_dir = Path(tmp)
         bodies = profile_dir / "bodies.jsonl"
         bodies.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-        process = start(app, port, args.home, profile_dir, chdir)
-        try:
-            wait_ready(port)
-            drive(port, bodies, 1, args.authorization)  # warm-up
+        log = profile_dir / "server.log"
+        # A free port each time, and our own process checked while waiting: a port another
+        # engineer's server holds would otherwise be profiled in its place.
+        with common.running(
+            command_for(app, port, chdir), server_env(args.home, profile_dir), log
+        ) as process:
+            common.wait_for_http(f"http://127.0.0.1:{port}/ready", process, log, timeout=180)
+            warmup = drive(port, bodies, 1, args.authorization)
             result = drive(port, bodies, args.seconds, args.authorization)
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
-        requests = result["requests"] + 1
+        # The profile covers the worker's whole life: every request it answered counts.
+        requests = warmup["requests"] + result["requests"] + 1
         stats, top = report(profile_dir, requests)
         parts = {label: cumulative_ms(stats, f, fn, requests) for label, f, fn in PARTS}
         return {"requests": requests, "wrk": result, "parts": parts, "top": top}
@@ -168,20 +157,27 @@ def render(ours: dict, floor: dict, args) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, default=None, help="Reuse this state directory's champion.")
+    parser.add_argument(
+        "--home",
+        type=common.state_dir,
+        default=None,
+        help="State directory to reuse (its champion); created and trained into when it has none.",
+    )
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--port", type=int, default=18731)
-    parser.add_argument("--results", type=Path, default=None, help="Results file to update.")
+    parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 3 s each, written under .work/.")
     args = parser.parse_args()
     if args.quick:
         args.seconds = 3
+    common.exit_on_sigterm()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (tools/system-packages.sh does it)")
     records = sample_records(common.load_spec(), 500, seed=0)
     with common.work_dir("worker-profile") as tmp:
         args.home = common.champion_home(args.home, Path(tmp))
         args.authorization = f"Bearer {common.api_key(args.home)}"  # ours checks it; the floor ignores it
-        ours = profile("clinrisk.web:create_app()", None, args, records, args.port)
-        floor = profile("hello_app:create_app()", common.BENCH_DIR, args, records, args.port + 1)
+        ours = profile("clinrisk.web:create_app()", None, args, records, common.free_port())
+        floor = profile("hello_app:create_app()", common.BENCH_DIR, args, records, common.free_port())
     body = render(ours, floor, args)
     print(body)
     common.write_results(common.results_path(args.results, args.quick), "worker-profile", body)
