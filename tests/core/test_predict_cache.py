@@ -70,6 +70,29 @@ def test_a_moved_alias_is_noticed(run, predict):
     assert (report["model_version"], report["loaded_from"]) == ("1", "registry")
 
 
+def test_a_champion_replaced_during_the_download_is_not_cached(run, predict, fast_settings, monkeypatch):
+    """A promotion while predict loads the old champion (which the web service then caches) is not
+    undone in the cache: the version that was replaced is scored but not written over the new one."""
+    run("train")
+    run("train", "--data", str(RAW_STROKE), "--seed", "5")
+    assert run("promote", "1")[0] == 0
+    real_load = registry.load_served_alias
+
+    def load_then_promote(settings, name, alias):
+        served = real_load(settings, name, alias)  # version 1, as the alias said when asked
+        assert run("promote", "2")[0] == 0
+        return served
+
+    monkeypatch.setattr(registry, "load_served_alias", load_then_promote)
+    report, _ = predict()
+    assert (report["model_version"], report["loaded_from"]) == ("1", "registry")
+    monkeypatch.setattr(registry, "load_served_alias", real_load)
+    assert not (cache.cache_dir(fast_settings, "stroke") / META_FILE).exists()
+    report, _ = predict()
+    assert (report["model_version"], report["loaded_from"]) == ("2", "registry")
+    assert predict()[0]["loaded_from"] == "cache"
+
+
 @pytest.mark.parametrize("damage", ["tampered", "emptied"])
 def test_a_cache_that_does_not_verify_is_not_used(run, predict, fast_settings, damage):
     """A tampered or incomplete cache is refused and repaired: the registry's bundle scores the same."""

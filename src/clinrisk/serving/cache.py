@@ -96,6 +96,14 @@ def load_champion(settings: Settings, name: str) -> tuple[bundle.ServedModel, st
         if cached is not None:
             log.info("the cached %s version %s is no longer the champion", name, cached.info.get("version"))
     served = registry.load_served_alias(settings, name, registry.CHAMPION)
+    # Cache it only if it is still the champion: an alias moved during the download (a promotion
+    # the web service has already cached) must not be overwritten with the version it replaced.
+    now = registry.alias_target(settings, name, registry.CHAMPION)
+    if now is not None and now != (served.info.get("version"), served.meta.get("run_id")):
+        log.info(
+            "%s's champion moved while version %s loaded; not caching it", name, served.info.get("version")
+        )
+        return served, FROM_REGISTRY
     try:
         save(directory, served)
     except OSError as exc:
