@@ -10,6 +10,7 @@ import pytest
 import _common as common
 import batch
 import retrain
+import scoring_paths
 import serving
 import threshold_study
 
@@ -217,3 +218,18 @@ def test_margin_sweep_reproduces_train_models_calibrated_threshold(stroke_split)
     sweep = threshold_study.margin_sweep(spec, train, unseen, 0, [margin])[f"{margin:g}"]
     assert sweep["threshold"] == pytest.approx(result.model.threshold, abs=1e-12)
     assert sweep["candidate"] == result.best.name
+
+
+def test_scoring_paths_serves_a_fitted_model_as_a_signed_bundle(stroke_split, tmp_path):
+    """The app built around a fitted RiskModel answers 200 on the bundle's path, as the service would."""
+    import pandas as pd
+
+    *_, result = stroke_split
+    app, client, served = scoring_paths.app_client(result.model, tmp_path)
+    try:
+        answer = scoring_paths.post_ok(client, "/predict").json
+        expected = result.model.predict_proba(pd.DataFrame([scoring_paths.PATIENT]))[0]
+        assert answer["probability"] == pytest.approx(expected, abs=1e-5)
+        assert app.extensions["clinrisk"].holder.state.loaded.scoring.active == served.scorer.path
+    finally:
+        app.extensions["clinrisk"].close()
