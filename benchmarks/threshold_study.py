@@ -6,8 +6,9 @@ Over repeated stratified 80/20 splits of the real data, the 20 % is put aside un
     at precision >= floor + the spec's safety margin, refit on the training part, then the
     promotion gate on the training run's own holdout (no champion yet: `clinrisk.gate.decide`).
     The model is scored on the untouched 20 % at its own threshold;
-(a') the same model refit on every row of the 80 % (holdout included) with the threshold kept
-    from out of fold, scored on the same 20 %;
+(a') the same model refit on every row of the 80 % (holdout included) with the threshold and the
+    calibration map kept from out of fold (as `retraining.served_model` registers it), scored on
+    the same 20 %;
 (b) a plain balanced logistic regression, threshold at the bare floor on out-of-fold predictions
     of the 80 %, refit on the 80 %: the baseline.
 It also sweeps the safety margin (`--margins`; give none to skip the sweep). Each split uses
