@@ -1,11 +1,14 @@
-"""Scoring paths: one request's latency with scikit-learn's DataFrame pipeline against the ONNX scorer.
+"""Scoring paths: one request's latency with scikit-learn's DataFrame pipeline against the ONNX scorers.
 
-Fits both stroke candidates on the real file (no MLflow), then times, for each candidate and
-each path: one row through the scorer alone, one POST /predict through the Flask app (JSON in,
-validation, scoring, JSON out; no network), and a 1,000-row batch. Prints a Markdown table.
+Fits every stroke candidate on the real file (no MLflow) and signs it into the bundle the registry
+would hold (ONNX graph checked against scikit-learn on the spec's file, plus the lean scorer when
+it covers the model). Then times, for each candidate and each path: one row through the scorer
+alone and a 1,000-row batch (scikit-learn, the full ONNX graph, and the lean scorer when there is
+one), and one POST /predict through the Flask app (JSON in, validation, scoring, JSON out; no
+network) on the path the service serves, which is always the bundle's. Prints a Markdown table.
 
     .venv/bin/python benchmarks/scoring_paths.py            # ~1 min on 2 cores
-    .venv/bin/python benchmarks/scoring_paths.py --repeat 50
+    .venv/bin/python benchmarks/scoring_paths.py --quick    # 20 timed calls per figure
 """
 
 from __future__ import annotations
@@ -62,38 +65,83 @@ def fitted_models(spec, frame):
         )
 
 
+def signed_bundle(model, settings, version: str = "1"):
+    """`model` as the service gets it from the registry: a ServedModel read from a bundle signed
+    with `settings`' key, verified on the spec's own data file, with a promotion record.
+
+    The service serves only signed bundles (`clinrisk.serving.champion.ModelSource.load`), never
+    a fitted RiskModel; this is what `clinrisk train` registers and the gate promotes.
+    """
+    from clinrisk import bundle, signing
+    from clinrisk.serving.scorer import load_verification_data
+
+    key = signing.ensure_key(settings)
+    rows, where = load_verification_data(model.spec)
+    if rows is None:
+        raise SystemExit(f"cannot verify the ONNX scorer: {where}")
+    files = bundle.build_bundle(model, rows[model.spec.feature_names], "bench", key)
+    name = model.spec.name
+    served = bundle.read_bundle(files, key, name=name, version=version, run_id="bench")
+    served.promotion = bundle.promotion_record(
+        key, name=name, version=version, run_id="bench", by="benchmark", how="gate", reason="benchmark"
+    )
+    return served
+
+
 class _Source:
-    def __init__(self, model):
-        self.model = model
+    """A model source serving one fitted model as version 1, signed like the registry's."""
+
+    def __init__(self, model, settings):
+        self.served = signed_bundle(model, settings)
 
     def champion_version(self) -> str:
         return "1"
 
     def load(self, version: str):
-        return self.model
+        return self.served
 
 
-def time_requests(model, fast_path: bool, home: Path, repeat: int) -> tuple[float, float]:
-    """Median and p95 of one POST /predict (one patient) through the app, auth off."""
+def app_client(model, home: Path):
+    """A Flask test client of the service serving `model` (auth off), its app and the served model."""
     from clinrisk.settings import load_settings
     from clinrisk.web import create_app
 
-    settings = load_settings(home=home, spec_dir=REPO / "models", auth_enabled=False, fast_path=fast_path)
-    app = create_app(settings, model_source=_Source(model), watch=False)
-    client = app.test_client()
+    settings = load_settings(home=home, spec_dir=REPO / "models", auth_enabled=False)
+    source = _Source(model, settings)
+    app = create_app(settings, model_source=source, watch=False)
+    return app, app.test_client(), source.served
 
-    def call():
-        response = client.post("/predict", json=PATIENT)
-        assert response.status_code == 200, response.json
 
+def post_ok(client, url: str):
+    """POST the README patient; fail loudly on anything but 200, so no error answer is ever timed."""
+    response = client.post(url, json=PATIENT)
+    assert response.status_code == 200, (url, response.status_code, response.json)
+    return response
+
+
+def time_requests(model, home: Path, repeat: int):
+    """The ServedModel the service serves `model` as, and median and p95 of one POST /predict
+    (one patient); it checks the service scores on the bundle's own path."""
+    app, client, served = app_client(model, home)
     try:
-        call()
-        assert app.extensions["clinrisk"].holder.state.loaded.scoring.active == (
-            "onnx" if fast_path else "sklearn"
-        )
-        return timings_ms(call, repeat)
+        post_ok(client, "/predict")
+        active = app.extensions["clinrisk"].holder.state.loaded.scoring.active
+        assert active == served.scorer.path, (active, served.scorer.path)
+        return served, timings_ms(lambda: post_ok(client, "/predict"), repeat)
     finally:
         app.extensions["clinrisk"].close()
+
+
+def scorers(model, served, frame) -> list[tuple[str, object]]:
+    """(path, scorer) for scikit-learn, the full ONNX graph, and the bundle's lean scorer if any."""
+    from clinrisk.serving.scorer import SklearnScorer, build_scorer
+
+    onnx, checked = build_scorer(model, fast_path=True, verification=frame)
+    assert checked.active == "onnx", checked.reason
+    found = [("sklearn", SklearnScorer(model)), ("onnx", onnx)]
+    if served.scorer.path != "onnx":
+        found.append((served.scorer.path, served.scorer))
+    return found
 
 
 def main() -> None:
@@ -105,7 +153,7 @@ def main() -> None:
         args.repeat = 20
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from clinrisk.data import load_training_data
-    from clinrisk.serving.scorer import SklearnScorer, build_scorer, columns_from_frame, columns_from_records
+    from clinrisk.serving.scorer import columns_from_frame, columns_from_records
     from clinrisk.spec import load_spec
 
     spec = load_spec(REPO / "models" / "stroke.yaml")
@@ -119,19 +167,16 @@ def main() -> None:
     ]
     with threadpool_limits(limits=1), tempfile.TemporaryDirectory() as tmp:
         for name, model in fitted_models(spec, frame):
-            lean, path = build_scorer(model, fast_path=True, verification=frame)
-            for label, scorer, fast in (("scikit-learn", SklearnScorer(model), False), ("ONNX", lean, True)):
+            served, request = time_requests(model, Path(tmp) / name, args.repeat)
+            for path, scorer in scorers(model, served, frame):
                 single = timings_ms(lambda s=scorer: s.proba(one), args.repeat)
-                request = time_requests(model, fast, Path(tmp) / f"{name}-{fast}", args.repeat)
                 per_row = timings_ms(lambda s=scorer: s.proba(batch), max(5, args.repeat // 20))[0]
+                timed = f"{request[0]:.2f} / {request[1]:.2f}" if path == served.scorer.path else "not served"
                 rows.append(
-                    f"| {name} | {label} | {single[0]:.3f} / {single[1]:.3f} | {request[0]:.2f} / "
-                    f"{request[1]:.2f} | {per_row:.1f} |"
+                    f"| {name} | {path} | {single[0]:.3f} / {single[1]:.3f} | {timed} | {per_row:.1f} |"
                 )
-            print(
-                f"{name}: ONNX verified on {path.verified_rows} rows, max |Δp| = {path.max_abs_diff:.1e}",
-                file=sys.stderr,
-            )
+            facts = served.verification
+            print(f"{name}: served on {served.scorer.path}, {facts['reason']}", file=sys.stderr)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {args.repeat} timed calls each")
     print("\n".join(rows))
 

@@ -10,6 +10,7 @@ import pytest
 import _common as common
 import batch
 import retrain
+import scoring_paths
 import serving
 import threshold_study
 
@@ -181,3 +182,54 @@ def test_retrain_render_states_growth_and_the_target():
     text = retrain.render(runs, args)
     assert "rows^0.30" in text and "rows^1.10" in text
     assert "missed: time grows as rows^1.10" in text
+
+
+@pytest.fixture(scope="module")
+def stroke_split():
+    """A small stroke training run (1,500 rows) and 500 rows it never saw."""
+    from clinrisk.train import train_model
+
+    spec = common.load_spec()
+    frame = common.real_data(spec).sample(n=2000, random_state=0)
+    part, unseen = threshold_study.outer_split(frame, spec, seed=0)
+    return spec, part, unseen, train_model(spec, part, seed=0)
+
+
+def test_refit_scores_on_the_calibrated_scale_of_the_threshold(stroke_split):
+    """Refit on the rows train_model fitted on, it gives train_model's calibrated risks and decisions."""
+    from clinrisk.train import split_holdout
+
+    spec, part, unseen, result = stroke_split
+    train, _ = split_holdout(part, spec, seed=0)
+    refit = threshold_study.refit_on_every_row(spec, result, train, seed=0)
+    expected = result.model.predict_proba(unseen)
+    assert refit.threshold == result.model.threshold
+    assert refit.predict_proba(unseen) == pytest.approx(expected, abs=1e-9)
+    assert (refit.decide(refit.predict_proba(unseen)) == result.model.decide(expected)).all()
+
+
+def test_margin_sweep_reproduces_train_models_calibrated_threshold(stroke_split):
+    """The sweep at the spec's margin gives train_model's threshold, on the same (calibrated) scale."""
+    from clinrisk.train import split_holdout
+
+    spec, part, unseen, result = stroke_split
+    train, _ = split_holdout(part, spec, seed=0)
+    margin = spec.objective.safety_margin
+    sweep = threshold_study.margin_sweep(spec, train, unseen, 0, [margin])[f"{margin:g}"]
+    assert sweep["threshold"] == pytest.approx(result.model.threshold, abs=1e-12)
+    assert sweep["candidate"] == result.best.name
+
+
+def test_scoring_paths_serves_a_fitted_model_as_a_signed_bundle(stroke_split, tmp_path):
+    """The app built around a fitted RiskModel answers 200 on the bundle's path, as the service would."""
+    import pandas as pd
+
+    *_, result = stroke_split
+    app, client, served = scoring_paths.app_client(result.model, tmp_path)
+    try:
+        answer = scoring_paths.post_ok(client, "/predict").json
+        expected = result.model.predict_proba(pd.DataFrame([scoring_paths.PATIENT]))[0]
+        assert answer["probability"] == pytest.approx(expected, abs=1e-5)
+        assert app.extensions["clinrisk"].holder.state.loaded.scoring.active == served.scorer.path
+    finally:
+        app.extensions["clinrisk"].close()

@@ -6,8 +6,9 @@ Over repeated stratified 80/20 splits of the real data, the 20 % is put aside un
     at precision >= floor + the spec's safety margin, refit on the training part, then the
     promotion gate on the training run's own holdout (no champion yet: `clinrisk.gate.decide`).
     The model is scored on the untouched 20 % at its own threshold;
-(a') the same model refit on every row of the 80 % (holdout included) with the threshold kept
-    from out of fold, scored on the same 20 %;
+(a') the same model refit on every row of the 80 % (holdout included) with the threshold and the
+    calibration map kept from out of fold (as `retraining.served_model` registers it), scored on
+    the same 20 %;
 (b) a plain balanced logistic regression, threshold at the bare floor on out-of-fold predictions
     of the 80 %, refit on the 80 %: the baseline.
 It also sweeps the safety margin (`--margins`; give none to skip the sweep). Each split uses
@@ -79,7 +80,6 @@ def baseline_split(spec, train: pd.DataFrame, holdout: pd.DataFrame, seed: int) 
 
 def ours_split(spec, part: pd.DataFrame, unseen: pd.DataFrame, seed: int) -> dict[str, dict]:
     """Our training and gate on the 80 %, scored on the unseen 20 % as trained and refit on every row."""
-    from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
     from clinrisk.errors import NoThresholdError
@@ -99,18 +99,42 @@ def ours_split(spec, part: pd.DataFrame, unseen: pd.DataFrame, seed: int) -> dic
     common_facts = {"threshold": model.threshold, "candidate": result.best.name, "champion": gate.promote}
     as_trained = classification_metrics(unseen[target], model.predict_proba(unseen), model.threshold)
     with threadpool_limits(limits=1, user_api="openmp"):
-        refit = clone(model.pipeline).fit(part[spec.feature_names], part[target])
-    refit_proba = refit.predict_proba(unseen[spec.feature_names])[:, 1]
+        refit = refit_on_every_row(spec, result, part, seed)
     return {
         "ours": {**as_trained, **common_facts},
-        "refit": {**classification_metrics(unseen[target], refit_proba, model.threshold), **common_facts},
+        "refit": {
+            **classification_metrics(unseen[target], refit.predict_proba(unseen), refit.threshold),
+            **common_facts,
+        },
     }
 
 
+def refit_on_every_row(spec, result, part: pd.DataFrame, seed: int):
+    """The model `clinrisk.retraining.served_model` would register: the chosen candidate refit on every
+    row, with the out-of-fold threshold AND calibration map kept together (both on the calibrated scale).
+
+    The refit pipeline's own scores are raw (class-weighted); compared with the calibrated threshold
+    they would flag the wrong patients, so scoring goes through `RiskModel.predict_proba`.
+    """
+    from clinrisk.features import build_pipeline
+    from clinrisk.model import RiskModel
+
+    candidate = next(c for c in spec.candidates if c.name == result.best.name)
+    pipeline = build_pipeline(spec, candidate, seed).fit(part[spec.feature_names], part[spec.target.column])
+    model = result.model
+    return RiskModel(
+        pipeline=pipeline, threshold=model.threshold, spec_yaml=model.spec_yaml, calibration=model.calibration
+    )
+
+
 def margin_sweep(spec, train: pd.DataFrame, holdout: pd.DataFrame, seed: int, margins) -> dict[str, dict]:
-    """Train's own steps with each safety margin; out-of-fold scores and refits computed once."""
+    """Train's own steps with each safety margin; out-of-fold scores, refits and calibrations computed once.
+
+    Thresholds and probabilities are on train_model's calibrated scale, so they compare with (a).
+    """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    from clinrisk.calibration import fit_platt
     from clinrisk.errors import NoThresholdError
     from clinrisk.evaluate import classification_metrics
     from clinrisk.features import build_pipeline
@@ -119,7 +143,7 @@ def margin_sweep(spec, train: pd.DataFrame, holdout: pd.DataFrame, seed: int, ma
 
     y = train[spec.target.column].to_numpy()
     oof = {c.name: out_of_fold_scores(spec, c, train, seed) for c in spec.candidates}
-    fitted, proba = {}, {}
+    fitted, proba, calibrations = {}, {}, {}
     results = {}
     for margin in margins:
         scores = []
@@ -141,10 +165,18 @@ def margin_sweep(spec, train: pd.DataFrame, holdout: pd.DataFrame, seed: int, ma
             continue
         if best.name not in fitted:
             candidate = next(c for c in spec.candidates if c.name == best.name)
+            try:  # train_model's calibration: Platt's map fitted on the same out-of-fold scores.
+                calibrations[best.name] = fit_platt(y, oof[best.name])
+            except NoThresholdError as exc:
+                results[f"{margin:g}"] = {"failure": str(exc)}
+                continue
             fitted[best.name] = build_pipeline(spec, candidate, seed).fit(train[spec.feature_names], y)
-            proba[best.name] = fitted[best.name].predict_proba(holdout[spec.feature_names])[:, 1]
-        metrics = classification_metrics(holdout[spec.target.column], proba[best.name], best.choice.threshold)
-        results[f"{margin:g}"] = {**metrics, "threshold": best.choice.threshold, "candidate": best.name}
+            raw = fitted[best.name].predict_proba(holdout[spec.feature_names])[:, 1]
+            proba[best.name] = calibrations[best.name].apply(raw)
+        # Moved onto the calibrated scale exactly as calibrate_model moves it: the same patients flagged.
+        threshold = float(calibrations[best.name].apply(np.array([best.choice.threshold]))[0])
+        metrics = classification_metrics(holdout[spec.target.column], proba[best.name], threshold)
+        results[f"{margin:g}"] = {**metrics, "threshold": threshold, "candidate": best.name}
     return results
 
 
@@ -284,7 +316,9 @@ def render(table: dict[str, dict], spec, seeds: list[int], check: str, seconds: 
             f"{len(seeds)} stratified 80/20 splits of the real data (seeds {seeds[0]} to {seeds[-1]}): "
             "training, threshold and gate see only the 80 %, as `clinrisk train --data` would; every "
             "figure is measured on the untouched 20 %, at the model's own threshold. Thresholds come "
-            f"from {spec.training.cv_folds}-fold out-of-fold predictions. Mean ± sd over splits. "
+            f"from {spec.training.cv_folds}-fold out-of-fold predictions; ours are on the calibrated "
+            "scale the model serves (Platt's map, kept with the model and its refit), (b)'s on its own "
+            "uncalibrated one. Mean ± sd over splits. "
             f"The floor is precision ≥ {floor:g}; a split with no feasible threshold counts as missing "
             f"it and as having no champion. Took {seconds:.0f} s.",
             "",
