@@ -131,7 +131,7 @@ test-browser: install system-packages ## Browser tests (headless Chromium); SCRE
 	$(PY) -m pytest tests/web/test_web_browser.py -n 0 $(PYTEST_ARGS)
 
 .PHONY: bench-scoring
-bench-scoring: install ## Time one request on the scikit-learn and the ONNX scoring paths
+bench-scoring: install ## Time one scoring call on each path (scikit-learn, ONNX, lean) and one request on the served path, per candidate
 	$(PY) benchmarks/scoring_paths.py $(BENCH_ARGS)
 
 .PHONY: bench-proxy
