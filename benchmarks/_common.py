@@ -141,9 +141,24 @@ def run_stamp(argv: list[str] | None = None) -> str:
     command = " ".join([Path(argv[0]).name, *argv[1:]])
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"_Run {now} on {cpu_model()} ({os.cpu_count()} cores) with `{command}`; load average "
-        f"{load_average()} (1, 5, 15 min) when it finished._"
+        f"_Run {now} on {cpu_model()} ({os.cpu_count()} cores) with `{command}` at {git_commit()}; "
+        f"load average {load_average()} (1, 5, 15 min) when it finished._"
     )
+
+
+def git_commit() -> str:
+    """The checked-out commit (short hash, `+changes` when the tree differs), or 'an unknown commit'."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "an unknown commit"
+    return f"commit {commit}" + (" +changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:

@@ -195,7 +195,7 @@ def growth_lines(runs: list[dict]) -> list[str]:
     lines = []
     for small, big in itertools.pairwise(runs):
         times, rows = big["seconds"] / small["seconds"], big["rows"] / small["rows"]
-        lines.append(f"- {small['rows']:,} → {big['rows']:,} rows: time x{times:.2f} for x{rows:.0f} rows "
+        lines.append(f"- {small['rows']:,} → {big['rows']:,} rows: time x{times:.2f} for x{rows:.3g} rows "
                      f"(time ∝ rows^{growth_exponent(small, big):.2f})")  # fmt: skip
     exponent = growth_exponent(runs[-2], runs[-1])
     verdict = "met" if exponent <= 1.0 else f"missed: time grows as rows^{exponent:.2f}"

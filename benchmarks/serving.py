@@ -218,6 +218,19 @@ def ask(server: Server, records: list[dict]) -> list[float]:
     return probabilities(response.json())
 
 
+def require_authentication(servers: list[Server], record: dict) -> None:
+    """Prove that ours checks the key: the same request without it must be a 401."""
+    import requests
+
+    for server in servers:
+        if server.name != OURS:
+            continue
+        url = f"http://{HOST}:{server.port}{server.path}"
+        answer = requests.post(url, data=server.body([record]), headers=JSON_HEADERS, timeout=60)
+        if answer.status_code != 401:
+            raise RuntimeError(f"{OURS} answered {answer.status_code} without an API key: auth is not on")
+
+
 def agreement(servers: list[Server], records: list[dict], singles: int) -> dict:
     """Ours and MLflow's probabilities for the same rows, as one batch and as single requests."""
     servers = [s for s in servers if s.name in (OURS, MLFLOW)]
@@ -289,7 +302,8 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
         "for ours and the hello-world floor, same sync worker class, which closes each connection after "
         "its answer; uvicorn for MLflow), all up at once on 127.0.0.1. "
         f"wrk ({args.wrk_threads} threads, reconnecting as the servers close) POSTs one "
-        "patient per request with an API key (ours checks it: authentication is on, as by default; the "
+        "patient per request with an API key (ours checks it: authentication is on, as by default, and "
+        "the same request without the key was checked to be a 401; the "
         f"others ignore the header), rotating over {args.rows} real rows, for {args.seconds:g} s per server "
         f"and level ({args.mlflow_seconds:g} s for MLflow) after {args.warmup:g} s of warm-up, servers "
         "interleaved. wrk and the servers share the same cores, and other engineers' jobs share them too: "
@@ -421,8 +435,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-only", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--records-file", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.seconds, args.mlflow_seconds, args.warmup, args.profile_requests = 5.0, 5.0, 1.0, 300
+    if args.quick:  # shorter runs, except where a value was given on the command line
+        quick = {"seconds": 5.0, "mlflow_seconds": 5.0, "warmup": 1.0, "profile_requests": 300}
+        for name, value in quick.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     return args
 
 
@@ -533,6 +550,7 @@ def run(args: argparse.Namespace) -> str:
         home = common.champion_home(args.home, Path(tmp))
         print("starting servers ...", flush=True)
         servers, startup = start_servers(args.servers, home, args.workers, stack)
+        require_authentication(servers, records[0])
         agree = agreement(servers, records[:200], singles=20)
         print(f"agreement: {agree}", flush=True)
         write_bodies(servers, records, home)

@@ -60,7 +60,8 @@ def measure(home: Path, repeats: int, workers: int) -> dict[str, list[float]]:
         shutil.rmtree(cache, ignore_errors=True)
         found["with download"].append(time_to_ready(home, workers))
         found["cached"].append(time_to_ready(home, workers))  # the first start filled the cache
-        print({k: [round(v, 2) for v in values] for k, values in found.items()}, flush=True)
+        done = "; ".join(f"{k}: {', '.join(f'{v:.2f} s' for v in values)}" for k, values in found.items())
+        print(f"start {len(found['cached'])} of {repeats}: {done}", flush=True)
     return found
 
 

@@ -167,7 +167,7 @@ def main() -> int:
     parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 3 s each, written under .work/.")
     args = parser.parse_args()
-    if args.quick:
+    if args.quick and args.seconds == parser.get_default("seconds"):  # an explicit --seconds wins
         args.seconds = 3
     common.exit_on_sigterm()
     if not shutil.which("wrk"):
