@@ -26,7 +26,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from clinrisk.errors import RegistryError
 from clinrisk.predlog import PredictionLogError
 from clinrisk.web import cards
-from clinrisk.web.api import explanations_for, score
+from clinrisk.web.api import explanations_for, score, served
 from clinrisk.web.auth import check_form_login
 from clinrisk.web.errors import ApiError
 from clinrisk.web.patient_form import bar_chart, form_fields, holdout_terms, parse_form
@@ -173,6 +173,7 @@ def _page(loaded, **values):
 
 def _champion(name: str | None):
     """The model's champion; an unknown name is a 404 and a model without one a 503 (both as pages)."""
+    served(name)  # labels the request's metrics with the model, as the API does
     _, loaded = _runtime().serving(name)
     return loaded
 
