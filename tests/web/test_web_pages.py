@@ -324,6 +324,9 @@ def test_a_second_model_assesses_logs_and_records_an_outcome(models_app):
     row = _logged(models_app, "diabetes", prediction_id)
     assert row["model_version"] == "3" and row["outcome"] == 1 and row["glucose"] == 200
     assert row["requested_by"] == "alice"
+    metrics = models_app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'endpoint="/models/<name>/page",method="POST",model="diabetes",status="200"' in metrics
+    assert 'clinrisk_predictions_total{model="diabetes",version="3"}' in metrics
 
 
 def test_an_outcome_goes_only_to_the_model_and_session_that_predicted(models_app):
