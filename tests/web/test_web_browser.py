@@ -1,5 +1,6 @@
 """The patient page in a real browser: Debian's headless Chromium driven by Selenium, against
-`clinrisk serve` (gunicorn) on a real `mlflow server` champion.
+`clinrisk serve` (gunicorn) on a real `mlflow server` champion, and a second service that also
+serves a diabetes champion trained into the same registry (a second model's page).
 
 Set SCREENSHOT_DIR to keep screenshots of the answer and the card (the README's come from here).
 """
@@ -10,16 +11,21 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
+import yaml
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from web_support import PASSWORD, PATIENT
+from web_support import PASSWORD, PATIENT, alices_service, run_clinrisk, service_env
+
+from support import REPO, write_fast_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web-e2e")]
 
@@ -27,17 +33,22 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def start_chromium(profile: Path) -> webdriver.Chrome:
     """Headless Chromium with its network log on (to see every request the page makes)."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1500"):
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.implicitly_wait(10)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
     yield driver
     driver.quit()
 
@@ -45,13 +56,18 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def logged_in(browser, live_service):
     """The browser after logging in as alice through the login form."""
-    browser.get(f"{live_service.url}/")
+    log_in(browser, f"{live_service.url}/")
+    return browser
+
+
+def log_in(browser, url: str) -> None:
+    """Open `url`, which redirects to the login form, and log in as alice."""
+    browser.get(url)
     assert "/login" in browser.current_url
     browser.find_element(By.ID, "username").send_keys("alice")
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login").click()
     browser.find_element(By.ID, "assess")
-    return browser
 
 
 def fill_patient(browser, patient: dict) -> None:
@@ -143,3 +159,74 @@ def test_the_page_loads_nothing_from_another_origin(logged_in, live_service):
     service = urlsplit(live_service.url)
     assert urls, "the performance log recorded no request"
     assert {(urlsplit(u).scheme, urlsplit(u).netloc) for u in urls} == {(service.scheme, service.netloc)}
+
+
+DIABETIC = {
+    "pregnancies": 3,
+    "glucose": 200,
+    "blood_pressure": 100,
+    "skin_thickness": 50,
+    "insulin": 200,
+    "bmi": 40,
+    "diabetes_pedigree_function": 0.5,
+    "age": 55,
+}
+
+
+def write_fast_diabetes_spec(directory: Path) -> None:
+    """A copy of the diabetes spec with one quick candidate and 3 folds, its data path absolute."""
+    raw = yaml.safe_load((REPO / "models" / "diabetes.yaml").read_text())
+    raw["data"]["path"] = str(REPO / raw["data"]["path"])
+    raw["candidates"] = [c for c in raw["candidates"] if c["name"] == "logistic_regression"]
+    raw["training"].update(cv_folds=3)
+    (directory / "diabetes.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def wait_until_served(url: str, name: str, timeout: float = 120) -> None:
+    """Until both workers serve a champion of `name` (the watcher loads a second model after start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answers = [requests.get(f"{url}/ready", timeout=30).json()["models"][name] for _ in range(4)]
+        if all(a["version"] for a in answers):
+            return
+        time.sleep(0.25)
+    raise TimeoutError(f"{name} had no champion in every worker within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def two_models(e2e_registry, tmp_path_factory):
+    """`clinrisk serve` on the e2e registry with stroke and a diabetes champion trained beside it.
+
+    Its specs sit beside the e2e registry's (one signing key per registry); a second Chromium keeps
+    its session cookie apart from the first service's (both run on 127.0.0.1).
+    """
+    specs = e2e_registry["root"] / "browser-specs"
+    write_fast_spec(specs)
+    write_fast_diabetes_spec(specs)
+    trainer = service_env(e2e_registry["root"] / "browser-trainer", specs, e2e_registry["url"])
+    run_clinrisk(trainer, "train", "--model", "diabetes")
+    home = tmp_path_factory.mktemp("two-models-home")
+    with alices_service(home, specs, e2e_registry["url"]) as service:
+        wait_until_served(service.url, "diabetes")
+        driver = start_chromium(tmp_path_factory.mktemp("chromium-two-models"))
+        yield service, driver
+        driver.quit()
+
+
+def test_a_second_model_is_assessed_from_its_own_page(two_models):
+    """From the stroke page's model list to diabetes: its form, its risk and reasons, and an outcome."""
+    service, browser = two_models
+    log_in(browser, f"{service.url}/")
+    browser.find_element(By.CSS_SELECTOR, '#models a[data-model="diabetes"]').click()
+    assert browser.current_url.endswith("/models/diabetes/page")
+    assert not browser.find_elements(By.NAME, "gender")
+    fill_patient(browser, DIABETIC)
+    assert re.fullmatch(r"\d+\.\d %", browser.find_element(By.ID, "risk").text)
+    assert browser.find_element(By.ID, "decision").text.startswith(("Flagged", "Not flagged"))
+    card = browser.find_element(By.ID, "model-card").get_attribute("href")
+    assert re.search(r"/models/diabetes/\d+/card$", card)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#reasons .reason")) == 5
+    browser.find_element(By.ID, "outcome-1").click()
+    assert "had diabetes onset" in browser.find_element(By.ID, "outcome-recorded").text
+    browser.get(f"{service.url}/models/nope/page")
+    assert "this service serves stroke, diabetes" in browser.find_element(By.ID, "message").text

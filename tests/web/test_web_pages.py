@@ -1,10 +1,14 @@
-"""The patient page and the model cards on the Flask test client, with a champion from the registry."""
+"""The patient pages and the model cards on the Flask test client: the stroke page with a champion
+from the registry, and every other served model's page on fake registries."""
 
 from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
+from web_fakes import FakeRegistry, fitted_from_file, web_settings
 from web_support import PASSWORD, PATIENT
 
 from clinrisk import predlog
@@ -207,3 +211,220 @@ def test_workers_share_one_generated_session_secret(tmp_path):
     assert (tmp_path / "home" / "session-secret").stat().st_mode & 0o777 == 0o600
     configured = load_settings(home=tmp_path / "other", session_secret="x" * 40)
     assert session_secret(configured) == "x" * 40
+
+
+# ---- every served model's page: stroke, diabetes and the regression with a champion, anemia without
+
+DIABETIC = {
+    "pregnancies": "3",
+    "glucose": "200",
+    "blood_pressure": "100",
+    "skin_thickness": "50",
+    "insulin": "200",
+    "bmi": "40",
+    "diabetes_pedigree_function": "0.5",
+    "age": "55",
+}
+PROGRESSION = {
+    "age": "59",
+    "sex": "2",
+    "bmi": "32.1",
+    "blood_pressure": "101",
+    "total_cholesterol": "157",
+    "ldl": "93.2",
+    "hdl": "38",
+    "cholesterol_hdl_ratio": "4",
+    "log_triglycerides": "4.86",
+    "glucose": "87",
+}
+
+
+@pytest.fixture(scope="module")
+def models_app(tmp_path_factory, logistic_model):
+    """Every model in models/ served from its own fake registry, auth on, users alice and bob."""
+    with threadpool_limits(limits=1):
+        diabetes = fitted_from_file("diabetes", "logistic_regression")
+        progression = fitted_from_file("diabetes_progression", "ridge")
+    sources = {
+        "stroke": FakeRegistry({"1": logistic_model}, "1"),
+        "diabetes": FakeRegistry({"3": diabetes}, "3"),
+        "anemia": FakeRegistry({}, None),
+        "diabetes_progression": FakeRegistry({"7": progression}, "7"),
+    }
+    settings = web_settings(tmp_path_factory.mktemp("model-pages"), fast_path=False)
+    for source in sources.values():
+        source.settings = settings
+    add_user(settings.users_file, "alice", PASSWORD)
+    add_user(settings.users_file, "bob", PASSWORD)
+    app = create_app(settings, model_source=sources, watch=False)
+    yield app
+    app.extensions["clinrisk"].close()
+
+
+def _assess_with(client, name: str, form: dict):
+    token = _token(client.get(f"/models/{name}/page").get_data(as_text=True))
+    return client.post(f"/models/{name}/page", data={**form, "csrf_token": token})
+
+
+def _record(client, name: str, page: str, outcome: str):
+    prediction_id = re.search(r'name="prediction_id" value="([^"]+)"', page).group(1)
+    data = {"prediction_id": prediction_id, "outcome": outcome, "csrf_token": _token(page)}
+    return prediction_id, client.post(f"/models/{name}/outcome", data=data)
+
+
+def _logged(app, name: str, prediction_id: str):
+    """The prediction's row in the log, once the writer has written its queue."""
+    writer = app.extensions["clinrisk"].writer
+    writer.flush()
+    return predlog.read_window(writer.engine, name).set_index("prediction_id").loc[prediction_id]
+
+
+def test_a_second_models_page_has_its_own_form_and_lists_every_model(models_app):
+    """/models/diabetes/page draws the diabetes spec's fields, posts to itself and links every model."""
+    response = _logged_in(models_app).get("/models/diabetes/page")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    for name in DIABETIC:
+        assert f'name="{name}"' in page
+    assert 'name="gender"' not in page and 'action="/models/diabetes/page"' in page
+    assert 'action="/models/diabetes/outcome"' not in page  # no answer yet, no outcome form
+    assert "Plasma glucose 2 h into an oral glucose tolerance test" in page and 'max="400.0"' in page
+    links = dict(re.findall(r'<a href="([^"]+)" data-model="([^"]+)"', page))
+    assert links == {
+        "/": "stroke",
+        "/models/anemia/page": "anemia",
+        "/models/diabetes/page": "diabetes",
+        "/models/diabetes_progression/page": "diabetes_progression",
+    }
+    assert re.search(r'data-model="diabetes" aria-current="page"', page)
+
+
+def test_the_stroke_page_lists_the_models_and_keeps_its_addresses(models_app):
+    """/ still serves stroke, posting to / and /outcome, with the list of served models."""
+    client = _logged_in(models_app)
+    page = client.get("/").get_data(as_text=True)
+    assert 'name="gender"' in page and 'action="/"' in page and 'data-model="diabetes"' in page
+    answered = _assess(client).get_data(as_text=True)
+    assert 'action="/outcome"' in answered and 'id="risk"' in answered
+
+
+def test_a_second_model_assesses_logs_and_records_an_outcome(models_app):
+    """A diabetes assessment shows risk, decision, card and reasons, is logged, and takes an outcome."""
+    client = _logged_in(models_app)
+    response = _assess_with(client, "diabetes", DIABETIC)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 0 < float(re.search(r'id="risk">([\d.]+) %', page).group(1)) < 100
+    assert re.search(r'id="decision" class="(flagged|not-flagged)"', page)
+    assert "Risk of diabetes onset" in page and 'href="/models/diabetes/3/card"' in page
+    assert page.count('class="reason"') == 5 and 'data-feature="glucose"' in page
+    prediction_id, recorded = _record(client, "diabetes", page, "1")
+    assert recorded.status_code == 200
+    assert "recorded: had diabetes onset" in recorded.get_data(as_text=True)
+    row = _logged(models_app, "diabetes", prediction_id)
+    assert row["model_version"] == "3" and row["outcome"] == 1 and row["glucose"] == 200
+    assert row["requested_by"] == "alice"
+    metrics = models_app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'endpoint="/models/<name>/page",method="POST",model="diabetes",status="200"' in metrics
+    assert 'clinrisk_predictions_total{model="diabetes",version="3"}' in metrics
+
+
+def test_an_outcome_goes_only_to_the_model_and_session_that_predicted(models_app):
+    """A stroke prediction cannot be recorded through diabetes, nor Alice's diabetes one by Bob."""
+    alice = _logged_in(models_app, "alice")
+    stroke_page = _assess(alice).get_data(as_text=True)
+    _, crossed = _record(alice, "diabetes", stroke_page, "1")
+    assert crossed.status_code == 404
+    diabetes_page = _assess_with(alice, "diabetes", DIABETIC).get_data(as_text=True)
+    bob = _logged_in(models_app, "bob")
+    bobs_page = bob.get("/models/diabetes/page").get_data(as_text=True)
+    prediction_id = re.search(r'name="prediction_id" value="([^"]+)"', diabetes_page).group(1)
+    response = bob.post(
+        "/models/diabetes/outcome",
+        data={"prediction_id": prediction_id, "outcome": "0", "csrf_token": _token(bobs_page)},
+    )
+    assert response.status_code == 404
+
+
+def test_a_models_page_needs_a_login_and_a_csrf_token_and_sends_the_security_headers(models_app):
+    """Anonymous visitors go to the login form; a forged token is a 400; headers as on every page."""
+    anonymous = models_app.test_client().get("/models/diabetes/page")
+    assert anonymous.status_code == 302
+    assert anonymous.headers["Location"] == "/login?next=/models/diabetes/page"
+    client = _logged_in(models_app)
+    for data in ({**DIABETIC, "csrf_token": "forged"}, DIABETIC):
+        assert client.post("/models/diabetes/page", data=data).status_code == 400
+    response = client.get("/models/diabetes/page")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_bad_values_on_a_second_models_page_show_beside_their_field(models_app):
+    """A diabetes value out of its spec's range is a 422 with the API's message beside the field."""
+    response = _assess_with(_logged_in(models_app), "diabetes", {**DIABETIC, "glucose": "900"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'id="answer"' not in page
+    assert "less than or equal to 400" in re.search(r'id="glucose-error">([^<]+)<', page).group(1)
+
+
+@pytest.mark.parametrize("name", ["nope", "stroke.yaml", "..", "x" * 300, "Stroke"])
+def test_an_unknown_model_is_a_404_page_naming_the_served_models(models_app, name):
+    """An unknown name is an HTML 404 naming the served models, never a file path, for GET and POST."""
+    client = _logged_in(models_app)
+    response = client.get(f"/models/{name}/page")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert "Unknown model" in page and 'data-model="anemia"' in page
+    assert "this service serves stroke, anemia, diabetes, diabetes_progression" in page
+    assert str(models_app.extensions["clinrisk"].settings.spec_dir) not in page
+    token = _token(client.get("/").get_data(as_text=True))
+    assert client.post(f"/models/{name}/page", data={**DIABETIC, "csrf_token": token}).status_code == 404
+
+
+def test_a_model_without_a_champion_says_so_like_the_stroke_page(models_app, tmp_path):
+    """anemia has no champion: its page is the same 503 message the stroke page gives without one."""
+    client = _logged_in(models_app)
+    response = client.get("/models/anemia/page")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "3600"
+    assert "Cannot answer now" in page and "no champion model is loaded for anemia" in page
+    token = _token(client.get("/").get_data(as_text=True))
+    assert client.post("/models/anemia/page", data={"csrf_token": token}).status_code == 503
+    settings = web_settings(tmp_path / "home", auth_enabled=False)
+    empty = FakeRegistry({}, None, settings)
+    stroke_app = create_app(settings, model_source=empty, watch=False)
+    stroke_page = stroke_app.test_client().get("/")
+    assert stroke_page.status_code == 503
+    assert "Cannot answer now" in stroke_page.get_data(as_text=True)
+    assert "no champion model is loaded for stroke" in stroke_page.get_data(as_text=True)
+    stroke_app.extensions["clinrisk"].close()
+
+
+def test_a_regression_shows_its_predicted_value_and_takes_the_observed_one(models_app):
+    """diabetes_progression answers a number (no risk, threshold or flag), logged, with a numeric outcome."""
+    client = _logged_in(models_app)
+    form_page = client.get("/models/diabetes_progression/page").get_data(as_text=True)
+    assert "no risk, no threshold" in form_page and 'name="total_cholesterol"' in form_page
+    response = _assess_with(client, "diabetes_progression", PROGRESSION)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    value = float(re.search(r'id="predicted-value">([-\d.]+)<', page).group(1))
+    assert 25 < value < 346  # inside the range of the training targets
+    assert 'id="risk"' not in page and 'id="decision"' not in page and "classifications only" in page
+    prediction_id, recorded = _record(client, "diabetes_progression", page, "152.5")
+    assert recorded.status_code == 200 and "observed progression 152.5" in recorded.get_data(as_text=True)
+    row = _logged(models_app, "diabetes_progression", prediction_id)
+    assert row["model_version"] == "7" and row["outcome"] == 152.5
+    assert row["prediction"] == pytest.approx(value, abs=0.05) and pd.isna(row["probability"])
+
+
+@pytest.mark.parametrize("outcome", ["", "much", "nan", "inf", "1e999"])
+def test_a_regression_outcome_must_be_a_finite_number(models_app, outcome):
+    """A regression's observed value that is not a finite number is a 422 page, and nothing is recorded."""
+    client = _logged_in(models_app)
+    page = _assess_with(client, "diabetes_progression", PROGRESSION).get_data(as_text=True)
+    prediction_id, response = _record(client, "diabetes_progression", page, outcome)
+    assert response.status_code == 422
+    assert "must be a number" in response.get_data(as_text=True)
+    assert pd.isna(_logged(models_app, "diabetes_progression", prediction_id)["outcome"])

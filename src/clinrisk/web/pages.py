@@ -1,4 +1,8 @@
-"""The patient page at `/` and the model cards, server-rendered (Jinja, no JavaScript, no CDN).
+"""The patient pages and the model cards, server-rendered (Jinja, no JavaScript, no CDN).
+
+`/` assesses a patient with the default model (CLINRISK_MODEL_NAME), `/models/<name>/page` with
+any served model, its form built from that champion's spec; a regression shows its predicted
+value (no probability, threshold or reasons) and takes the observed value as its outcome.
 
 Login uses the same users file as the API, kept in Flask's signed session cookie (HttpOnly,
 SameSite=Lax); every form carries a flask-wtf CSRF token. Predictions made here go through
@@ -9,6 +13,7 @@ prediction made in their own session.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 from functools import wraps
@@ -21,7 +26,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from clinrisk.errors import RegistryError
 from clinrisk.predlog import PredictionLogError
 from clinrisk.web import cards
-from clinrisk.web.api import explanations_for, score
+from clinrisk.web.api import explanations_for, score, served
 from clinrisk.web.auth import check_form_login
 from clinrisk.web.errors import ApiError
 from clinrisk.web.patient_form import bar_chart, form_fields, holdout_terms, parse_form
@@ -30,6 +35,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__, template_folder="templates")
 KEPT_PREDICTIONS = 50  # ids remembered per session, for recording outcomes
 SECRET_FILE = "session-secret"
+ERROR_TITLES = {"unknown_model": "Unknown model", "invalid_outcome": "Outcome not recorded"}
 
 
 def session_secret(settings) -> str:
@@ -135,23 +141,54 @@ def logout():
     return redirect(url_for("pages.login_form"))
 
 
+def _urls(name: str) -> dict[str, str]:
+    """Where a model's page posts its form and outcomes: the default model keeps `/` and `/outcome`."""
+    if name == _runtime().default_name:
+        return {"page_url": url_for("pages.patient_page"), "outcome_url": url_for("pages.outcome")}
+    return {
+        "page_url": url_for("pages.model_page", name=name),
+        "outcome_url": url_for("pages.model_outcome", name=name),
+    }
+
+
+def _served_models() -> list[dict[str, str]]:
+    """Every served model with the address of its page, the default first (for the page's model list)."""
+    return [{"name": name, "url": _urls(name)["page_url"]} for name in _runtime().models]
+
+
 def _page(loaded, **values):
     spec = loaded.model.spec
     return render_template(
         "patient.html",
         spec=spec,
         loaded=loaded,
+        regression=loaded.model.is_regression,
         fields=form_fields(spec),
         terms=holdout_terms(loaded.model.info, spec.target.label),
+        models=_served_models(),
+        **_urls(loaded.name),
         **{"values": {}, "errors": {}, "answer": None, "recorded": None, **values},
     )
+
+
+def _champion(name: str | None):
+    """The model's champion; an unknown name is a 404 and a model without one a 503 (both as pages)."""
+    served(name)  # labels the request's metrics with the model, as the API does
+    _, loaded = _runtime().serving(name)
+    return loaded
 
 
 @bp.get("/")
 @login_required
 def patient_page():
-    _, loaded = _runtime().serving()
-    return _page(loaded)
+    return _page(_champion(None))
+
+
+@bp.get("/models/<name>/page")
+@login_required
+def model_page(name: str):
+    """The patient form of any served model, built from its champion's spec."""
+    return _page(_champion(name))
 
 
 def _explained(loaded, record) -> dict:
@@ -168,13 +205,11 @@ def _remember(prediction_id: str) -> None:
     session["predictions"] = kept
 
 
-@bp.post("/")
-@login_required
-def assess():
-    """Score the patient typed in, log it like an API prediction, and show risk and reasons."""
+def _assess(name: str | None):
+    """Score the patient typed in, log it like an API prediction, and show the answer and reasons."""
     _check_csrf()
     runtime = _runtime()
-    _, loaded = runtime.serving()
+    loaded = _champion(name)
     record, errors = parse_form(loaded.model.spec, loaded.record_model, request.form)
     if errors:
         return _page(loaded, values=request.form, errors=errors), 422
@@ -186,24 +221,68 @@ def assess():
     return _page(loaded, values=request.form, answer=answer)
 
 
+@bp.post("/")
+@login_required
+def assess():
+    """Assess a patient with the default model's champion."""
+    return _assess(None)
+
+
+@bp.post("/models/<name>/page")
+@login_required
+def assess_model(name: str):
+    """Assess a patient with the named model's champion."""
+    return _assess(name)
+
+
+def _observed(loaded, text: str) -> float | int:
+    """The outcome typed or clicked: 0/1 for a classification, a finite number for a regression."""
+    if not loaded.model.is_regression:
+        if text not in ("0", "1"):
+            abort(404)
+        return int(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ApiError(422, "invalid_outcome", "The observed value must be a number, e.g. 152.")
+    return value
+
+
+def _record_outcome(name: str | None):
+    """Record the observed outcome of a prediction this model made in this session."""
+    _check_csrf()
+    runtime = _runtime()
+    loaded = _champion(name)
+    prediction_id = request.form.get("prediction_id", "")
+    if prediction_id not in session.get("predictions", []):
+        abort(404)
+    value = _observed(loaded, request.form.get("outcome", "").strip())
+    runtime.writer.flush()
+    try:
+        receipt = runtime.writer.record_feedback(
+            prediction_id, value, session.get("user"), model_name=loaded.name
+        )
+    except PredictionLogError as exc:
+        raise ApiError(503, "log_unavailable", str(exc)) from None
+    if receipt is None:  # not in the log, or made by another model
+        abort(404)
+    return _page(loaded, recorded=receipt)
+
+
 @bp.post("/outcome")
 @login_required
 def outcome():
-    """Record the observed outcome of a prediction made in this session."""
-    _check_csrf()
-    runtime = _runtime()
-    _, loaded = runtime.serving()
-    prediction_id, value = request.form.get("prediction_id", ""), request.form.get("outcome", "")
-    if prediction_id not in session.get("predictions", []) or value not in ("0", "1"):
-        abort(404)
-    runtime.writer.flush()
-    try:
-        receipt = runtime.writer.record_feedback(prediction_id, int(value))
-    except PredictionLogError as exc:
-        raise ApiError(503, "log_unavailable", str(exc)) from None
-    if receipt is None:
-        abort(404)
-    return _page(loaded, recorded=receipt)
+    """Record the outcome of a default-model prediction made in this session."""
+    return _record_outcome(None)
+
+
+@bp.post("/models/<name>/outcome")
+@login_required
+def model_outcome(name: str):
+    """Record the outcome of a named model's prediction made in this session."""
+    return _record_outcome(name)
 
 
 @bp.get("/model/card")
@@ -235,4 +314,7 @@ def _expired_form(exc: CSRFError):
 
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError):
-    return render_template("message.html", title="Cannot answer now", message=exc.message), exc.status
+    """An unknown model, a model without a champion, a log that is down: a page saying so, never a 500."""
+    title = ERROR_TITLES.get(exc.error, "Cannot answer now")
+    page = render_template("message.html", title=title, message=exc.message, models=_served_models())
+    return page, exc.status, exc.headers

@@ -3,7 +3,7 @@
 Every model with a spec in `CLINRISK_SPEC_DIR` is served, each by its own `ChampionHolder`, so
 each swaps champions on its own and a model without one answers 503 on its own routes only.
 The default model (`CLINRISK_MODEL_NAME`) is the one `/predict`, `/feedback`, `/model` and the
-patient page serve, and the one `/ready`'s status follows.
+patient page at `/` serve, and the one `/ready`'s status follows.
 
 Threads start on the first request or from gunicorn's post_worker_init hook, always in the
 worker process itself (never in the gunicorn master), and stop in `close()`.
