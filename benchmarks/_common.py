@@ -80,6 +80,16 @@ def state_dir(text: str) -> Path:
     return path
 
 
+def add_home_argument(parser) -> None:
+    """`--home DIR`: a state directory to reuse (its champion), created and trained into if it has none."""
+    parser.add_argument(
+        "--home",
+        type=state_dir,
+        default=None,
+        help="State directory to reuse (its champion); created and trained into when it has none.",
+    )
+
+
 def results_path(explicit: Path | None, quick: bool) -> Path:
     """Where a run writes: the given file, else RESULTS.md (smoke runs go under .work/)."""
     if explicit is not None:

@@ -450,12 +450,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="Skip the cProfile run.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 100,000 rows, written under .work/.")
     parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
-    parser.add_argument(
-        "--home",
-        type=common.state_dir,
-        default=None,
-        help="State directory to reuse (its champion); created and trained into when it has none.",
-    )
+    common.add_home_argument(parser)
     parser.add_argument(
         "--no-parquet", dest="parquet_too", action="store_false", help="Skip the Parquet run."
     )

@@ -426,12 +426,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="Smoke run: short levels, written under .work/.")
     parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
-    parser.add_argument(
-        "--home",
-        type=common.state_dir,
-        default=None,
-        help="State directory to reuse (its champion); created and trained into when it has none.",
-    )
+    common.add_home_argument(parser)
     parser.add_argument("--profile-only", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--records-file", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -98,12 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
-        "--home",
-        type=common.state_dir,
-        default=None,
-        help="State directory to reuse (its champion); created and trained into when it has none.",
-    )
+    common.add_home_argument(parser)
     parser.add_argument("--quick", action="store_true", help="Smoke run: 2 starts of each kind.")
     parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
     args = parser.parse_args(argv)

@@ -157,12 +157,7 @@ def render(ours: dict, floor: dict, args) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--home",
-        type=common.state_dir,
-        default=None,
-        help="State directory to reuse (its champion); created and trained into when it has none.",
-    )
+    common.add_home_argument(parser)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--results", type=common.results_file, default=None, help="Results file to update.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 3 s each, written under .work/.")

@@ -31,6 +31,17 @@ PATIENT = {
     "bmi": 36.6,
     "smoking_status": "formerly smoked",
 }
+# A diabetic patient as a client sends them to the diabetes model, by API name.
+DIABETIC = {
+    "pregnancies": 3,
+    "glucose": 200,
+    "blood_pressure": 100,
+    "skin_thickness": 50,
+    "insulin": 200,
+    "bmi": 40,
+    "diabetes_pedigree_function": 0.5,
+    "age": 55,
+}
 
 
 def free_port() -> int:

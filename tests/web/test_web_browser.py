@@ -23,7 +23,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from web_support import PASSWORD, PATIENT, alices_service, run_clinrisk, service_env
+from web_support import DIABETIC, PASSWORD, PATIENT, alices_service, run_clinrisk, service_env
 
 from support import REPO, write_fast_spec
 
@@ -159,18 +159,6 @@ def test_the_page_loads_nothing_from_another_origin(logged_in, live_service):
     service = urlsplit(live_service.url)
     assert urls, "the performance log recorded no request"
     assert {(urlsplit(u).scheme, urlsplit(u).netloc) for u in urls} == {(service.scheme, service.netloc)}
-
-
-DIABETIC = {
-    "pregnancies": 3,
-    "glucose": 200,
-    "blood_pressure": 100,
-    "skin_thickness": 50,
-    "insulin": 200,
-    "bmi": 40,
-    "diabetes_pedigree_function": 0.5,
-    "age": 55,
-}
 
 
 def write_fast_diabetes_spec(directory: Path) -> None:

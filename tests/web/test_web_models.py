@@ -5,16 +5,14 @@ The app runs on fake registries (one per model) holding models fitted on the rea
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from urllib.parse import urlencode
 
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
-from web_fakes import FakeRegistry, as_version, fit_model, web_settings
-from web_support import PATIENT
+from web_fakes import FakeRegistry, as_version, fitted_from_file, web_settings
+from web_support import DIABETIC, PATIENT
 
 from clinrisk import predlog
 from clinrisk.data import load_training_data
@@ -24,39 +22,20 @@ from clinrisk.web.runtime import spec_names
 from support import REPO
 
 # Patients as a client sends them, by API name.
-DIABETIC = {
-    "pregnancies": 3,
-    "glucose": 200,
-    "blood_pressure": 100,
-    "skin_thickness": 50,
-    "insulin": 200,
-    "bmi": 40,
-    "diabetes_pedigree_function": 0.5,
-    "age": 55,
-}
 DIABETES_QUERY = (
     "pregnancies=3&glucose=200&bp=100&skin_thickness=50&insulin=200&bmi=40"
     "&diabetes_pedigree_function=0.5&age=55"
 )
 
 
-def fitted(name: str, candidate: str):
-    """A model fitted on the model's real data file (API names), outside MLflow."""
-    spec = load_spec(REPO / "models" / f"{name}.yaml")
-    frame = load_training_data(spec, REPO / spec.data.path)
-    with threadpool_limits(limits=1):
-        model = fit_model(spec, frame, candidate)
-    return dataclasses.replace(model, threshold=None) if spec.is_regression else model
-
-
 @pytest.fixture(scope="module")
 def diabetes_model():
-    return fitted("diabetes", "logistic_regression")
+    return fitted_from_file("diabetes", "logistic_regression")
 
 
 @pytest.fixture(scope="module")
 def progression_model():
-    return fitted("diabetes_progression", "ridge")
+    return fitted_from_file("diabetes_progression", "ridge")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 from web_fakes import FakeRegistry, fitted_from_file, web_settings
+from web_support import DIABETIC as API_DIABETIC
 from web_support import PASSWORD, PATIENT
 
 from clinrisk import predlog
@@ -215,16 +216,7 @@ def test_workers_share_one_generated_session_secret(tmp_path):
 
 # ---- every served model's page: stroke, diabetes and the regression with a champion, anemia without
 
-DIABETIC = {
-    "pregnancies": "3",
-    "glucose": "200",
-    "blood_pressure": "100",
-    "skin_thickness": "50",
-    "insulin": "200",
-    "bmi": "40",
-    "diabetes_pedigree_function": "0.5",
-    "age": "55",
-}
+DIABETIC = {name: str(value) for name, value in API_DIABETIC.items()}  # as the form posts it
 PROGRESSION = {
     "age": "59",
     "sex": "2",

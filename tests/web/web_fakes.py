@@ -108,9 +108,12 @@ def make_app(settings: Settings, source: FakeRegistry, **kwargs):
 def fitted_from_file(name: str, candidate: str) -> RiskModel:
     """A model of `models/<name>.yaml` fitted on its real data file, outside MLflow (no threshold
     for a regression)."""
+    from threadpoolctl import threadpool_limits
+
     from clinrisk.data import load_training_data
     from clinrisk.spec import load_spec
 
     spec = load_spec(REPO / "models" / f"{name}.yaml")
-    model = fit_model(spec, load_training_data(spec, REPO / spec.data.path), candidate)
+    with threadpool_limits(limits=1):  # two test workers on two cores: no OpenMP threads on top
+        model = fit_model(spec, load_training_data(spec, REPO / spec.data.path), candidate)
     return dataclasses.replace(model, threshold=None) if spec.is_regression else model

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import requests
 
-from support import PATIENT as PATIENT  # re-exported to this folder's tests
+from support import DIABETIC as DIABETIC  # re-exported to this folder's tests
+from support import PATIENT as PATIENT
 from support import VENV_BIN, free_port, stop_process, wait_for_http
 
 PASSWORD = "correct horse battery"
