@@ -207,6 +207,7 @@ def test_stopping_a_replica_under_load_loses_no_request(scaled_stack, scaled_aut
         stopped_at = time.monotonic()
         load.wait_for(40, stopped_at)
         while_down = load.since(stopped_at)
+        start_at = time.monotonic()
         subprocess.run(["docker", "start", stopped], check=True, capture_output=True, timeout=60)
         restarted = wait_until(lambda: replica_addresses(scaled_stack)[stopped], "an address for the replica")
         wait_until(
@@ -235,12 +236,32 @@ def test_stopping_a_replica_under_load_loses_no_request(scaled_stack, scaled_aut
         "during_stop": len(load.since(stop_at)) - len(load.since(stopped_at)),
         "while_down": len(while_down),
         "extra_log_rows": logged - answered,
+        # When each failure was sent, and which replica(s) nginx tried: what a flaky run shows.
+        "failed": [
+            {
+                "phase": phase_of(
+                    sent,
+                    [("stopping", stop_at), ("down", stopped_at), ("starting", start_at), ("back", back_at)],
+                ),
+                "seconds_after_stop": round(sent - stop_at, 2),
+                "status": status,
+                "upstream": upstream,
+            }
+            for sent, status, upstream in load.results
+            if status != 200
+        ],
     }
     print(f"\nscale-out under a stopping replica: {json.dumps(summary)}")
     assert not failures, summary
     assert logged >= answered, summary
     assert served_by(u for _, _, u in while_down) == {survivor}
     assert served_by(u for _, _, u in load.results) == {before[stopped], survivor, restarted}
+
+
+def phase_of(moment: float, phases: list[tuple[str, float]]) -> str:
+    """The name of the last phase that began at or before `moment` ("before" if none had)."""
+    began = [name for name, start in phases if start <= moment]
+    return began[-1] if began else "before"
 
 
 def logged_rows(stack) -> int:

@@ -84,7 +84,15 @@ def post_worker_init(worker) -> None:
 
 
 def worker_exit(server, worker) -> None:
-    """Flush the prediction log of a worker that is stopping."""
+    """Stop listening, then flush the prediction log of a worker that is stopping.
+
+    The worker has stopped accepting, but until its last copy of the listening socket is
+    closed the kernel still queues new connections there, unanswered, for as long as the flush
+    takes, and resets them when the process exits. Closed first, a new connection is refused at
+    once, so a proxy in front (nginx's proxy_next_upstream) moves it to another replica.
+    """
+    for listener in getattr(worker, "sockets", ()):
+        listener.close()
     app = getattr(worker, "wsgi", None)
     if app is not None and "clinrisk" in getattr(app, "extensions", {}):
         app.extensions["clinrisk"].close()

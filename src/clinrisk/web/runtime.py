@@ -15,6 +15,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,12 @@ from clinrisk.web.ratelimit import FailureLimiter
 from clinrisk.web.users import UserError, UserStore
 
 log = logging.getLogger(__name__)
+
+# How long a stopping worker waits for a registry poll in flight. The poller only reads, and
+# the serving cache is written atomically, so a poll cut short leaves nothing half-written.
+# On a loaded machine one poll of every model took over 10 s, and waiting for it outlasted
+# `docker stop`'s grace period.
+POLLER_STOP_SECONDS = 1.0
 
 
 # Python hands the GIL from a busy thread to a waiting one only every switch interval (5 ms by
@@ -163,9 +170,16 @@ class Runtime:
         """Stop polling and write every queued prediction (graceful shutdown)."""
         if self._pid != os.getpid():
             return
+        started = time.monotonic()
         self.writer.close()
+        flushed = time.monotonic()
         if self.watcher is not None:
-            self.watcher.stop()
+            self.watcher.stop(timeout=POLLER_STOP_SECONDS)
+        log.info(
+            "stopped: prediction log flushed in %.1f s, registry polling stopped in %.1f s",
+            flushed - started,
+            time.monotonic() - flushed,
+        )
         self._pid = None
 
     def slot(self, name: str | None = None) -> ModelSlot:
