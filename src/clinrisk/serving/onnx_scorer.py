@@ -1,11 +1,11 @@
 """The lean scoring path: a fitted pipeline as one ONNX graph, run by onnxruntime.
 
-skl2onnx and onnxruntime are imported only here. The graph computes in double precision,
-like scikit-learn, so a tree split on a value equal to its threshold goes the same way in
-both. Two of skl2onnx's converters are replaced for that: SimpleImputer (onnxruntime's
-Imputer has no double kernel) and HistGradientBoostingClassifier (skl2onnx stores float32
-thresholds, which flips rows that sit exactly on a split; ai.onnx.ml TreeEnsemble, opset 5,
-holds double splits).
+skl2onnx is imported only here (onnxruntime's sessions come from `ort_session`). The graph
+computes in double precision, like scikit-learn, so a tree split on a value equal to its
+threshold goes the same way in both. Two of skl2onnx's converters are replaced for that:
+SimpleImputer (onnxruntime's Imputer has no double kernel) and HistGradientBoostingClassifier
+(skl2onnx stores float32 thresholds, which flips rows that sit exactly on a split; ai.onnx.ml
+TreeEnsemble, opset 5, holds double splits).
 """
 
 from __future__ import annotations
@@ -200,14 +200,9 @@ class OnnxScorer:
     path = "onnx"
 
     def __init__(self, onnx_model: bytes, spec: ModelSpec):
-        import onnxruntime
+        from clinrisk.serving.ort_session import inference_session
 
-        options = onnxruntime.SessionOptions()
-        # One thread per call: gunicorn already runs a process per core, and no thread pool
-        # survives a fork badly.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+        self._session = inference_session(onnx_model)
         self._spec = spec
         self._categorical = set(spec.categorical_features)
         self._regression = spec.is_regression
