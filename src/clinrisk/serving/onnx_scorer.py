@@ -10,7 +10,6 @@ TreeEnsemble, opset 5, holds double splits).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
+from clinrisk.serving.scorer import OneRowOfABatch
 from clinrisk.spec import ModelSpec
 
 # skl2onnx refuses an ai.onnx.ml opset above 3; TreeEnsemble needs 5, set after conversion.
@@ -194,7 +194,7 @@ def to_onnx(pipeline: Pipeline, spec: ModelSpec) -> bytes:
     return model.SerializeToString()
 
 
-class OnnxScorer:
+class OnnxScorer(OneRowOfABatch):
     """Probabilities from an onnxruntime session, fed with plain numpy columns."""
 
     path = "onnx"
@@ -203,7 +203,7 @@ class OnnxScorer:
         from clinrisk.serving.ort_session import inference_session
 
         self._session = inference_session(onnx_model)
-        self._spec = spec
+        self.spec = spec
         self._categorical = set(spec.categorical_features)
         self._regression = spec.is_regression
         self._output = self._session.get_outputs()[0].name if self._regression else PROBABILITIES
@@ -220,9 +220,3 @@ class OnnxScorer:
         feeds = {name: values.reshape(-1, 1) for name, values in columns.items()}
         found = self._session.run([self._output], feeds)[0]
         return found.reshape(-1).astype(np.float64) if self._regression else found[:, 1]
-
-    def proba_one(self, record: Mapping[str, Any]) -> float:
-        """`proba` for one validated record."""
-        from clinrisk.serving.scorer import columns_from_records
-
-        return float(self.proba(columns_from_records([record], self._spec))[0])
