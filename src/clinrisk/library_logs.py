@@ -1,16 +1,18 @@
 """What the libraries may print on a command's stderr: the one place that quiets them.
 
 By default a `clinrisk` command prints its own summary and errors, and the libraries only their
-warnings that ask something of the user. `clinrisk -v` (or `MLFLOW_LOGGING_LEVEL=INFO`) restores
-everything. The chatter silenced here, each line seen on a real `clinrisk train`:
+warnings that ask something of the user. `clinrisk -v` restores everything
+(`MLFLOW_LOGGING_LEVEL=INFO` restores MLflow's lines alone). The chatter silenced here, each
+line seen on a real `clinrisk train`:
 
 - MLflow's INFO log ("Creating initial MLflow database tables", "Validating input example
   against model signature"): `MLFLOW_LOGGING_LEVEL`, which MLflow reads when it is imported;
 - MLflow's registration prints ("Successfully registered model", "Created version"), which go
   to stderr rather than to a logger, so they are dropped by message when that logger is quiet
   (`without_mlflow_prints`, around the registration);
-- MLflow's schema hint about integer columns: our own schema validates every request and row
-  before MLflow's signature is used, so its advice does not apply (`HARMLESS_WARNINGS`);
+- MLflow's hint about integer columns in a schema it infers from the input example: the
+  model's signature is declared from our spec instead (`registry.model_signature`: binary
+  features as `long`, nullable ones optional), so the advice does not apply (`HARMLESS_WARNINGS`);
 - onnxruntime's graph clean-up warnings ("Removing initializer ... not used by any node"):
   the session's log severity follows the `onnxruntime` logger (`onnxruntime_severity`).
 """
@@ -59,9 +61,10 @@ def configure(verbose: bool) -> None:
 def without_mlflow_prints() -> Iterator[None]:
     """Run the block without MLflow's registration prints when its logger does not show INFO.
 
-    MLflow prints them (`eprint`) to stderr rather than logging them, and switches its own
-    "disable" flag back on by itself, so they are dropped here by message; every other line the
-    block writes to stderr (MLflow's warnings among them) is written on when it ends.
+    MLflow prints them (`eprint`) to stderr rather than logging them, and its own switch for
+    them (`disable_logging`) is turned back on inside `log_model`, so they are dropped here by
+    message; every other line the block writes to stderr (MLflow's warnings among them) is
+    written on when it ends.
     """
     if logging.getLogger("mlflow").isEnabledFor(logging.INFO):
         yield
