@@ -217,13 +217,15 @@ def load_average() -> str:
 def machine_section() -> str:
     """Markdown describing the machine and software the latest figures came from."""
     versions = ", ".join(f"{name} {v}" for name, v in package_versions().items())
+    memory = total_memory_gb()
     return "\n".join(
         [
             "## Machine",
             "",
             f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores "
             f"({len(os.sched_getaffinity(0))} usable by this process)",
-            f"- RAM: {total_memory_gb():.1f} GB; OS: {platform.system()} {platform.release()}",
+            f"- RAM: {f'{memory:.1f} GB' if np.isfinite(memory) else not_measured('no /proc/meminfo')}; "
+            f"OS: {platform.system()} {platform.release()}",
             f"- Python {platform.python_version()}; {versions}",
             f"- OMP_NUM_THREADS: {os.environ.get('OMP_NUM_THREADS', 'unset')} (scikit-learn's gradient "
             "boosting uses OpenMP; on a busy machine its threads slow it down many times over)",
@@ -449,6 +451,18 @@ def api_key(home: Path, user: str = "bench") -> str:
     if done.returncode != 0:
         raise RuntimeError(f"clinrisk user add failed ({done.returncode}): {done.stderr[-1000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])["api_key"]
+
+
+def not_measured(reason: str) -> str:
+    """What a report prints in place of a figure that was not measured: never a bare `nan`."""
+    return f"not measured ({reason})"
+
+
+def figure(value: float | None, spec: str, reason: str) -> str:
+    """`value` formatted with `spec`, or `not_measured(reason)` when it is None or NaN."""
+    if value is None or not np.isfinite(value):
+        return not_measured(reason)
+    return format(value, spec)
 
 
 def ratio(a: float, b: float) -> str:

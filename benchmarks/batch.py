@@ -330,7 +330,8 @@ def verdicts(m: dict, r: dict, args: argparse.Namespace) -> list[str]:
 def mlflow_verdict(r: dict) -> list[str]:
     """End to end against `mlflow models predict` on the same file, both including start-up."""
     if math.isnan(r["mlflow"]):
-        return []
+        reason = "its CLI reads CSV or JSON only, this run used another --format"
+        return ["", f"**Against MLflow:** {common.not_measured(reason)}."]
     times, cold = r["ours_end"] / r["mlflow"], r["ours_cold"] / r["mlflow"]
     return [
         "",

@@ -233,15 +233,19 @@ def require_authentication(servers: list[Server], record: dict) -> None:
 
 def agreement(servers: list[Server], records: list[dict], singles: int) -> dict:
     """Ours and MLflow's probabilities for the same rows, as one batch and as single requests."""
+    checked = {"rows": len(records), "singles": singles, "max_abs_diff": None}
     servers = [s for s in servers if s.name in (OURS, MLFLOW)]
-    batch = {s.name: ask(s, records) for s in servers}
-    single = {s.name: [ask(s, [r])[0] for r in records[:singles]] for s in servers}
     if len(servers) < 2:
-        return {"rows": len(records), "singles": singles, "max_abs_diff": float("nan")}
+        return {**checked, "not_measured": "ours and MLflow were not both in --servers"}
+    try:
+        batch = {s.name: ask(s, records) for s in servers}
+        single = {s.name: [ask(s, [r])[0] for r in records[:singles]] for s in servers}
+    except (RuntimeError, ValueError, OSError) as exc:  # requests' errors are OSErrors
+        return {**checked, "not_measured": f"a server failed: {str(exc)[:200]}"}
     a, b = OURS, MLFLOW
     diffs = [np.abs(np.subtract(batch[a], batch[b])).max(), np.abs(np.subtract(single[a], single[b])).max()]
     diffs.append(np.abs(np.subtract(single[a], batch[a][:singles])).max())
-    return {"rows": len(records), "singles": singles, "max_abs_diff": float(max(diffs))}
+    return {**checked, "max_abs_diff": float(max(diffs))}
 
 
 # --- the benchmark ------------------------------------------------------------------------
@@ -265,7 +269,8 @@ def run_levels(
         for server in servers:
             result = drive(server, level, seconds[server.name], threads)
             print(
-                f"  {server.name:<26} c={level:<3} {result.throughput:8.1f} req/s"
+                f"  {server.name:<26} c={level:<3} "
+                f"{common.figure(result.throughput, '8.1f', 'wrk reported no duration')} req/s"
                 f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
                 flush=True,
             )
@@ -278,8 +283,10 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
     headers = ["server", "connections", "requests", "errors", "throughput (req/s)", "p50 (ms)", "p99 (ms)",
                "server CPU / req (ms)", "busiest worker's share of server CPU"]  # fmt: skip
     rows = [
-        [r.server, r.concurrency, r.requests, r.errors, f"{r.throughput:.0f}", f"{r.p50_ms:.2f}",
-         f"{r.p99_ms:.2f}", f"{r.server_cpu_ms:.2f}", f"{r.busiest_share:.0%}"]
+        [r.server, r.concurrency, r.requests, r.errors,
+         common.figure(r.throughput, ".0f", "wrk reported no duration"), f"{r.p50_ms:.2f}",
+         f"{r.p99_ms:.2f}", f"{r.server_cpu_ms:.2f}",
+         common.figure(r.busiest_share, ".0%", "no server CPU seen")]
         for r in results
     ]  # fmt: skip
     by = {(r.server, r.concurrency): r for r in results}
@@ -289,9 +296,9 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
         if mine:
             side.append([
                 level, f"{mine.p99_ms:.2f}", f"{mine.throughput:.0f}",
-                f"{mine.throughput / floor.throughput:.0%}" if floor else "n/a",
-                common.ratio(mine.throughput, theirs.throughput) if theirs else "n/a",
-                common.ratio(theirs.server_cpu_ms, mine.server_cpu_ms) if theirs else "n/a",
+                f"{mine.throughput / floor.throughput:.0%}" if floor else absent("the floor"),
+                common.ratio(mine.throughput, theirs.throughput) if theirs else absent("MLflow"),
+                common.ratio(theirs.server_cpu_ms, mine.server_cpu_ms) if theirs else absent("MLflow"),
             ])  # fmt: skip
     lines = [
         "## Serving: `clinrisk serve` against its floor and `mlflow models serve` (wrk)",
@@ -336,6 +343,10 @@ def render(results: list[LoadResult], agree: dict, args, workers: int, startup: 
     return "\n".join(lines)
 
 
+def absent(server: str) -> str:
+    return common.not_measured(f"{server} not in --servers")
+
+
 def overhead_note(by: dict) -> str:
     """What ours costs above the floor per request, in server CPU (the figure least moved by load)."""
     mine, floor = by.get((OURS, TARGET_CONCURRENCY)), by.get((HELLO, TARGET_CONCURRENCY))
@@ -353,8 +364,8 @@ def overhead_note(by: dict) -> str:
 
 def agreement_line(agree: dict, tolerance: float) -> str:
     """Say whether ours and MLflow gave the same probabilities for the same rows."""
-    if not np.isfinite(agree["max_abs_diff"]):
-        return "Same probabilities: not checked (MLflow did not run)."
+    if agree["max_abs_diff"] is None:
+        return f"Same probabilities: {common.not_measured(agree['not_measured'])}."
     same = "agree" if agree["max_abs_diff"] <= tolerance else "DISAGREE"
     return (
         f"Same probabilities: {agree['rows']} rows as one batch and {agree['singles']} as single requests "
@@ -547,7 +558,7 @@ def run(args: argparse.Namespace) -> str:
         servers, startup = start_servers(args.servers, home, args.workers, stack)
         require_authentication(servers, records[0])
         agree = agreement(servers, records[:200], singles=20)
-        print(f"agreement: {agree}", flush=True)
+        print(agreement_line(agree, args.tolerance), flush=True)
         write_bodies(servers, records, home)
         seconds = {s.name: args.mlflow_seconds if s.name == MLFLOW else args.seconds for s in servers}
         results = run_levels(servers, seconds, args.concurrency, args.warmup, args.wrk_threads)
@@ -562,7 +573,7 @@ def run(args: argparse.Namespace) -> str:
                 + profile.strip()
                 + "\n```\n\n</details>"
             )
-    if np.isfinite(agree["max_abs_diff"]) and agree["max_abs_diff"] > args.tolerance:
+    if agree["max_abs_diff"] is not None and agree["max_abs_diff"] > args.tolerance:
         print(f"WARNING: the servers disagree by {agree['max_abs_diff']:.2e}", file=sys.stderr)
     return body
 

@@ -122,6 +122,30 @@ def test_serving_render_states_the_floor_mlflow_and_the_targets():
     assert "target ≤ 10 ms: met" in text and "target ≥ 50%: met" in text and "target ≥ 30x: met" in text
 
 
+def test_serving_says_not_measured_where_mlflow_was_not_run():
+    """Without MLflow, its ratios and the agreement say "not measured" and why, never a bare nan."""
+    args = serving.parse_args(["--concurrency", "8", "--servers", "ours", "hello"])
+    results = [_load(serving.OURS, 8, 1.0, 1.0, p99=8.0), _load(serving.HELLO, 8, 0.5, 0.4)]
+    results.append(serving.LoadResult(serving.HELLO, 16, 0, 0, 0.0, 0.0, 0.0, 0.0, float("nan")))
+    ours = [s for s in [serving.ours(1), serving.hello(2)] if s.name == serving.OURS]
+    agree = serving.agreement(ours, [{}], singles=1)
+    text = serving.render(results, agree, args, 2, {serving.OURS: 3.0})
+    progress = serving.agreement_line(agree, args.tolerance)
+    assert progress == "Same probabilities: not measured (ours and MLflow were not both in --servers)."
+    assert progress in text
+    assert "| 8 | 8.00 | 1000 | 50% | not measured (MLflow not in --servers) |" in text
+    assert "| not measured (wrk reported no duration) |" in text
+    assert "| not measured (no server CPU seen) |" in text
+    assert "nan" not in text.lower().replace("nanoseconds", "")
+
+
+def test_figure_formats_a_number_or_says_why_it_is_missing():
+    """It formats finite numbers and names the reason for None and NaN."""
+    assert common.figure(0.5, ".0%", "no run") == "50%"
+    assert common.figure(float("nan"), ".1f", "no run") == "not measured (no run)"
+    assert common.figure(None, ".1f", "skipped") == "not measured (skipped)"
+
+
 def test_serving_reads_the_totals_wrk_prints():
     """It parses post.lua's totals line and ignores wrk's own output."""
     totals = '{"requests": 5, "socket_errors": 0, "status_errors": 1, "duration_us": 10}'
@@ -233,3 +257,11 @@ def test_scoring_paths_serves_a_fitted_model_as_a_signed_bundle(stroke_split, tm
         assert app.extensions["clinrisk"].holder.state.loaded.scoring.active == served.scorer.path
     finally:
         app.extensions["clinrisk"].close()
+
+
+def test_batch_and_threshold_study_say_not_measured_instead_of_nan():
+    """A batch run without MLflow and a study summary with no split say why, never a bare nan."""
+    nan = float("nan")
+    assert batch.mlflow_verdict({"mlflow": nan})[-1].startswith("**Against MLflow:** not measured (")
+    summary = {"recall_mean": nan, "recall_sd": nan}
+    assert threshold_study.fmt(summary, "recall") == "not measured (no successful split)"

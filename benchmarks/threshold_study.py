@@ -257,6 +257,8 @@ def consistency(runs: list[dict], spec_margin: float, margins) -> str:
 
 def fmt(summary: dict, key: str) -> str:
     mean, sd = summary[f"{key}_mean"], summary[f"{key}_sd"]
+    if not np.isfinite(mean):
+        return common.not_measured("no successful split")
     return f"{mean:.3f} ± {sd:.3f}" if np.isfinite(sd) else f"{mean:.3f}"
 
 
@@ -282,7 +284,7 @@ def render(table: dict[str, dict], spec, seeds: list[int], check: str, seconds: 
             label,
             fmt(s, "recall"),
             fmt(s, "precision"),
-            f"{s['share_floor_kept']:.0%}",
+            common.figure(s["share_floor_kept"], ".0%", "no split"),
             f"{s['share_with_champion']:.0%}" if np.isfinite(s["share_with_champion"]) else "not gated",
             fmt(s, "roc_auc"),
             fmt(s, "pr_auc"),

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
 import click
 
+from clinrisk import library_logs
 from clinrisk.errors import ClinriskError, DataValidationError
 
 # Command name -> "module:attribute" of a click command. Each area of the product owns its
@@ -67,13 +67,11 @@ ACCOUNT_OF = {"serve": "reader", "up": None}
 
 
 @click.group(cls=LazyGroup)
-@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress and every library's INFO lines to stderr.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Retrain, monitor and serve clinical risk models (stroke first)."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    library_logs.configure(verbose)
     os.umask(os.umask(0o077) | 0o077)  # see owner_only_home
     from clinrisk.settings import load_settings
 

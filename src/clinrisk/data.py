@@ -78,13 +78,19 @@ def _read_csv(path: Path, spec: ModelSpec, measured: Iterable[str] = (), **kwarg
         raise DataValidationError(f"{path} is not a readable CSV file: {exc}") from None
 
 
-def read_table(path: Path, spec: ModelSpec, measured: Iterable[str] = ()) -> pd.DataFrame:
-    """Read a whole CSV or Parquet file, with the spec's missing-value markers (see `csv_options`)."""
+def existing_file(path: Path | str) -> Path:
+    """`path` as a Path; raises DataValidationError when it is missing or a folder."""
     path = Path(path)
     if not path.exists():
         raise DataValidationError(f"file not found: {path}")
     if path.is_dir():
         raise DataValidationError(f"{path} is a folder, not a file")
+    return path
+
+
+def read_table(path: Path, spec: ModelSpec, measured: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a whole CSV or Parquet file, with the spec's missing-value markers (see `csv_options`)."""
+    path = existing_file(path)
     if _is_parquet(path):
         return pd.read_parquet(path)
     return _read_csv(path, spec, measured)
@@ -96,11 +102,7 @@ def iter_table(path: Path, spec: ModelSpec, chunk_rows: int) -> Iterator[pd.Data
     Both formats are streamed by pyarrow (CSV by `clinrisk.arrow_csv`, with the rules of
     `csv_options`), so memory is bounded by the chunk, not the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataValidationError(f"file not found: {path}")
-    if path.is_dir():
-        raise DataValidationError(f"{path} is a folder, not a file")
+    path = existing_file(path)
     if _is_parquet(path):
         import pyarrow.parquet as pq
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from clinrisk import bundle, signing
+from clinrisk import bundle, library_logs, signing
 from clinrisk.errors import NoChampionError, RegistryError
 from clinrisk.settings import PROJECT_ROOT, Settings
 from clinrisk.spec import ModelSpec, file_sha256
@@ -311,15 +311,16 @@ def log_and_register(
             result.model.info["card"] = _card_facts(result, data_path)
             _log_bundle(settings, result, run.info.run_id, verification)
             joblib.dump(result.model, workdir / "risk_model.joblib")
-            info = mlflow.pyfunc.log_model(
-                python_model=str(PYFUNC_CODE),
-                name=MODEL_ARTIFACT,
-                artifacts={"risk_model": str(workdir / "risk_model.joblib")},
-                signature=model_signature(spec),
-                input_example=synthetic_example(spec),
-                pip_requirements=pip_requirements(),
-                registered_model_name=spec.name,
-            )
+            with library_logs.without_mlflow_prints():
+                info = mlflow.pyfunc.log_model(
+                    python_model=str(PYFUNC_CODE),
+                    name=MODEL_ARTIFACT,
+                    artifacts={"risk_model": str(workdir / "risk_model.joblib")},
+                    signature=model_signature(spec),
+                    input_example=synthetic_example(spec),
+                    pip_requirements=pip_requirements(),
+                    registered_model_name=spec.name,
+                )
         version = str(info.registered_model_version)
         client(settings).set_registered_model_alias(spec.name, CHALLENGER, version)
         _log_card(settings, run.info.run_id, result.model.info["card"], version, None, workdir)

@@ -179,6 +179,16 @@ def test_the_champion_card_shows_the_slices(page_app):
     assert "≥65" in page and "promoted" in page
 
 
+def test_a_models_card_leads_to_its_champions_card(page_app):
+    """/models/stroke/card redirects to the champion's version card, after a login."""
+    assert page_app.test_client().get("/models/stroke/card").headers["Location"].startswith("/login")
+    client = _logged_in(page_app)
+    response = client.get("/models/stroke/card")
+    assert response.status_code == 302 and response.headers["Location"] == "/models/stroke/1/card"
+    card = client.get("/models/stroke/card", follow_redirects=True)
+    assert card.status_code == 200 and 'data-slice="sex"' in card.get_data(as_text=True)
+
+
 @pytest.mark.parametrize(
     ("path", "status"), [("/models/stroke/99/card", 404), ("/models/stroke/x/card", 404)]
 )
@@ -372,6 +382,32 @@ def test_an_unknown_model_is_a_404_page_naming_the_served_models(models_app, nam
     assert str(models_app.extensions["clinrisk"].settings.spec_dir) not in page
     token = _token(client.get("/").get_data(as_text=True))
     assert client.post(f"/models/{name}/page", data={**DIABETIC, "csrf_token": token}).status_code == 404
+
+
+@pytest.mark.parametrize(("name", "version"), [("diabetes", "3"), ("diabetes_progression", "7")])
+def test_each_models_card_redirects_to_its_own_champions_card(models_app, name, version):
+    """/models/<name>/card goes to that model's champion, not the default model's."""
+    response = _logged_in(models_app).get(f"/models/{name}/card")
+    assert response.status_code == 302 and response.headers["Location"] == f"/models/{name}/{version}/card"
+
+
+@pytest.mark.parametrize("name", ["nope", "stroke.yaml", "Stroke", "x" * 300])
+def test_the_card_of_an_unknown_model_is_a_404_page_naming_the_served_models(models_app, name):
+    """An unknown name is the same HTML 404 as its page: the served models, no file path."""
+    response = _logged_in(models_app).get(f"/models/{name}/card")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert "Unknown model" in page
+    assert "this service serves stroke, anemia, diabetes, diabetes_progression" in page
+    assert str(models_app.extensions["clinrisk"].settings.spec_dir) not in page
+
+
+def test_the_card_of_a_model_without_a_champion_is_the_pages_503(models_app):
+    """anemia has no champion: its card is the 503 page its patient page gives."""
+    response = _logged_in(models_app).get("/models/anemia/card")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "3600"
+    assert "Cannot answer now" in page and "no champion model is loaded for anemia" in page
 
 
 def test_a_model_without_a_champion_says_so_like_the_stroke_page(models_app, tmp_path):

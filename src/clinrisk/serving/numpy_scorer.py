@@ -247,11 +247,8 @@ def logistic(log_odds: float) -> float:
 
 
 def _session(graph: bytes | None):
-    import onnxruntime
+    from clinrisk.serving.ort_session import inference_session
 
     if not graph:
         raise ValueError("a tree-ensemble lean scorer needs its graph")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1  # one process per core already (see onnx_scorer)
-    options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    return inference_session(graph)

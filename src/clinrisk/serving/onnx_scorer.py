@@ -1,16 +1,15 @@
 """The lean scoring path: a fitted pipeline as one ONNX graph, run by onnxruntime.
 
-skl2onnx and onnxruntime are imported only here. The graph computes in double precision,
-like scikit-learn, so a tree split on a value equal to its threshold goes the same way in
-both. Two of skl2onnx's converters are replaced for that: SimpleImputer (onnxruntime's
-Imputer has no double kernel) and HistGradientBoostingClassifier (skl2onnx stores float32
-thresholds, which flips rows that sit exactly on a split; ai.onnx.ml TreeEnsemble, opset 5,
-holds double splits).
+skl2onnx is imported only here (onnxruntime's sessions come from `ort_session`). The graph
+computes in double precision, like scikit-learn, so a tree split on a value equal to its
+threshold goes the same way in both. Two of skl2onnx's converters are replaced for that:
+SimpleImputer (onnxruntime's Imputer has no double kernel) and HistGradientBoostingClassifier
+(skl2onnx stores float32 thresholds, which flips rows that sit exactly on a split; ai.onnx.ml
+TreeEnsemble, opset 5, holds double splits).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
+from clinrisk.serving.scorer import OneRowOfABatch
 from clinrisk.spec import ModelSpec
 
 # skl2onnx refuses an ai.onnx.ml opset above 3; TreeEnsemble needs 5, set after conversion.
@@ -194,21 +194,16 @@ def to_onnx(pipeline: Pipeline, spec: ModelSpec) -> bytes:
     return model.SerializeToString()
 
 
-class OnnxScorer:
+class OnnxScorer(OneRowOfABatch):
     """Probabilities from an onnxruntime session, fed with plain numpy columns."""
 
     path = "onnx"
 
     def __init__(self, onnx_model: bytes, spec: ModelSpec):
-        import onnxruntime
+        from clinrisk.serving.ort_session import inference_session
 
-        options = onnxruntime.SessionOptions()
-        # One thread per call: gunicorn already runs a process per core, and no thread pool
-        # survives a fork badly.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
-        self._spec = spec
+        self._session = inference_session(onnx_model)
+        self.spec = spec
         self._categorical = set(spec.categorical_features)
         self._regression = spec.is_regression
         self._output = self._session.get_outputs()[0].name if self._regression else PROBABILITIES
@@ -225,9 +220,3 @@ class OnnxScorer:
         feeds = {name: values.reshape(-1, 1) for name, values in columns.items()}
         found = self._session.run([self._output], feeds)[0]
         return found.reshape(-1).astype(np.float64) if self._regression else found[:, 1]
-
-    def proba_one(self, record: Mapping[str, Any]) -> float:
-        """`proba` for one validated record."""
-        from clinrisk.serving.scorer import columns_from_records
-
-        return float(self.proba(columns_from_records([record], self._spec))[0])

@@ -53,20 +53,31 @@ class ScoringPath:
         return asdict(self)
 
 
-class SklearnScorer:
+class OneRowOfABatch:
+    """A scorer whose one-record path is its batch path (`proba`) on a batch of one row."""
+
+    spec: ModelSpec
+
+    def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def proba_one(self, record: Mapping[str, Any]) -> float:
+        """`proba` for one validated record."""
+        return float(self.proba(columns_from_records([record], self.spec))[0])
+
+
+class SklearnScorer(OneRowOfABatch):
     """The reference path: the fitted scikit-learn pipeline on a DataFrame."""
 
     path = SKLEARN
 
     def __init__(self, model: RiskModel):
         self._model = model
+        self.spec = model.spec
 
     def proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """Probabilities; for a regression, the predicted values (the model's `scores`)."""
         return self._model.scores(pd.DataFrame(columns))
-
-    def proba_one(self, record: Mapping[str, Any]) -> float:
-        return float(self.proba(columns_from_records([record], self._model.spec))[0])
 
 
 class CalibratedScorer:

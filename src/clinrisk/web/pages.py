@@ -285,11 +285,24 @@ def model_outcome(name: str):
     return _record_outcome(name)
 
 
+def _champion_card(name: str | None):
+    """A redirect to the card of the model's champion (404 or 503 page as for `_champion`)."""
+    loaded = _champion(name)
+    return redirect(url_for("pages.version_card", name=loaded.name, version=loaded.version))
+
+
 @bp.get("/model/card")
 @login_required
 def champion_card():
-    _, loaded = _runtime().serving()
-    return redirect(url_for("pages.version_card", name=loaded.name, version=loaded.version))
+    """The card of the default model's champion."""
+    return _champion_card(None)
+
+
+@bp.get("/models/<name>/card")
+@login_required
+def model_champion_card(name: str):
+    """The card of the named model's champion."""
+    return _champion_card(name)
 
 
 @bp.get("/models/<name>/<version>/card")
