@@ -107,8 +107,12 @@ class Settings(BaseSettings):
             self.journal_dir = home / "journal"
         if self.reports_dir is None:
             self.reports_dir = home / "reports"
+        named = self.evidently_workspace is not None
         if self.evidently_workspace is None:
             self.evidently_workspace = home / "evidently-workspace"
+        _refuse_glob_characters(
+            self.evidently_workspace, "CLINRISK_EVIDENTLY_WORKSPACE" if named else "CLINRISK_HOME"
+        )
         return self
 
     @property
@@ -128,6 +132,20 @@ class Settings(BaseSettings):
         with contextlib.suppress(PermissionError):  # not ours (a shared mount): leave it
             self.home.chmod(0o700)  # a directory made by an older release or by hand was 0755
         return self.home
+
+
+GLOB_CHARACTERS = "*?["
+
+
+def _refuse_glob_characters(path: Path, variable: str) -> None:
+    """Evidently opens its workspace through fsspec, which reads these characters as a pattern:
+    such a path fails only after a run, with a traceback, once a version is already registered."""
+    found = sorted({c for c in str(path) if c in GLOB_CHARACTERS})
+    if found:
+        raise ClinriskError(
+            f"invalid settings:\n  {variable}: the Evidently workspace {path} contains {' '.join(found)}, "
+            "which Evidently reads as a file pattern; choose a path without *, ? or ["
+        )
 
 
 def load_settings(**overrides) -> Settings:

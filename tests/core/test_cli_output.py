@@ -28,13 +28,14 @@ LIBRARY_NOISE = [
 ]
 
 
-def run_cli(*args: str, home, specs) -> subprocess.CompletedProcess:
+def run_cli(*args: str, home, specs, **variables: str) -> subprocess.CompletedProcess:
     """Run `clinrisk ARGS` as its own process on the given state and spec directories."""
     env = {
         **os.environ,
         "CLINRISK_HOME": str(home),
         "CLINRISK_SPEC_DIR": str(specs),
         "PYTHONPATH": str(REPO / "src"),
+        **variables,
     }
     env.pop("MLFLOW_LOGGING_LEVEL", None)
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -92,6 +93,29 @@ def test_our_errors_still_reach_stderr_with_a_non_zero_exit(tmp_path, args, mess
     assert done.returncode != 0
     assert message.format(tmp=tmp_path) in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "variable, path",
+    [
+        ("CLINRISK_HOME", "x.*"),
+        ("CLINRISK_HOME", "run?"),
+        ("CLINRISK_HOME", "[clinic]"),
+        ("CLINRISK_EVIDENTLY_WORKSPACE", "ws*"),
+    ],
+)
+def test_a_state_path_evidently_would_read_as_a_pattern_is_refused_before_anything_runs(
+    tmp_path, sample, variable, path
+):
+    """A glob character in the Evidently workspace path: one `error:` naming the variable, nothing made."""
+    specs = write_fast_spec(tmp_path / "specs")
+    home = tmp_path / (path if variable == "CLINRISK_HOME" else "home")
+    extra = {variable: str(tmp_path / path)} if variable != "CLINRISK_HOME" else {}
+    done = run_cli("train", "--data", str(sample), home=home, specs=specs, **extra)
+    assert done.returncode != 0
+    assert f"{variable}: the Evidently workspace" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not home.exists()  # refused before the state directory or a registry was made
 
 
 @pytest.fixture
