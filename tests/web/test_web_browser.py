@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -119,8 +118,6 @@ def test_a_real_patient_gets_risk_decision_version_and_reasons(logged_in, live_s
 
 
 def live_service_version(service) -> str:
-    import requests
-
     return requests.get(f"{service.url}/ready", timeout=10).json()["model"]["version"]
 
 
@@ -170,17 +167,6 @@ def write_fast_diabetes_spec(directory: Path) -> None:
     (directory / "diabetes.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def wait_until_served(url: str, name: str, timeout: float = 120) -> None:
-    """Until both workers serve a champion of `name` (the watcher loads a second model after start)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answers = [requests.get(f"{url}/ready", timeout=30).json()["models"][name] for _ in range(4)]
-        if all(a["version"] for a in answers):
-            return
-        time.sleep(0.25)
-    raise TimeoutError(f"{name} had no champion in every worker within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def two_models(e2e_registry, tmp_path_factory):
     """`clinrisk serve` on the e2e registry with stroke and a diabetes champion trained beside it.
@@ -195,7 +181,7 @@ def two_models(e2e_registry, tmp_path_factory):
     run_clinrisk(trainer, "train", "--model", "diabetes")
     home = tmp_path_factory.mktemp("two-models-home")
     with alices_service(home, specs, e2e_registry["url"]) as service:
-        wait_until_served(service.url, "diabetes")
+        service.wait_until_every_worker_serves(["diabetes"])
         driver = start_chromium(tmp_path_factory.mktemp("chromium-two-models"))
         yield service, driver
         driver.quit()

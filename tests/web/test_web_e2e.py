@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import threading
 import time
@@ -240,6 +242,29 @@ def test_registry_down_at_start_serves_the_cached_champion_as_degraded(e2e_regis
     assert answer.status_code == 200 and answer.json()["model"]["version"] == cached
 
 
+def test_a_worker_started_from_the_cache_explains_once_the_registry_confirms(
+    e2e_registry, live_service, tmp_path
+):
+    """Restarted on its serving cache (which holds no pipeline), it still explains: from the run."""
+    home = tmp_path / "home"
+    shutil.copytree(live_service.home / "serving-cache", home / "serving-cache")
+    assert not list((home / "serving-cache").rglob("pipeline.skops"))  # scoring files only
+    env = service_env(home, e2e_registry["spec_dir"], e2e_registry["url"], auth_enabled="false")
+    with gunicorn_service(env, workers=1) as service:
+        deadline = time.monotonic() + 60  # the registry confirms the cached version off the start-up path
+        while requests.get(f"{service.url}/ready", timeout=30).json()["status"] != "ready":
+            assert time.monotonic() < deadline, "the registry never confirmed the cached champion"
+            time.sleep(0.2)
+        model = requests.get(f"{service.url}/model", timeout=30).json()
+        answer = post(f"{service.url}/predict?explain=true", PATIENT)
+        log = service.log.read_text()
+    assert "from the cache" in log  # it did start from the cache, not from a registry load
+    assert answer.status_code == 200, answer.text
+    reasons = answer.json()["explanation"]["reasons"]
+    assert {reason["feature"] for reason in reasons} >= {"age", "avg_glucose_level"}
+    assert model["loaded_from"] == "registry"
+
+
 LIMIT = 2_000_000  # the default max_body_bytes
 
 
@@ -320,6 +345,43 @@ def test_a_killed_worker_loses_no_answered_prediction(e2e_registry, tmp_path):
                 f"{service.url}/feedback", json={"prediction_id": prediction_id, "outcome": 1}, timeout=60
             )
             assert response.status_code == 201, (prediction_id, response.text)
+
+
+def test_ctrl_c_lets_the_requests_in_flight_finish(e2e_registry, tmp_path):
+    """SIGINT to the whole process group (a terminal's Ctrl-C) under load: every answer begun is whole."""
+    env = service_env(tmp_path / "home", e2e_registry["spec_dir"], e2e_registry["url"], auth_enabled="false")
+    batch = [PATIENT] * 1000  # long enough that requests are in flight when the signal comes
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def post_batches() -> None:
+        while not stop.is_set():
+            try:
+                response = requests.post(f"{service.url}/predict", json=batch, timeout=60)
+                outcomes.append(str(response.status_code) if len(response.json()) == 1000 else "cut")
+            except (requests.exceptions.ChunkedEncodingError, ValueError):
+                outcomes.append("cut")  # an answer begun, then cut off: what this test looks for
+            except requests.ConnectionError:
+                # Refused after the stop, or reset while still queued (never begun): both are
+                # safe for the client to send again.
+                outcomes.append("not answered")
+                stop.wait(0.05)
+
+    with gunicorn_service(env) as service:
+        clients = [threading.Thread(target=post_batches) for _ in range(4)]
+        for client in clients:
+            client.start()
+        while outcomes.count("200") < 20:
+            time.sleep(0.05)
+        os.killpg(service.process.pid, signal.SIGINT)
+        exit_code = service.process.wait(60)
+        stop.set()
+        for client in clients:
+            client.join(60)
+        log = service.log.read_text()
+    assert set(outcomes) <= {"200", "not answered"}, Counter(outcomes)
+    assert exit_code == 0
+    assert "Traceback" not in log and "Handling signal: int" in log
 
 
 def _wait_until_logged(engine, ids: set[str], seconds: float) -> set[str]:

@@ -60,22 +60,12 @@ def served_versions(service) -> dict:
     return {name: state["version"] for name, state in models.items()}
 
 
-def wait_until_served(service, names, timeout: float = 120) -> None:
-    """Until every named model has a champion in the worker that answers (each worker loads its own)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all([all(served_versions(service)[n] for n in names) for _ in range(4)]):
-            return
-        time.sleep(0.25)
-    raise TimeoutError(f"not every one of {names} was served within {timeout} s: {served_versions(service)}")
-
-
 @pytest.fixture(scope="module")
 def service(registry, tmp_path_factory):
     """`clinrisk serve` (2 workers, auth on, user alice) on the registry, polling it every second."""
     home = tmp_path_factory.mktemp("models-home")
     with alices_service(home, registry["specs"], registry["url"], poll_interval_seconds="1") as running:
-        wait_until_served(running, TRAINED)
+        running.wait_until_every_worker_serves(TRAINED)
         yield running
 
 
@@ -252,7 +242,7 @@ def test_a_model_without_champion_is_503_alone_then_its_first_champion_is_served
     listed = requests.get(f"{service.url}/models", headers=bearer(service), timeout=30).json()
     assert {m["name"] for m in listed["models"]} == {*TRAINED, FIFTH}
     run_clinrisk(registry["trainer"], "train", "--model", FIFTH)
-    wait_until_served(service, [FIFTH])
+    service.wait_until_every_worker_serves([FIFTH])
     answer = requests.get(
         f"{service.url}/models/{FIFTH}/predict?{patient}", headers=bearer(service), timeout=60
     )

@@ -85,6 +85,11 @@ class FakeRegistry:
         self.loads.append(version)
         return signed_bundle(self.models[version], self.settings, version)
 
+    def pipeline_loader(self, model: bundle.ServedModel):
+        """The cached model's pipeline, as the registry would give it (None while "down")."""
+        full = signed_bundle(self.models[model.info["version"]], self.settings, model.info["version"])
+        return lambda: None if self.down else full.files.get(bundle.PIPELINE_FILE)
+
 
 def web_settings(home: Path, **overrides) -> Settings:
     # Many tests fail auth on purpose from one address; the limit has tests of its own.

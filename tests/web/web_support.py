@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import requests
 
 from support import DIABETIC as DIABETIC  # re-exported to this folder's tests
@@ -55,6 +58,26 @@ class Service:
     def stop(self) -> None:
         """SIGTERM, as an orchestrator would: a graceful shutdown."""
         stop_process(self.process, timeout=60)
+
+    def wait_until_every_worker_serves(self, names, timeout: float = 120) -> None:
+        """Until each gunicorn worker has logged a champion of every named model.
+
+        Each worker loads its own, the models after the default one off its start-up path, and
+        asking /ready a few times does not prove every worker was asked: which worker accepts a
+        connection is the kernel's choice.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = [child.pid for child in psutil.Process(self.process.pid).children()]
+            log = self.log.read_text()
+            if workers and all(
+                re.search(rf"\[{pid}\] \[INFO\] serving {name} version ", log)
+                for pid in workers
+                for name in names
+            ):
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"not every worker served each of {names} within {timeout} s")
 
 
 @contextmanager

@@ -10,8 +10,10 @@ refused: the current champion keeps serving and `/ready` says why.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -77,6 +79,8 @@ class ModelSource(Protocol):
 
     def load(self, version: str) -> ServedModel: ...
 
+    def pipeline_loader(self, model: ServedModel) -> Callable[[], bytes | None] | None: ...
+
 
 class RegistrySource:
     """The `champion` alias of one model in the MLflow registry."""
@@ -90,6 +94,13 @@ class RegistrySource:
 
     def load(self, version: str) -> ServedModel:
         return registry.load_served(self.settings, self.model_name, version)
+
+    def pipeline_loader(self, model: ServedModel) -> Callable[[], bytes | None] | None:
+        """How a champion read from the local cache fetches its pipeline from its run, for
+        explanations (the cache keeps only what scoring needs; the bytes are checked against
+        the bundle's signed hash when used)."""
+        run_id = model.meta.get("run_id")
+        return functools.partial(registry.pipeline_bytes, self.settings, str(run_id)) if run_id else None
 
 
 class ChampionHolder:
@@ -206,7 +217,12 @@ class ChampionHolder:
         except signing.SigningError as exc:
             log.warning("not reading the cached champion: %s", exc)
             return None
-        return cache.load(self.cache_dir, key, self.model_name)
+        cached = cache.load(self.cache_dir, key, self.model_name)
+        if cached is not None and cached.pipeline_loader is None:
+            # Without it, a worker that started from the cache could never explain, even once
+            # the registry had confirmed the version (confirming does not load it again).
+            cached.pipeline_loader = self.source.pipeline_loader(cached)
+        return cached
 
     def _save_cache(self, model: ServedModel) -> None:
         try:

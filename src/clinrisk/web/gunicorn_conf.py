@@ -55,8 +55,12 @@ def _own_metrics_dir(directory: str) -> str:
 
 
 def on_starting(server) -> None:
-    """In the master: empty the metrics directory and migrate the prediction-log database once."""
+    """In the master: Ctrl-C stops gracefully; clear the metrics directory; migrate the prediction log."""
     from clinrisk import predlog
+
+    # gunicorn treats SIGINT as a quick stop, which cuts requests in flight. A terminal's Ctrl-C
+    # is the usual way to stop `clinrisk serve`, and is promised to be graceful: make it SIGTERM.
+    server.handle_int = server.handle_term
 
     directory = _own_metrics_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     for name in os.listdir(directory):
@@ -71,11 +75,16 @@ def on_starting(server) -> None:
 def post_worker_init(worker) -> None:
     """In each worker, before it accepts requests: load the champion and start its threads."""
     import logging
+    import signal
     import sys
 
     from clinrisk.web.runtime import WORKER_SWITCH_INTERVAL
 
     sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
+    # A terminal's Ctrl-C reaches the workers too (one process group). Like SIGTERM, it lets the
+    # request in flight finish; gunicorn's own SIGINT handler exits in the middle of it.
+    signal.signal(signal.SIGINT, worker.handle_exit)
+    signal.siginterrupt(signal.SIGINT, False)
     package_log = logging.getLogger("clinrisk")
     package_log.handlers = list(worker.log.error_log.handlers)
     package_log.setLevel(logging.INFO)
