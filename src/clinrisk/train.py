@@ -163,7 +163,7 @@ def train_model(
     scores = [score_candidate(spec, c, train, seed) for c in spec.candidates]
     best = select_best(scores, spec.objective.selection_tolerance)
     log.info(
-        "best candidate %s: oof recall %.3f at threshold %.4f",
+        "best candidate %s: oof recall %.3f at threshold %.4f on the uncalibrated score",
         best.name,
         best.choice.recall,
         best.choice.threshold,

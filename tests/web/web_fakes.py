@@ -86,9 +86,15 @@ class FakeRegistry:
         return signed_bundle(self.models[version], self.settings, version)
 
     def pipeline_loader(self, model: bundle.ServedModel):
-        """The cached model's pipeline, as the registry would give it (None while "down")."""
-        full = signed_bundle(self.models[model.info["version"]], self.settings, model.info["version"])
-        return lambda: None if self.down else full.files.get(bundle.PIPELINE_FILE)
+        """The cached model's pipeline, as the registry would give it (None while down or unknown)."""
+        version = model.info["version"]
+
+        def fetch() -> bytes | None:
+            if self.down or version not in self.models:
+                return None
+            return signed_bundle(self.models[version], self.settings, version).files.get(bundle.PIPELINE_FILE)
+
+        return fetch
 
 
 def web_settings(home: Path, **overrides) -> Settings:

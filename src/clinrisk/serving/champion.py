@@ -152,8 +152,7 @@ class ChampionHolder:
             self._log_change(previous, self._state)
         return self._state
 
-    @staticmethod
-    def _log_change(previous: ServingState, state: ServingState) -> None:
+    def _log_change(self, previous: ServingState, state: ServingState) -> None:
         loaded = state.loaded
         if loaded is not None and loaded is not previous.loaded:
             log.info(
@@ -166,7 +165,8 @@ class ChampionHolder:
             )
         if state.status != previous.status or state.reason != previous.reason:
             level = logging.INFO if state.status == READY else logging.WARNING
-            log.log(level, "%s: %s", state.status, state.reason or "champion loaded from the registry")
+            reason = state.reason or "champion loaded from the registry"
+            log.log(level, "%s: %s: %s", self.model_name, state.status, reason)
 
     def _next_state(self, current: LoadedModel | None) -> ServingState:
         try:
