@@ -214,3 +214,21 @@ def test_no_training_data_is_read_when_a_worker_starts(holder_settings, logistic
     assert client.get("/ready").status_code == 200
     assert client.post("/predict", json=PATIENT).status_code == 200
     app.extensions["clinrisk"].close()
+
+
+def test_a_cache_it_cannot_read_is_logged_once_per_reason(tmp_path, caplog):
+    """No champion and no signing key: polled again and again, it says why once per reason."""
+    settings = web_settings(tmp_path / "home")
+    holder = ChampionHolder(settings, FakeRegistry({}, None, settings))
+    with caplog.at_level("WARNING", logger="clinrisk.serving.champion"):
+        states = [holder.refresh() for _ in range(5)]
+        signing.key_path(settings).parent.mkdir(parents=True, exist_ok=True)
+        signing.key_path(settings).write_text("not hex")
+        states += [holder.refresh() for _ in range(3)]
+    refusals = [r.getMessage() for r in caplog.records if "not reading the cached champion" in r.getMessage()]
+    assert refusals == [
+        "stroke: not reading the cached champion: no model signing key: "
+        "set CLINRISK_SIGNING_KEY_FILE or run `clinrisk models keygen`",
+        "stroke: not reading the cached champion: CLINRISK_SIGNING_KEY_FILE does not hold a hex key",
+    ]
+    assert {state.status for state in states} == {UNAVAILABLE}

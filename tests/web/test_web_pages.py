@@ -190,11 +190,13 @@ def test_a_models_card_leads_to_its_champions_card(page_app):
 
 
 @pytest.mark.parametrize(
-    ("path", "status"), [("/models/stroke/99/card", 404), ("/models/stroke/x/card", 404)]
+    "path", ["/models/stroke/99/card", "/models/stroke/x/card", "/models/stroke/1.0/card"]
 )
-def test_an_unknown_card_is_a_404_page(page_app, path, status):
-    """A version that does not exist gives a 404 page, never a 500."""
-    assert _logged_in(page_app).get(path).status_code == status
+def test_an_unknown_card_is_a_404_page(page_app, path):
+    """A version that does not exist, or is not a number, gives the HTML 404 page, never a 500."""
+    response = _logged_in(page_app).get(path)
+    assert response.status_code == 404
+    assert response.mimetype == "text/html" and "No model card" in response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(

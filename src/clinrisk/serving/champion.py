@@ -113,6 +113,7 @@ class ChampionHolder:
         self.cache_dir = cache.cache_dir(settings, self.model_name)
         self._state = ServingState(LOADING, "the champion has not been loaded yet", None)
         self._lock = threading.Lock()
+        self._cache_refusal: str | None = None  # the last reason the cache could not be read, logged once
 
     @property
     def state(self) -> ServingState:
@@ -215,8 +216,12 @@ class ChampionHolder:
         try:
             key = signing.load_key(self.settings)
         except signing.SigningError as exc:
-            log.warning("not reading the cached champion: %s", exc)
+            # Asked again at every poll while the registry has no champion: say it once.
+            if str(exc) != self._cache_refusal:
+                log.warning("%s: not reading the cached champion: %s", self.model_name, exc)
+                self._cache_refusal = str(exc)
             return None
+        self._cache_refusal = None
         cached = cache.load(self.cache_dir, key, self.model_name)
         if cached is not None and cached.pipeline_loader is None:
             # Without it, a worker that started from the cache could never explain, even once

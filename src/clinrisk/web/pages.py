@@ -310,7 +310,9 @@ def model_champion_card(name: str):
 def version_card(name: str, version: str):
     """The card of any registered version, with the gate's decision as tagged now."""
     if not version.isdigit():
-        abort(404)
+        shown = version if len(version) <= 32 else version[:32] + "…"
+        message = f"'{shown}' is not a version: versions are numbered 1, 2, 3, …"
+        return render_template("message.html", title="No model card", message=message), 404
     try:
         return cards.card_html(_runtime(), name, version)
     except cards.CardNotFound as exc:
