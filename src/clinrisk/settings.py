@@ -142,10 +142,17 @@ def _refuse_glob_characters(path: Path, variable: str) -> None:
     such a path fails only after a run, with a traceback, once a version is already registered."""
     found = sorted({c for c in str(path) if c in GLOB_CHARACTERS})
     if found:
-        raise ClinriskError(
-            f"invalid settings:\n  {variable}: the Evidently workspace {path} contains {' '.join(found)}, "
-            "which Evidently reads as a file pattern; choose a path without *, ? or ["
+        raise invalid_settings(
+            [
+                f"{variable}: the Evidently workspace {path} contains {' '.join(found)}, "
+                "which Evidently reads as a file pattern; choose a path without *, ? or ["
+            ]
         )
+
+
+def invalid_settings(problems: list[str]) -> ClinriskError:
+    """The error for settings that cannot be used, one line per problem (each naming its variable)."""
+    return ClinriskError("invalid settings:\n  " + "\n  ".join(problems))
 
 
 def load_settings(**overrides) -> Settings:
@@ -157,4 +164,4 @@ def load_settings(**overrides) -> Settings:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
             lines.append(f"CLINRISK_{field.upper()}: {error['msg']}")
-        raise ClinriskError("invalid settings:\n  " + "\n  ".join(lines)) from None
+        raise invalid_settings(lines) from None

@@ -10,7 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from test_web_logwriter import count, rows
+from test_web_logwriter import rows
+from web_support import rows_in
 
 from clinrisk import predlog
 from clinrisk.serving import journal
@@ -56,11 +57,11 @@ def _segments(tmp_path: Path) -> list[Path]:
 def test_rows_of_a_killed_worker_are_replayed_by_the_next_one(tmp_path):
     """A worker killed with 1, 5 and 120 answered rows queued: the next worker writes all 126."""
     _answer_and_die(tmp_path, [1, 5, 120])
-    assert count(predlog.connect(_url(tmp_path)), predlog.predictions) == 0
+    assert rows_in(predlog.connect(_url(tmp_path)), predlog.predictions) == 0
     assert len(_segments(tmp_path)) == 1
     successor = PredictionLogWriter(_url(tmp_path), journal_dir=tmp_path / "journal")
     assert successor.replay_orphans() == 126
-    assert count(successor.engine, predlog.predictions) == 126 and _segments(tmp_path) == []
+    assert rows_in(successor.engine, predlog.predictions) == 126 and _segments(tmp_path) == []
 
 
 def test_the_writer_thread_replays_at_start(tmp_path):
@@ -70,7 +71,7 @@ def test_the_writer_thread_replays_at_start(tmp_path):
     successor.start()
     assert successor.flush(timeout=20)
     successor.close()
-    assert successor.replayed == 7 and count(successor.engine, predlog.predictions) == 7
+    assert successor.replayed == 7 and rows_in(successor.engine, predlog.predictions) == 7
 
 
 def test_a_living_workers_journal_is_left_alone(tmp_path):
@@ -81,7 +82,7 @@ def test_a_living_workers_journal_is_left_alone(tmp_path):
     other = PredictionLogWriter(_url(tmp_path), journal_dir=tmp_path / "journal")
     assert other.replay_orphans() == 0 and len(_segments(tmp_path)) == 1
     owner.close()
-    assert count(owner.engine, predlog.predictions) == 3 and _segments(tmp_path) == []
+    assert rows_in(owner.engine, predlog.predictions) == 3 and _segments(tmp_path) == []
 
 
 def test_segments_are_deleted_once_written(tmp_path):
@@ -94,7 +95,7 @@ def test_segments_are_deleted_once_written(tmp_path):
     writer.submit(rows(1))  # ensures the previous segment's release marker has been processed
     assert writer.flush(timeout=10) and len(_segments(tmp_path)) <= 1
     writer.close()
-    assert count(writer.engine, predlog.predictions) == 51 and _segments(tmp_path) == []
+    assert rows_in(writer.engine, predlog.predictions) == 51 and _segments(tmp_path) == []
 
 
 def test_a_line_cut_by_the_crash_is_skipped_and_duplicates_are_not_written_twice(tmp_path):
@@ -107,7 +108,7 @@ def test_a_line_cut_by_the_crash_is_skipped_and_duplicates_are_not_written_twice
         handle.write(b'{"prediction_id": "cut sho')
     successor = PredictionLogWriter(_url(tmp_path), journal_dir=tmp_path / "journal")
     assert successor.replay_orphans() == 4
-    assert count(successor.engine, predlog.predictions) == 4
+    assert rows_in(successor.engine, predlog.predictions) == 4
 
 
 def test_an_unavailable_log_keeps_the_journal_for_later(tmp_path):
@@ -148,5 +149,5 @@ def test_an_unwritable_journal_never_fails_a_prediction(tmp_path, caplog):
         writer.submit(rows(2))
     assert writer.flush(timeout=20)
     writer.close()
-    assert count(writer.engine, predlog.predictions) == 6
+    assert rows_in(writer.engine, predlog.predictions) == 6
     assert len([r for r in caplog.records if "cannot write the prediction journal" in r.getMessage()]) == 1

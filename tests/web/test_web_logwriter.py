@@ -7,9 +7,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
 from web_fakes import signed_bundle, web_settings
-from web_support import PATIENT
+from web_support import PATIENT, rows_in
 
 from clinrisk import predlog, signing
 from clinrisk.serving import cache
@@ -32,11 +31,6 @@ def rows(count: int, version: str = "1") -> list[dict]:
     ]
 
 
-def count(engine, table) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(table)).scalar_one()
-
-
 def test_close_writes_everything_still_queued(tmp_path):
     """It loses nothing on a graceful shutdown: close() drains the queue into the database."""
     url = f"sqlite:///{tmp_path / 'log.db'}"
@@ -45,7 +39,7 @@ def test_close_writes_everything_still_queued(tmp_path):
     for _ in range(40):
         writer.submit(rows(25))
     writer.close()
-    assert count(predlog.connect(url), predlog.predictions) == 1000
+    assert rows_in(predlog.connect(url), predlog.predictions) == 1000
 
 
 def test_rows_are_written_in_batches_off_the_request_path(tmp_path):
@@ -55,7 +49,7 @@ def test_rows_are_written_in_batches_off_the_request_path(tmp_path):
     writer.start()
     writer.submit(rows(250))
     assert writer.flush(timeout=10)
-    assert count(writer.engine, predlog.predictions) == 250
+    assert rows_in(writer.engine, predlog.predictions) == 250
     writer.close()
 
 
@@ -77,7 +71,7 @@ def test_single_row_requests_share_one_transaction_per_interval(tmp_path, monkey
         writer.submit(rows(1))
         time.sleep(0.005)  # requests arrive apart: the writer thread could run between them
     assert writer.flush(timeout=20)  # flush() cuts the hour-long interval short
-    assert batches == [30] and count(writer.engine, predlog.predictions) == 30
+    assert batches == [30] and rows_in(writer.engine, predlog.predictions) == 30
     writer.close()
 
 
@@ -92,7 +86,7 @@ def test_rows_wait_for_an_unavailable_database(tmp_path):
     assert not writer.flush(timeout=0.5)
     blocked.unlink()
     assert writer.flush(timeout=20)
-    assert count(writer.engine, predlog.predictions) == 5
+    assert rows_in(writer.engine, predlog.predictions) == 5
     writer.close()
 
 
@@ -105,7 +99,7 @@ def test_feedback_is_stored_only_for_logged_predictions(tmp_path):
     receipt = writer.record_feedback(queued[0]["prediction_id"], 0)
     assert receipt["outcome"] == 0
     assert writer.record_feedback(str(uuid.uuid4()), 1) is None
-    assert count(writer.engine, predlog.feedback) == 1
+    assert rows_in(writer.engine, predlog.feedback) == 1
     writer.close()
 
 

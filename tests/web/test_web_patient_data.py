@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 from web_fakes import FakeRegistry, make_app, web_settings
-from web_support import PATIENT
+from web_support import PATIENT, reload_gunicorn_conf
 
 
 @pytest.fixture
@@ -93,16 +93,7 @@ def test_the_prediction_log_records_who_asked(tmp_path, logistic_model):
 
 def test_the_metrics_directory_is_never_clinrisk_home(tmp_path, monkeypatch):
     """It refuses CLINRISK_HOME as the metrics directory and clears only prometheus files."""
-    import importlib
-    import os
-
-    monkeypatch.setenv("CLINRISK_HOME", str(tmp_path / "home"))
-    saved = dict(os.environ)  # the config module sets defaults in the environment on import
-    try:
-        conf = importlib.reload(importlib.import_module("clinrisk.web.gunicorn_conf"))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    conf = reload_gunicorn_conf(monkeypatch, tmp_path / "home")
     with pytest.raises(SystemExit, match="PROMETHEUS_MULTIPROC_DIR"):
         conf._own_metrics_dir(str(tmp_path / "home"))
     directory = conf._own_metrics_dir(str(tmp_path / "metrics"))

@@ -8,28 +8,15 @@ retry them elsewhere (the compose scale test lost 4 POSTs that way on a busy mac
 
 from __future__ import annotations
 
-import importlib
-import os
 import socket
 import threading
 from types import SimpleNamespace
 
-from sqlalchemy import func, select
 from web_fakes import FakeRegistry, make_app, web_settings
+from web_support import reload_gunicorn_conf, rows_in
 
 from clinrisk import predlog
 from support import PATIENT
-
-
-def gunicorn_conf(monkeypatch, home):
-    """The gunicorn configuration module, imported for CLINRISK_HOME=`home` (it reads settings at import)."""
-    monkeypatch.setenv("CLINRISK_HOME", str(home))
-    saved = dict(os.environ)  # the module sets defaults in the environment on import
-    try:
-        return importlib.reload(importlib.import_module("clinrisk.web.gunicorn_conf"))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def connection_refused(address: tuple[str, int]) -> bool:
@@ -53,7 +40,7 @@ class RecordingRuntime:
 
 def test_a_stopping_worker_refuses_new_connections_before_it_flushes_its_log(tmp_path, monkeypatch):
     """It closes the worker's listening sockets first, so a connection made during the flush is refused."""
-    conf = gunicorn_conf(monkeypatch, tmp_path / "home")
+    conf = reload_gunicorn_conf(monkeypatch, tmp_path / "home")
     listener = socket.create_server(("127.0.0.1", 0))
     address = listener.getsockname()
     runtime = RecordingRuntime(address)
@@ -107,11 +94,4 @@ def test_closing_does_not_wait_for_a_registry_poll_in_flight(tmp_path, logistic_
     finally:
         timer.join()
     assert closed_when_answered == [True], "close() waited for the stalled registry poll"
-    assert _logged(settings) == 1
-
-
-def _logged(settings) -> int:
-    """Rows in the prediction log."""
-    engine = predlog.connect(settings.prediction_log_url)
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(predlog.predictions)).scalar_one()
+    assert rows_in(predlog.connect(settings.prediction_log_url), predlog.predictions) == 1

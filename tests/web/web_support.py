@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import requests
+from sqlalchemy import func, select
 
 from support import DIABETIC as DIABETIC  # re-exported to this folder's tests
 from support import PATIENT as PATIENT
@@ -190,3 +192,23 @@ def postgres_server() -> Iterator[str]:
 
 def post(url: str, body, **kwargs) -> requests.Response:
     return requests.post(url, json=body, timeout=60, **kwargs)
+
+
+def rows_in(engine, table) -> int:
+    """How many rows a table of the prediction log (or any SQLAlchemy table) holds."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def reload_gunicorn_conf(monkeypatch, home: Path):
+    """The gunicorn configuration module, imported afresh for CLINRISK_HOME=`home`.
+
+    It reads the settings at import and sets defaults in the environment, which are undone here.
+    """
+    monkeypatch.setenv("CLINRISK_HOME", str(home))
+    saved = dict(os.environ)
+    try:
+        return importlib.reload(importlib.import_module("clinrisk.web.gunicorn_conf"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
